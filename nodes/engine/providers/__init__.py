@@ -1,0 +1,24 @@
+"""The providers a user can pick, by name. A new reseller is one module plus its entry here
+and in the pricing table."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..errors import InvalidRequestError
+from .base import Provider
+from .bfl import BflEuProvider, BflProvider, BflUsProvider
+
+PROVIDER_CLASSES: dict[str, type[Provider]] = {
+    cls.name: cls for cls in (BflProvider, BflEuProvider, BflUsProvider)
+}
+PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_CLASSES)
+
+
+def make_provider(name: str, *, environ: Mapping[str, str] | None = None, **options) -> Provider:
+    """Instantiate a provider by name, with a message listing the valid names otherwise."""
+    try:
+        cls = PROVIDER_CLASSES[name]
+    except KeyError:
+        raise InvalidRequestError("provider", name, f"one of {', '.join(PROVIDER_NAMES)}") from None
+    return cls(environ=environ, **options)

@@ -1,0 +1,156 @@
+"""Black Forest Labs' own API: POST /v1/flux-2-flex, then poll the returned polling_url.
+
+Contract: ../shared/reference/flex-apis.md section 1 and BFL's OpenAPI (Flux2FlexInputs).
+Three regional endpoints share this class: global (failover), EU-only and US-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from ..images import encode_base64
+from ..request import FlexRequest
+from .base import ImageEncoder, PollUpdate, Provider, SubmittedTask, TransientError, json_body
+
+ENDPOINT_PATH = "/v1/flux-2-flex"
+IN_PROGRESS_STATUSES = frozenset({"Pending", "Generating", "Reasoning", "Queued", "Processing"})
+# "Task not found" right after a submit can be replication lag between BFL's clusters.
+TASK_NOT_FOUND_GRACE_POLLS = 3
+
+
+def input_image_field(index: int) -> str:
+    """BFL names the slots input_image, input_image_2 ... input_image_8."""
+    return "input_image" if index == 0 else f"input_image_{index + 1}"
+
+
+class BflProvider(Provider):
+    name = "bfl"
+    label = "BFL"
+    key_env_var = "BFL_API_KEY"
+    default_base_url = "https://api.bfl.ai"
+    trusted_domain = "bfl.ai"
+
+    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
+        """The JSON body BFL expects; images as raw base64, as BFL's own examples send them."""
+        body: dict[str, Any] = {
+            "prompt": request.prompt,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "safety_tolerance": request.safety_tolerance,
+            "output_format": request.output_format,
+            "prompt_upsampling": request.prompt_upsampling,
+        }
+        if request.width is not None:
+            body["width"], body["height"] = request.width, request.height
+        if request.seed is not None:
+            body["seed"] = request.seed
+        for index, image in enumerate(request.images):
+            body[input_image_field(index)] = encode(image.pixels)
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return {"x-key": self.api_key.reveal(), "Content-Type": "application/json", "Accept": "application/json"}
+
+    def submit(self, request: FlexRequest) -> SubmittedTask:
+        response = self.post_submit(self.base_url + ENDPOINT_PATH, headers=self.headers(), body=self.build_body(request))
+        body = json_body(response, self.label, stage="submit")
+        task_id, polling_url = body.get("id"), body.get("polling_url")
+        if not task_id or not polling_url:
+            raise errors.ProviderUnavailableError(
+                f"{self.label} accepted the request but returned no task id or polling URL; the task may be billed. "
+                "Check your BFL dashboard."
+            )
+        return SubmittedTask(
+            provider=self.name,
+            task_id=str(task_id),
+            poll_url=str(polling_url),
+            reported_cost=_number(body.get("cost")),
+            input_mp=_number(body.get("input_mp")),
+            output_mp=_number(body.get("output_mp")),
+        )
+
+    def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
+        response = self.get_poll(task.poll_url, headers=self.headers())
+        return interpret_bfl_status(json_body(response, self.label, stage="poll"), task, polls_so_far, self.label)
+
+
+def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far: int, label: str) -> PollUpdate:
+    """Map a BFL-shaped get_result answer (also CometAPI's passthrough) to a PollUpdate or error."""
+    status = str(body.get("status", ""))
+    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    result = body.get("result") if isinstance(body.get("result"), dict) else {}
+    if status == "Ready":
+        sample = result.get("sample")
+        if not isinstance(sample, str) or not sample:
+            raise errors.GenerationFailedError(f"{label} reported task {task.task_id} ready but sent no image URL.")
+        return PollUpdate(done=True, status=status, progress=1.0, result_url=sample, seed=_int(result.get("seed")))
+    if status == "Task not found":
+        if polls_so_far < TASK_NOT_FOUND_GRACE_POLLS:
+            raise TransientError("task not visible yet")
+        raise errors.ResultExpiredError(
+            f"{label} no longer knows task {task.task_id} (Task not found): it expired or was never stored. "
+            "It was not resubmitted."
+        )
+    if status == "Request Moderated":
+        reasons = _reasons(details)
+        raise errors.ModeratedError(
+            f"{label} refused the request in moderation{_because(reasons)}. Change the prompt or input images; "
+            "the same request will be refused again.",
+            stage="request", reasons=reasons, task_id=task.task_id,
+        )
+    if status == "Content Moderated":
+        reasons = _reasons(details)
+        raise errors.ModeratedError(
+            f"{label} withheld the generated image in moderation{_because(reasons)}. Try a different seed or "
+            "adjust the prompt.",
+            stage="content", reasons=reasons, task_id=task.task_id,
+        )
+    if status in ("Error", "Failed"):
+        message = details.get("error") or result.get("error") or body.get("error") or "no details given"
+        raise errors.GenerationFailedError(f"{label} task {task.task_id} failed: {message}")
+    # Pending, Generating, Reasoning and statuses added after this was written: still running.
+    return PollUpdate(done=False, status=status or "Pending", progress=normalise_progress(body.get("progress")))
+
+
+def normalise_progress(value: Any) -> float | None:
+    """BFL sends progress as a fraction or as a percentage; return a fraction in 0..1."""
+    number = _number(value)
+    if number is None:
+        return None
+    if number > 1.0:
+        number /= 100.0
+    return min(max(number, 0.0), 1.0)
+
+
+def _reasons(details: dict[str, Any]) -> tuple[str, ...]:
+    raw = details.get("Moderation Reasons") or details.get("moderation_reasons") or ()
+    if isinstance(raw, str):
+        return (raw,)
+    return tuple(str(reason) for reason in raw) if isinstance(raw, (list, tuple)) else ()
+
+
+def _because(reasons: tuple[str, ...]) -> str:
+    return f" ({', '.join(reasons)})" if reasons else ""
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class BflEuProvider(BflProvider):
+    name = "bfl-eu"
+    label = "BFL (EU)"
+    key_name = "bfl"
+    default_base_url = "https://api.eu.bfl.ai"
+
+
+class BflUsProvider(BflProvider):
+    name = "bfl-us"
+    label = "BFL (US)"
+    key_name = "bfl"
+    default_base_url = "https://api.us.bfl.ai"

@@ -1,0 +1,260 @@
+"""The FLUX.2 [flex] request: every field, its range and default, in one place.
+
+Nodes, tooltips, the CLI, the web extension and the tests read ranges and defaults from the
+specs below, so a limit is written once. Validation runs before any network traffic and names
+the field, the value and the allowed range. Size adjustments (rounding to 16, capping the
+pixel count) are explicit: `fit_size` returns notes that the caller shows to the user.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+import numpy as np
+
+from .errors import InvalidRequestError
+
+MEGAPIXEL = 1024 * 1024
+SIZE_MULTIPLE = 16
+MAX_OUTPUT_PIXELS = 4 * MEGAPIXEL
+OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class NumberSpec:
+    """Range, default and help text of one numeric request field."""
+
+    name: str
+    minimum: float
+    maximum: float
+    default: float
+    step: float
+    help: str
+
+    def tooltip(self) -> str:
+        return f"{self.help} Range {_fmt(self.minimum)} to {_fmt(self.maximum)}, default {_fmt(self.default)}."
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+WIDTH = NumberSpec(
+    "width", 64, 4096, 1024, SIZE_MULTIPLE,
+    "Output width in pixels, a multiple of 16; width x height at most 4 MP (4,194,304 px).",
+)
+HEIGHT = NumberSpec(
+    "height", 64, 4096, 1024, SIZE_MULTIPLE,
+    "Output height in pixels, a multiple of 16; width x height at most 4 MP (4,194,304 px).",
+)
+STEPS = NumberSpec(
+    "steps", 1, 50, 50, 1,
+    "Denoising steps: more steps give finer detail and take longer; the price does not change.",
+)
+GUIDANCE = NumberSpec(
+    "guidance", 1.5, 10.0, 5.0, 0.1,
+    "How strictly the image follows the prompt: higher adheres more, lower looks more natural.",
+)
+SAFETY_TOLERANCE = NumberSpec(
+    "safety_tolerance", 0, 5, 2, 1,
+    "Moderation strictness for inputs and output: 0 is the strictest, 5 the most permissive.",
+)
+SEED = NumberSpec(
+    "seed", 0, 2**32 - 1, 0, 1,
+    "Seed for reproducibility: the same seed and settings give the same image (with prompt upsampling off).",
+)
+NUMBER_SPECS: dict[str, NumberSpec] = {s.name: s for s in (WIDTH, HEIGHT, STEPS, GUIDANCE, SAFETY_TOLERANCE, SEED)}
+
+PROMPT_HELP = "What to draw or how to edit. Text in quotes is rendered as typography."
+PROMPT_UPSAMPLING_DEFAULT = True
+PROMPT_UPSAMPLING_HELP = (
+    "Let the provider rewrite the prompt with more detail before generating (default on). "
+    "The rewrite varies between runs, so the same seed no longer reproduces the same image: "
+    "turn it off for reproducible results."
+)
+OUTPUT_FORMAT_DEFAULT = "png"
+OUTPUT_FORMAT_HELP = (
+    "Format the provider encodes the result in (png, jpeg, webp; default png). The image is decoded "
+    "into ComfyUI either way: png is lossless, jpeg and webp download faster."
+)
+MAX_INPUT_IMAGES = 8  # BFL's OpenAPI schema has input_image .. input_image_8
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One image sent with the request (the image to edit or a reference), as uint8 RGB pixels."""
+
+    pixels: np.ndarray  # [H, W, 3] uint8, C-contiguous
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class FlexRequest:
+    """A FLUX.2 [flex] request as the user set it, independent of provider.
+
+    width/height of None mean "follow the first input image" (BFL's auto size); a request
+    without input images must give both.
+    """
+
+    prompt: str
+    width: int | None = int(WIDTH.default)
+    height: int | None = int(HEIGHT.default)
+    steps: int = int(STEPS.default)
+    guidance: float = GUIDANCE.default
+    seed: int | None = None
+    safety_tolerance: int = int(SAFETY_TOLERANCE.default)
+    output_format: str = OUTPUT_FORMAT_DEFAULT
+    prompt_upsampling: bool = PROMPT_UPSAMPLING_DEFAULT
+    images: tuple[InputImage, ...] = field(default_factory=tuple)
+
+    def with_seed(self, seed: int | None) -> "FlexRequest":
+        return replace(self, seed=seed)
+
+    def settings(self) -> dict[str, object]:
+        """Every setting except the images: what a dry run prints and what logs may show."""
+        return {
+            "prompt": self.prompt,
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "seed": self.seed,
+            "safety_tolerance": self.safety_tolerance,
+            "output_format": self.output_format,
+            "prompt_upsampling": self.prompt_upsampling,
+            "input_images": [f"{img.width}x{img.height}" for img in self.images],
+        }
+
+    def output_size(self) -> tuple[int, int]:
+        """The size the output will have: the explicit one or, when automatic, the first image's."""
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        first = self.images[0]
+        return fit_size(first.width, first.height).size
+
+
+def validate_request(request: FlexRequest, *, max_images: int = MAX_INPUT_IMAGES) -> FlexRequest:
+    """Raise InvalidRequestError for the first field outside its range; return the request."""
+    if not isinstance(request.prompt, str) or not request.prompt.strip():
+        raise InvalidRequestError("prompt", request.prompt, "a non-empty text is required")
+    _check_integer(STEPS, request.steps)
+    _check_number(GUIDANCE, request.guidance)
+    _check_integer(SAFETY_TOLERANCE, request.safety_tolerance)
+    if request.seed is not None:
+        _check_integer(SEED, request.seed)
+    if request.output_format not in OUTPUT_FORMATS:
+        raise InvalidRequestError("output_format", request.output_format, f"one of {', '.join(OUTPUT_FORMATS)}")
+    if not isinstance(request.prompt_upsampling, bool):
+        raise InvalidRequestError("prompt_upsampling", request.prompt_upsampling, "true or false")
+    if len(request.images) > max_images:
+        raise InvalidRequestError(
+            "input images", len(request.images), f"at most {max_images} images (edit image plus references)"
+        )
+    _check_size(request)
+    return request
+
+
+def _check_size(request: FlexRequest) -> None:
+    if (request.width is None) != (request.height is None):
+        raise InvalidRequestError("width/height", (request.width, request.height), "give both or neither")
+    if request.width is None:
+        if not request.images:
+            raise InvalidRequestError("width/height", None, "required when no input image sets the size")
+        return
+    for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
+        _check_integer(spec, value)
+        if value % SIZE_MULTIPLE:
+            below = max(int(spec.minimum), value - value % SIZE_MULTIPLE)
+            raise InvalidRequestError(
+                spec.name, value, f"a multiple of {SIZE_MULTIPLE} (nearest: {below} or {below + SIZE_MULTIPLE})"
+            )
+    pixels = request.width * request.height
+    if pixels > MAX_OUTPUT_PIXELS:
+        raise InvalidRequestError(
+            "width x height",
+            f"{request.width}x{request.height} = {pixels / MEGAPIXEL:.2f} MP",
+            f"at most {MAX_OUTPUT_PIXELS:,} px (4 MP), for example 2048x2048 or 2560x1600",
+        )
+
+
+def _check_integer(spec: NumberSpec, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidRequestError(spec.name, value, f"a whole number from {_fmt(spec.minimum)} to {_fmt(spec.maximum)}")
+    _check_number(spec, value)
+
+
+def _check_number(spec: NumberSpec, value: object) -> None:
+    allowed = f"from {_fmt(spec.minimum)} to {_fmt(spec.maximum)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidRequestError(spec.name, value, f"a number {allowed}")
+    if not math.isfinite(float(value)) or not spec.minimum <= value <= spec.maximum:
+        raise InvalidRequestError(spec.name, value, allowed)
+
+
+@dataclass(frozen=True)
+class FittedSize:
+    """A valid output size derived from an arbitrary one, with what was changed and why."""
+
+    width: int
+    height: int
+    notes: tuple[str, ...]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def fit_size(width: int, height: int, *, max_pixels: int = MAX_OUTPUT_PIXELS) -> FittedSize:
+    """Scale (keeping the aspect) under max_pixels and round each side to a multiple of 16.
+
+    Used where the size comes from an image rather than from the user (Edit's default size,
+    presets), so the result is always valid and every change is reported.
+    """
+    notes: list[str] = []
+    w, h = float(width), float(height)
+    if w * h > max_pixels:
+        scale = math.sqrt(max_pixels / (w * h))
+        w, h = w * scale, h * scale
+        notes.append(f"{width}x{height} exceeds {max_pixels / MEGAPIXEL:g} MP: scaled down")
+    fw = _round_to_multiple(w, int(WIDTH.minimum))
+    fh = _round_to_multiple(h, int(HEIGHT.minimum))
+    while fw * fh > max_pixels:  # rounding up may cross the cap by a few rows
+        if fw >= fh:
+            fw -= SIZE_MULTIPLE
+        else:
+            fh -= SIZE_MULTIPLE
+    if (fw, fh) != (width, height):
+        notes.append(f"size {width}x{height} adjusted to {fw}x{fh} (multiples of {SIZE_MULTIPLE})")
+    return FittedSize(fw, fh, tuple(notes))
+
+
+def _round_to_multiple(value: float, minimum: int) -> int:
+    return max(minimum, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+
+
+ASPECT_PRESETS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1), "4:3": (4, 3), "3:4": (3, 4), "3:2": (3, 2), "2:3": (2, 3),
+    "16:9": (16, 9), "9:16": (9, 16), "21:9": (21, 9), "9:21": (9, 21), "4:5": (4, 5), "5:4": (5, 4),
+}
+MEGAPIXEL_PRESETS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+
+
+def preset_size(aspect: str, megapixels: float) -> FittedSize:
+    """Resolve an aspect ratio and a megapixel target to a valid width and height."""
+    if aspect not in ASPECT_PRESETS:
+        raise InvalidRequestError("aspect_ratio", aspect, f"one of {', '.join(ASPECT_PRESETS)}")
+    if not 0 < megapixels <= MAX_OUTPUT_PIXELS / MEGAPIXEL:
+        raise InvalidRequestError("megapixels", megapixels, "greater than 0 and at most 4")
+    aw, ah = ASPECT_PRESETS[aspect]
+    target = megapixels * MEGAPIXEL
+    height = math.sqrt(target * ah / aw)
+    fitted = fit_size(round(height * aw / ah), round(height))
+    return FittedSize(fitted.width, fitted.height, ())
+

@@ -1,0 +1,109 @@
+"""One HTTP client per process, and the keyless download of results.
+
+Reusing one httpx.Client keeps connections to the provider alive between submit, polls and
+downloads (and between tasks), which removes a TLS handshake from every call. Every call has an
+explicit timeout. The client never carries a key as a default header: keys are attached per
+request by the provider, after its KeyScope approved the URL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import ProviderUnavailableError, ResultExpiredError, ResultTooLargeError
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
+MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
+DOWNLOAD_ATTEMPTS = 3
+_MAX_CONNECTIONS = 64  # above BFL's 24 concurrent tasks, so batches never queue on the pool
+
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def shared_client() -> httpx.Client:
+    """The process-wide client, created on first use and closed when Python exits."""
+    global _client
+    with _client_lock:
+        if _client is None or _client.is_closed:
+            _client = httpx.Client(
+                timeout=DEFAULT_TIMEOUT,
+                limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS),
+                follow_redirects=False,
+                headers={"User-Agent": "comfyui-flux2-flex"},
+            )
+        return _client
+
+
+def close_shared_client() -> None:
+    global _client
+    with _client_lock:
+        if _client is not None:
+            _client.close()
+            _client = None
+
+
+atexit.register(close_shared_client)
+
+
+def describe_host(url: str) -> str:
+    """Host and port only: result URLs carry signatures that must not reach logs or messages."""
+    parts = urlsplit(url)
+    return parts.netloc or "an unknown host"
+
+
+def download_result(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0) -> bytes:
+    """GET a result URL without any key, streaming, refusing anything over max_bytes.
+
+    A download is free and idempotent, so transport failures are retried; a 403/404/410 means
+    the signed URL expired and is reported as such.
+    """
+    last_error: Exception | None = None
+    for _ in range(DOWNLOAD_ATTEMPTS):
+        try:
+            return _download_once(url, max_bytes=max_bytes, timeout=timeout)
+        except (httpx.TransportError, _RetryableStatus) as error:
+            last_error = error
+    raise ProviderUnavailableError(
+        f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
+        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes."
+    )
+
+
+class _RetryableStatus(Exception):
+    pass
+
+
+def _download_once(url: str, *, max_bytes: int, timeout: float) -> bytes:
+    # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
+    with shared_client().stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+        if response.status_code in (401, 403, 404, 410):
+            raise ResultExpiredError(
+                f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
+                "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image."
+            )
+        if response.status_code >= 500:
+            raise _RetryableStatus(response.status_code)
+        if response.status_code != 200:
+            raise ProviderUnavailableError(
+                f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}."
+            )
+        declared = int(response.headers.get("content-length") or 0)
+        if declared > max_bytes:
+            raise ResultTooLargeError(_too_large(declared, max_bytes))
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            if received > max_bytes:
+                raise ResultTooLargeError(_too_large(received, max_bytes))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"The result download is over {size:,} bytes, above the safety limit of {limit:,} bytes; it was stopped."

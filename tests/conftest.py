@@ -1,0 +1,36 @@
+"""Shared fixtures: a loopback BFL, a provider pointed at it, and no path to real keys or hubs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from comfyui_flux2_flex.nodes.engine.keys import ApiKey
+from comfyui_flux2_flex.nodes.engine.polling import DURATIONS
+from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
+
+from fakes.bfl_server import FakeBfl
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No test may pick up a developer's real keys, stored keys or base URLs."""
+    for name in list(os.environ):
+        if name.endswith(("_API_KEY", "_API_TOKEN")) or name in ("FAL_KEY", "COMETAPI_KEY") or name.startswith("FLUX_FLEX_"):
+            monkeypatch.delenv(name, raising=False)
+    DURATIONS.clear()
+
+
+@pytest.fixture
+def fake_bfl() -> Iterator[FakeBfl]:
+    with FakeBfl() as server:
+        yield server
+
+
+@pytest.fixture
+def bfl(fake_bfl: FakeBfl) -> BflProvider:
+    return BflProvider(base_url=fake_bfl.api_url, api_key=ApiKey(fake_bfl.api_key))

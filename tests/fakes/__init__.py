@@ -1,0 +1,1 @@
+"""Loopback stand-ins for the providers' APIs, used by the tests and the benchmark."""

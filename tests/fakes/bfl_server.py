@@ -1,0 +1,233 @@
+"""A loopback stand-in for BFL's FLUX.2 [flex] API, as ../shared/reference/flex-apis.md §7 describes.
+
+Three servers on 127.0.0.1, each on its own port: the API (submit), the cluster that answers
+polls (so a client that rebuilds the polling URL instead of using the returned one fails), and
+the delivery host that serves result images without CORS headers and expires them. Each task
+follows a `TaskPlan` scripted by the test; the default walks Pending -> Generating -> Ready.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .loopback import LoopbackServer, Request, Response
+
+MEGAPIXEL = 1024 * 1024
+ACTIVE_TASK_LIMIT = 24
+FIELD_RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_tolerance": (0, 5)}
+
+
+@dataclass
+class TaskPlan:
+    """How one task behaves: its poll statuses in order (the last one repeats), or a latency."""
+
+    statuses: list[str] = field(default_factory=lambda: ["Pending", "Generating", "Ready"])
+    details: dict[str, Any] | None = None
+    poll_http_errors: dict[int, int] = field(default_factory=dict)  # poll index -> HTTP status
+    latency: float | None = None  # if set: Pending with progress until this many seconds pass
+    progress_as_percent: bool = False
+
+
+@dataclass
+class _Task:
+    id: str
+    body: dict[str, Any]
+    plan: TaskPlan
+    created: float
+    polls: int = 0
+    ready_at: float | None = None
+    width: int = 0
+    height: int = 0
+
+
+def billable(pixels: int) -> int:
+    return max(1, math.ceil(pixels / MEGAPIXEL))
+
+
+def render_result(width: int, height: int, seed: int, image_format: str) -> bytes:
+    """A deterministic picture: a gradient tinted by the seed, so tests can tell results apart."""
+    rng = np.random.default_rng(seed)
+    tint = rng.integers(0, 256, size=3)
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    pixels = np.broadcast_to((ramp * 0.5 + tint * 0.5), (height, width, 3)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format={"jpeg": "JPEG", "webp": "WEBP"}.get(image_format, "PNG"))
+    return buffer.getvalue()
+
+
+class FakeBfl:
+    """Start with `with FakeBfl() as bfl:`; point the client at `bfl.api_url`."""
+
+    def __init__(self, api_key: str = "bfl-test-key-0123456789", result_expiry: float = 600.0) -> None:
+        self.api_key = api_key
+        self.result_expiry = result_expiry
+        self.plans: deque[TaskPlan] = deque()
+        self.submit_script: deque[Response] = deque()  # answered before normal handling, in order
+        self.submit_delay = 0.0  # seconds the API waits before answering a submit
+        self.tasks: dict[str, _Task] = {}
+        self._lock = threading.Lock()
+        self.api = LoopbackServer(self._handle_api)
+        self.cluster = LoopbackServer(self._handle_poll)
+        self.delivery = LoopbackServer(self._handle_delivery)
+
+    # lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "FakeBfl":
+        for server in (self.api, self.cluster, self.delivery):
+            server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in (self.api, self.cluster, self.delivery):
+            server.stop()
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    def all_requests(self) -> list[Request]:
+        return self.api.requests + self.cluster.requests + self.delivery.requests
+
+    @property
+    def submits(self) -> list[Request]:
+        return [r for r in self.api.requests if r.method == "POST"]
+
+    # API ---------------------------------------------------------------------------------
+    def _authorised(self, request: Request) -> bool:
+        return request.headers.get("x-key") == self.api_key
+
+    def _handle_api(self, request: Request) -> Response:
+        if request.path == "/v1/credits" and request.method == "GET":
+            return Response.json({"credits": 100.0}) if self._authorised(request) else _forbidden()
+        if request.path != "/v1/flux-2-flex" or request.method != "POST":
+            return Response.json({"detail": "Not Found"}, 404)
+        if not self._authorised(request):
+            return _forbidden()
+        time.sleep(self.submit_delay)
+        if self.submit_script:
+            return self.submit_script.popleft()
+        body = request.json()
+        problems = _validate(body)
+        if problems:
+            return Response.json({"detail": problems}, 422)
+        with self._lock:
+            active = sum(1 for t in self.tasks.values() if t.ready_at is None)
+            if active >= ACTIVE_TASK_LIMIT:
+                return Response.json({"detail": "Too many active tasks"}, 429)
+            task = self._create_task(body)
+        polling_url = f"{self.cluster.url}/v1/get_result?id={task.id}"
+        in_mp = sum(billable(w * h) for w, h in _input_sizes(body))
+        out_mp = task.width * task.height / MEGAPIXEL
+        cost = 5 + 5 * (billable(task.width * task.height) - 1) + 5 * in_mp
+        return Response.json({
+            "id": task.id, "polling_url": polling_url, "cost": float(cost),
+            "input_mp": round(sum(w * h for w, h in _input_sizes(body)) / MEGAPIXEL, 2), "output_mp": round(out_mp, 2),
+        })
+
+    def _create_task(self, body: dict[str, Any]) -> _Task:
+        plan = self.plans.popleft() if self.plans else TaskPlan()
+        width, height = body.get("width") or 0, body.get("height") or 0
+        if not width or not height:
+            sizes = _input_sizes(body)
+            width, height = sizes[0] if sizes else (1024, 768)
+        task = _Task(str(uuid.uuid4()), body, plan, time.monotonic(), width=width, height=height)
+        self.tasks[task.id] = task
+        return task
+
+    # polling cluster ---------------------------------------------------------------------
+    def _handle_poll(self, request: Request) -> Response:
+        if request.path != "/v1/get_result":
+            return Response.json({"detail": "Not Found"}, 404)
+        if not self._authorised(request):
+            return _forbidden()
+        with self._lock:
+            task = self.tasks.get(request.query.get("id", ""))
+            if task is None:
+                return Response.json({"id": request.query.get("id"), "status": "Task not found"})
+            index = task.polls
+            task.polls += 1
+        if index in task.plan.poll_http_errors:
+            return Response(task.plan.poll_http_errors[index], b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        status, progress = self._status_of(task, index)
+        payload: dict[str, Any] = {"id": task.id, "status": status, "result": None, "progress": progress,
+                                   "details": task.plan.details, "preview": None}
+        if status == "Ready":
+            with self._lock:
+                task.ready_at = task.ready_at or time.monotonic()
+            payload["result"] = {"sample": f"{self.delivery.url}/results/{task.id}.jpg?sig=secret-signature",
+                                 "seed": task.body.get("seed", 0), "prompt": task.body.get("prompt")}
+        elif status in ("Error", "Request Moderated", "Content Moderated"):
+            with self._lock:
+                task.ready_at = time.monotonic()
+        return Response.json(payload)
+
+    def _status_of(self, task: _Task, index: int) -> tuple[str, float | None]:
+        plan = task.plan
+        if plan.latency is not None:
+            elapsed = time.monotonic() - task.created
+            if elapsed >= plan.latency:
+                return "Ready", 1.0
+            fraction = elapsed / plan.latency
+            return "Pending", fraction * 100 if plan.progress_as_percent else fraction
+        status = plan.statuses[min(index, len(plan.statuses) - 1)]
+        fraction = min(1.0, (index + 1) / len(plan.statuses))
+        return status, fraction * 100 if plan.progress_as_percent else fraction
+
+    # delivery ----------------------------------------------------------------------------
+    def _handle_delivery(self, request: Request) -> Response:
+        task_id = request.path.removeprefix("/results/").split(".")[0]
+        task = self.tasks.get(task_id)
+        if task is None or task.ready_at is None:
+            return Response(404, b"not found")
+        if time.monotonic() - task.ready_at > self.result_expiry:
+            return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+                            {"Content-Type": "application/xml"})
+        data = render_result(task.width, task.height, int(task.body.get("seed") or 0),
+                             task.body.get("output_format") or "jpeg")
+        # The URL says .jpg and the header says octet-stream: clients must sniff the bytes.
+        return Response(200, data, {"Content-Type": "application/octet-stream"})
+
+
+def _forbidden() -> Response:
+    return Response.json({"detail": "Not authenticated"}, 403)
+
+
+def _validate(body: Any) -> list[dict[str, Any]]:
+    """The spec's own checks, answered in FastAPI's HTTPValidationError shape."""
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+        return [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]
+    problems = []
+    for name, (low, high) in FIELD_RANGES.items():
+        value = body.get(name)
+        if value is not None and not low <= value <= high:
+            problems.append({"loc": ["body", name], "msg": f"Input should be between {low} and {high}",
+                             "type": "value_error"})
+    for name in ("width", "height"):
+        value = body.get(name)
+        if value is not None and value != 0 and value < 64:
+            problems.append({"loc": ["body", name], "msg": "Input should be greater than or equal to 64",
+                             "type": "greater_than_equal"})
+    if body.get("output_format") not in (None, "jpeg", "png", "webp"):
+        problems.append({"loc": ["body", "output_format"], "msg": "Input should be 'jpeg', 'png' or 'webp'",
+                         "type": "enum"})
+    return problems
+
+
+def _input_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
+    sizes = []
+    for index in range(8):
+        field_name = "input_image" if index == 0 else f"input_image_{index + 1}"
+        if body.get(field_name):
+            with Image.open(io.BytesIO(base64.b64decode(body[field_name]))) as picture:
+                sizes.append(picture.size)
+    return sizes
