@@ -236,7 +236,7 @@ def fit_size(width: int, height: int, *, max_pixels: int = MAX_OUTPUT_PIXELS) ->
 
 
 def _round_to_multiple(value: float, minimum: int) -> int:
-    return max(minimum, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    return max(minimum, math.floor(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)  # half rounds up
 
 
 ASPECT_PRESETS: dict[str, tuple[int, int]] = {

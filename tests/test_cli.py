@@ -1,0 +1,77 @@
+"""`flux-flex` as a user runs it: estimate, dry run, generate, and one-line failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfyui_flux2_flex.nodes.engine.cli import main
+
+from fakes.bfl_server import FakeBfl
+
+
+@pytest.fixture
+def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
+    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
+    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
+    return fake_bfl
+
+
+def test_estimate_needs_no_key_and_prints_the_breakdown(capsys) -> None:
+    assert main(["estimate", "--prompt", "fox", "--width", "1920", "--height", "1072"]) == 0
+    out = capsys.readouterr().out
+    assert "bfl: $0.100 (10 credits)" in out and "billed as 2 MP" in out
+
+
+def test_dry_run_prints_the_body_without_images_and_sends_nothing(bfl_env: FakeBfl, tmp_path: Path, capsys) -> None:
+    ref = tmp_path / "ref.png"
+    Image.new("RGB", (96, 64), "red").save(ref)
+    code = main(["generate", "--prompt", "fox", "--reference", str(ref), "--seed", "3", "--no-prompt-upsampling",
+                 "--out", str(tmp_path / "o.png"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    body = json.loads(out[out.index("{"): out.index("}\n") + 1])
+    assert body["input_image"] == "<image 96x64, omitted>"
+    assert body["seed"] == 3 and body["prompt_upsampling"] is False
+    assert "$0.100" in out
+    assert bfl_env.all_requests() == [] and not (tmp_path / "o.png").exists()
+    assert bfl_env.api_key not in out
+
+
+def test_generate_without_a_key_falls_back_to_a_dry_run(tmp_path: Path, capsys) -> None:
+    assert main(["generate", "--prompt", "fox", "--out", str(tmp_path / "o.png")]) == 0
+    captured = capsys.readouterr()
+    assert "set the environment variable BFL_API_KEY" in captured.err
+    assert '"prompt": "fox"' in captured.out and not (tmp_path / "o.png").exists()
+
+
+def test_generate_saves_the_image_and_reports_the_cost(bfl_env: FakeBfl, tmp_path: Path, capsys) -> None:
+    out_file = tmp_path / "nested" / "fox.png"
+    assert main(["generate", "--prompt", "fox", "--width", "320", "--height", "240", "--seed", "9",
+                 "--out", str(out_file)]) == 0
+    with Image.open(out_file) as saved:
+        assert saved.size == (320, 240) and saved.format == "PNG"
+    out = capsys.readouterr().out
+    assert "seed 9" in out and "bfl reported 5 credits" in out
+    assert bfl_env.api_key not in out
+
+
+def test_failures_exit_non_zero_with_one_line(bfl_env: FakeBfl, tmp_path: Path, capsys) -> None:
+    assert main(["generate", "--prompt", "fox", "--steps", "80", "--out", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "flux-flex: error: steps = 80 is not allowed: from 1 to 50."
+    assert bfl_env.all_requests() == []
+
+
+def test_the_installed_console_script_runs(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("flux-flex")
+    completed = subprocess.run([str(script), "estimate", "--prompt", "fox"], capture_output=True, text=True,
+                               timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "5 credits" in completed.stdout
