@@ -61,7 +61,31 @@ _BFL_RATES = dict(
 )
 
 PRICES: dict[str, Price] = {
-    name: PerMegapixelPrice(provider=name, **_BFL_RATES) for name in ("bfl", "bfl-eu", "bfl-us")
+    **{name: PerMegapixelPrice(provider=name, **_BFL_RATES) for name in ("bfl", "bfl-eu", "bfl-us")},
+    "cometapi": UnknownPrice(
+        provider="cometapi",
+        reason="CometAPI's published figures disagree ($0.008 per request on its Flux page, $0.192 or $0.24 on "
+        "its Replicate-route page); see your CometAPI dashboard",
+        source="apidoc.cometapi.com", checked="2026-11-23",
+    ),
+    "apiframe": UnknownPrice(
+        provider="apiframe",
+        reason="Apiframe bills in its own credits and its flex page gives no price; the finished job reports "
+        "its creditCost",
+        source="docs-v2.apiframe.ai (Flux 2 Flex)", checked="2026-11-23",
+    ),
+    "replicate": UnknownPrice(
+        provider="replicate",
+        reason="Replicate bills flux-2-flex per megapixel in and out, but the only rate found ($0.06/MP, "
+        "Lumenfall) is secondhand and predates BFL's cut to 5 cents on 2026-01-28; see your Replicate dashboard",
+        source="Lumenfall's listing of black-forest-labs/flux-2-flex (secondary, probably stale)",
+        checked="2026-11-23",
+    ),
+    "fal": PerMegapixelPrice(
+        provider="fal", first_output_mp=5, extra_output_mp=5, input_mp=5, usd_per_credit=0.01, credit_name="cents",
+        source="fal.ai model page", checked="2026-11-23",
+        certainty="confirmed: $0.05 per MP in and out, each image rounded up to whole MP",
+    ),
 }
 
 
@@ -83,6 +107,7 @@ class CostEstimate:
     usd: float | None
     breakdown: tuple[str, ...]
     note: str = ""
+    unit: str = "credits"  # what the provider calls its credits (fal bills in cents)
 
     @property
     def known(self) -> bool:
@@ -93,7 +118,7 @@ class CostEstimate:
             return f"{self.provider}: price unknown ({self.note})"
         if self.usd == 0:
             return f"{self.provider}: free ({self.note})"
-        return f"{self.provider}: ${self.usd:.3f} ({self.credits:g} credits)"
+        return f"{self.provider}: ${self.usd:.3f} ({self.credits:g} {self.unit})"
 
     def as_text(self) -> str:
         return "\n".join((self.summary(), *self.breakdown))
@@ -136,4 +161,6 @@ def estimate_from_sizes(
     if count > 1:
         lines.append(f"x {count} images")
     lines.append(f"1 {price.credit_name[:-1]} = ${price.usd_per_credit:g}; source: {price.source} ({price.checked})")
-    return CostEstimate(price.provider, round(credits, 4), round(credits * price.usd_per_credit, 6), tuple(lines))
+    return CostEstimate(
+        price.provider, round(credits, 4), round(credits * price.usd_per_credit, 6), tuple(lines), unit=price.credit_name
+    )

@@ -129,7 +129,7 @@ def generate(
         task_id=task.task_id,
         seed=update.seed if update.seed is not None else prepared.request.seed,
         estimate=prepared.estimate,
-        reported_cost=task.reported_cost,
+        reported_cost=update.reported_cost if update.reported_cost is not None else task.reported_cost,
         input_mp=task.input_mp,
         output_mp=task.output_mp,
         notes=prepared.notes,

@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
+SHUTDOWN_POLL_SECONDS = 0.02
+
 
 @dataclass
 class Request:
@@ -49,7 +51,8 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), self._make_handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() return at once instead of after up to 0.5 s per server.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True)
 
     @property
     def url(self) -> str:

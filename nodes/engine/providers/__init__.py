@@ -6,11 +6,19 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..errors import InvalidRequestError
+from .apiframe import ApiframeProvider
 from .base import Provider
 from .bfl import BflEuProvider, BflProvider, BflUsProvider
+from .cometapi import CometApiProvider
+from .fal import FalProvider
+from .replicate import ReplicateProvider
 
 PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    cls.name: cls for cls in (BflProvider, BflEuProvider, BflUsProvider)
+    cls.name: cls
+    for cls in (
+        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider, CometApiProvider,
+        ApiframeProvider,
+    )
 }
 PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_CLASSES)
 

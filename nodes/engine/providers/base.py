@@ -56,6 +56,7 @@ class PollUpdate:
     progress: float | None = None
     result_url: str | None = None
     seed: int | None = None
+    reported_cost: float | None = None  # for providers that state the cost only when the task ends (Apiframe)
 
 
 class TransientError(Exception):
@@ -160,7 +161,7 @@ class Provider(ABC):
                 "The task may have been created and billed, so it was not resent: check your "
                 f"{self.label} dashboard before running again."
             ) from None
-        raise_for_http_error(response, self.label, stage="submit")
+        self.raise_for_refusal(response, stage="submit")
         return response
 
     def get_poll(self, url: str, *, headers: Mapping[str, str]) -> httpx.Response:
@@ -170,8 +171,13 @@ class Provider(ABC):
             response = self.client.get(url, headers=dict(headers))
         except httpx.TransportError as error:
             raise TransientError(f"poll failed ({type(error).__name__})") from None
-        raise_for_http_error(response, self.label, stage="poll")
+        self.raise_for_refusal(response, stage="poll")
         return response
+
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+        """Turn an HTTP error status into the pack's error; a provider whose error shapes say more
+        than the status (fal's 403 for an account locked for its balance) recognises them first."""
+        raise_for_http_error(response, self.label, stage=stage)
 
 
 def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) -> None:
@@ -239,6 +245,21 @@ def format_detail(detail: Any) -> str:
     if isinstance(detail, dict):
         return format_detail(detail.get("message") or detail.get("msg") or json.dumps(detail))
     return str(detail)[:300]
+
+
+# Words resellers use when their moderation refuses a task they report only as "failed".
+MODERATION_MARKERS = ("nsfw", "flagged", "sensitive", "e005", "moderat", "safety", "content policy")
+
+
+def moderation_error(message: str, label: str, task: SubmittedTask, *, extra: str = "") -> errors.ModeratedError | None:
+    """A ModeratedError when a provider's failure text says moderation refused the task, else None."""
+    if not any(marker in message.lower() for marker in MODERATION_MARKERS):
+        return None
+    return errors.ModeratedError(
+        f"{label} refused task {task.task_id} in moderation: {message}. Adjust the prompt or input images, "
+        f"or try a different seed.{extra}",
+        stage="content", reasons=(message,), task_id=task.task_id,
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -30,6 +30,7 @@ class BflProvider(Provider):
     key_env_var = "BFL_API_KEY"
     default_base_url = "https://api.bfl.ai"
     trusted_domain = "bfl.ai"
+    endpoint_path = ENDPOINT_PATH  # relays of BFL's API (CometAPI) serve the same body under their own path
 
     def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
         """The JSON body BFL expects; images as raw base64, as BFL's own examples send them."""
@@ -52,14 +53,22 @@ class BflProvider(Provider):
     def headers(self) -> dict[str, str]:
         return {"x-key": self.api_key.reveal(), "Content-Type": "application/json", "Accept": "application/json"}
 
+    def polling_url(self, task_id: str, submit_answer: dict[str, Any]) -> str | None:
+        """BFL's returned polling_url, never a rebuilt one: it names the cluster that took the task."""
+        returned = submit_answer.get("polling_url")
+        return str(returned) if returned else None
+
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        response = self.post_submit(self.base_url + ENDPOINT_PATH, headers=self.headers(), body=self.build_body(request))
+        response = self.post_submit(
+            self.base_url + self.endpoint_path, headers=self.headers(), body=self.build_body(request)
+        )
         body = json_body(response, self.label, stage="submit")
-        task_id, polling_url = body.get("id"), body.get("polling_url")
+        task_id = body.get("id")
+        polling_url = self.polling_url(str(task_id), body) if task_id else None
         if not task_id or not polling_url:
             raise errors.ProviderUnavailableError(
                 f"{self.label} accepted the request but returned no task id or polling URL; the task may be billed. "
-                "Check your BFL dashboard."
+                f"Check your {self.label} dashboard."
             )
         return SubmittedTask(
             provider=self.name,

@@ -1,0 +1,166 @@
+"""Apiframe: POST /v2/images/generate with model flux-2-flex, then poll GET /v2/jobs/{jobId}.
+
+Contract: ../shared/reference/flex-apis.md section 5 and docs-v2.apiframe.ai (Flux 2 Flex, Image
+Generation overview). Apiframe's fluxParams mirror Replicate's schema: sizes are "custom" 256-2048
+per side, references are a list of image URLs, and the job reports its cost in Apiframe credits
+only when it ends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+from .. import errors
+from ..images import encode_data_uri
+from ..request import HEIGHT, MEGAPIXEL, SAFETY_TOLERANCE, WIDTH, FlexRequest
+from .base import (
+    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, format_detail, json_body, moderation_error,
+)
+
+MODEL = "flux-2-flex"
+GENERATE_PATH = "/v2/images/generate"
+JOBS_PATH = "/v2/jobs/"
+MAX_PROMPT_CHARS = 2000
+CUSTOM_SIZE_RANGE = (256, 2048)  # fluxParams.width/height, used only with aspect_ratio "custom"
+REPLICATE_SIZE_MULTIPLE = 32  # Replicate's schema, which fluxParams mirror, rounds custom sizes to this
+RESOLUTIONS_MP = (0.5, 1.0, 2.0, 4.0)  # fluxParams.resolution values ("1 MP"); up to 4 MP
+MAX_REFERENCES = 10
+OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+
+# fluxParams.input_images takes image URLs and the pack has nowhere to host the user's images, so
+# each travels inside the body as a data URI (the form Replicate's schema, which Apiframe relays,
+# accepts for URL inputs). JPEG at quality 95 keeps ten references several times smaller than PNG.
+encode_reference = partial(encode_data_uri, image_format="jpeg")
+
+
+class ApiframeProvider(Provider):
+    name = "apiframe"
+    label = "Apiframe"
+    key_env_var = "APIFRAME_API_KEY"
+    default_base_url = "https://api.apiframe.ai"
+    trusted_domain = "apiframe.ai"
+    limits = ProviderLimits(max_images=MAX_REFERENCES)
+
+    def validate(self, request: FlexRequest) -> FlexRequest:
+        """Apiframe's prompt is at most 2000 characters and its custom size 256-2048 per side."""
+        super().validate(request)
+        if len(request.prompt) > MAX_PROMPT_CHARS:
+            raise errors.InvalidRequestError(
+                "prompt", f"{len(request.prompt)} characters", f"at most {MAX_PROMPT_CHARS} characters on Apiframe"
+            )
+        low, high = CUSTOM_SIZE_RANGE
+        if request.width is not None:
+            for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
+                if not low <= value <= high:
+                    raise errors.InvalidRequestError(
+                        spec.name, value, f"from {low} to {high} on Apiframe (its custom size range)"
+                    )
+        return request
+
+    def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
+        notes = []
+        if request.safety_tolerance != SAFETY_TOLERANCE.default:
+            notes.append(
+                f"safety_tolerance {request.safety_tolerance} cannot be set on Apiframe (its flex parameters "
+                "have none): Apiframe's own moderation level applies"
+            )
+        if request.width is None:
+            resolution = _nearest_resolution(request)
+            width, height = request.output_size()
+            notes.append(
+                f"Apiframe cannot follow the input image's exact size ({width}x{height}): the output keeps its "
+                f"aspect ratio at {resolution}, the nearest of Apiframe's resolutions"
+            )
+        elif request.width % REPLICATE_SIZE_MULTIPLE or request.height % REPLICATE_SIZE_MULTIPLE:
+            notes.append(
+                f"{request.width}x{request.height} is not a multiple of {REPLICATE_SIZE_MULTIPLE} on each side: "
+                f"Apiframe's model rounds each side to a multiple of {REPLICATE_SIZE_MULTIPLE}"
+            )
+        return tuple(notes)
+
+    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+        """{"prompt", "model", "fluxParams"}: an explicit size is "custom", else the first image's aspect."""
+        params: dict[str, Any] = {
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "output_format": OUTPUT_FORMATS[request.output_format],
+            "prompt_upsampling": request.prompt_upsampling,
+        }
+        if request.width is not None:
+            params.update(aspect_ratio="custom", width=request.width, height=request.height)
+        else:
+            params.update(aspect_ratio="match_input_image", resolution=_nearest_resolution(request))
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.images:
+            params["input_images"] = [encode(image.pixels) for image in request.images]
+        return {"prompt": request.prompt, "model": MODEL, "fluxParams": params}
+
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key.reveal(), "Accept": "application/json"}
+
+    def submit(self, request: FlexRequest) -> SubmittedTask:
+        """One key per call: should the request ever be replayed on the way, Apiframe bills it once."""
+        headers = {**self.headers(), "Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
+        response = self.post_submit(self.base_url + GENERATE_PATH, headers=headers, body=self.build_body(request))
+        job = json_body(response, self.label, stage="submit")
+        job_id = job.get("jobId")
+        if not isinstance(job_id, str) or not job_id:
+            raise errors.ProviderUnavailableError(
+                f"{self.label} accepted the request but returned no job id; the job may be billed. "
+                "Check your Apiframe dashboard."
+            )
+        return SubmittedTask(provider=self.name, task_id=job_id, poll_url=self.base_url + JOBS_PATH + quote(job_id))
+
+    def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
+        response = self.get_poll(task.poll_url, headers=self.headers())
+        return interpret_job(json_body(response, self.label, stage="poll"), task, self.label)
+
+
+def interpret_job(job: dict[str, Any], task: SubmittedTask, label: str) -> PollUpdate:
+    """Map an Apiframe job (QUEUED -> PROCESSING -> COMPLETED | FAILED) to a PollUpdate or error."""
+    status = str(job.get("status") or "QUEUED")
+    cost = job.get("creditCost")
+    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    if status == "COMPLETED":
+        url = _result_url(job.get("result"))
+        if url is None:
+            raise errors.GenerationFailedError(f"{label} reported job {task.task_id} completed but sent no image URL.")
+        return PollUpdate(done=True, status=status, progress=1.0, result_url=url, reported_cost=cost)
+    if status == "FAILED":
+        message = format_detail(job.get("error") or "no details given")
+        moderated = moderation_error(message, label, task, extra=" Apiframe refunds the credits of failed jobs.")
+        if moderated:
+            raise moderated
+        raise errors.GenerationFailedError(
+            f"{label} job {task.task_id} failed: {message}. Apiframe refunds the credits of failed jobs; "
+            "it was not resubmitted."
+        )
+    return PollUpdate(done=False, status=status, progress=_fraction(job.get("progress")))
+
+
+def _result_url(result: Any) -> str | None:
+    """Apiframe's docs show the result as a URL string in one version, {"images": [...]} in another."""
+    if isinstance(result, dict):
+        images = result.get("images")
+        result = images[0] if isinstance(images, list) and images else None
+    if isinstance(result, dict):
+        result = result.get("url")
+    return result if isinstance(result, str) and result else None
+
+
+def _fraction(progress: Any) -> float | None:
+    """Apiframe's progress is a percentage, 0-100."""
+    if not isinstance(progress, (int, float)) or isinstance(progress, bool):
+        return None
+    return min(max(progress / 100.0, 0.0), 1.0)
+
+
+def _nearest_resolution(request: FlexRequest) -> str:
+    """The fluxParams.resolution closest to the size the request would have (the first image's)."""
+    width, height = request.output_size()
+    megapixels = width * height / MEGAPIXEL
+    return f"{min(RESOLUTIONS_MP, key=lambda mp: abs(mp - megapixels)):g} MP"

@@ -1,0 +1,135 @@
+"""Replicate: black-forest-labs/flux-2-flex as a prediction, answered at once or polled at urls.get.
+
+Contract: ../shared/reference/flex-apis.md section 2 and Replicate's HTTP API docs. The submit
+asks Replicate to hold the response a few seconds (`Prefer: wait=N`), so a fast prediction comes
+back finished and needs no poll; a slower one is polled at the `urls.get` Replicate returned.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .. import errors
+from ..images import encode_data_uri
+from ..request import FlexRequest, HEIGHT, WIDTH
+from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, json_body, moderation_error
+
+MODEL = "black-forest-labs/flux-2-flex"
+PREDICTIONS_PATH = f"/v1/models/{MODEL}/predictions"
+# Replicate holds a `Prefer: wait` submit open up to 60 s. A short hold returns quick results in
+# the submit answer, while keeping the submit (which a cancel cannot interrupt) short.
+SUBMIT_WAIT_SECONDS = 5
+CUSTOM_SIZE_RANGE = (256, 2048)  # Replicate's width/height bounds when aspect_ratio is "custom"
+SAFETY_TOLERANCE_MIN = 1  # Replicate's range is 1-5; BFL's 0 does not exist there
+MAX_REFERENCES = 10
+OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+# References travel inside the JSON body as data URIs rather than through Replicate's Files API:
+# an upload would be a separate request that stores the user's images on their account and adds a
+# failure point before the one paid call. Replicate recommends data URIs under about 1 MB, so they
+# are JPEG (quality 95): several times smaller than PNG, with no visible loss for a reference.
+encode_reference = partial(encode_data_uri, image_format="jpeg")
+
+
+class ReplicateProvider(Provider):
+    name = "replicate"
+    label = "Replicate"
+    key_env_var = "REPLICATE_API_TOKEN"
+    default_base_url = "https://api.replicate.com"
+    trusted_domain = "replicate.com"  # urls.get lives on api.replicate.com; outputs on replicate.delivery
+    limits = ProviderLimits(max_images=MAX_REFERENCES)
+
+    def validate(self, request: FlexRequest) -> FlexRequest:
+        """Replicate's custom size is 256-2048 per side, narrower than BFL's 64-4096."""
+        super().validate(request)
+        low, high = CUSTOM_SIZE_RANGE
+        if request.width is not None:
+            for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
+                if not low <= value <= high:
+                    raise errors.InvalidRequestError(
+                        spec.name, value, f"from {low} to {high} on Replicate (its custom size range)"
+                    )
+        return request
+
+    def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
+        if request.safety_tolerance < SAFETY_TOLERANCE_MIN:
+            return (
+                f"safety_tolerance {request.safety_tolerance} does not exist on Replicate (range "
+                f"{SAFETY_TOLERANCE_MIN}-5): sent {SAFETY_TOLERANCE_MIN}, the strictest it offers",
+            )
+        return ()
+
+    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+        """Replicate's {"input": {...}}: an explicit size is "custom", otherwise the first image's size."""
+        model_input: dict[str, Any] = {
+            "prompt": request.prompt,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "safety_tolerance": max(request.safety_tolerance, SAFETY_TOLERANCE_MIN),
+            "output_format": OUTPUT_FORMATS[request.output_format],
+            "prompt_upsampling": request.prompt_upsampling,
+        }
+        if request.width is not None:
+            model_input.update(aspect_ratio="custom", width=request.width, height=request.height)
+        else:
+            model_input.update(aspect_ratio="match_input_image", resolution="match_input_image")
+        if request.seed is not None:
+            model_input["seed"] = request.seed
+        if request.images:
+            model_input["input_images"] = [encode(image.pixels) for image in request.images]
+        return {"input": model_input}
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Content-Type": "application/json",
+                "Accept": "application/json"}
+
+    def submit(self, request: FlexRequest) -> SubmittedTask:
+        headers = {**self.headers(), "Prefer": f"wait={SUBMIT_WAIT_SECONDS}"}
+        response = self.post_submit(self.base_url + PREDICTIONS_PATH, headers=headers, body=self.build_body(request))
+        prediction = json_body(response, self.label, stage="submit")
+        urls = prediction.get("urls") if isinstance(prediction.get("urls"), dict) else {}
+        if not prediction.get("id") or not urls.get("get"):
+            raise errors.ProviderUnavailableError(
+                f"{self.label} accepted the request but returned no prediction id or status URL; it may be "
+                "billed. Check your Replicate dashboard."
+            )
+        finished = prediction if prediction.get("status") in TERMINAL_STATUSES else None
+        return SubmittedTask(
+            provider=self.name,
+            task_id=str(prediction["id"]),
+            poll_url=str(urls["get"]),
+            extra={"finished_prediction": finished} if finished else {},
+        )
+
+    def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
+        """A prediction that finished within the submit's wait is read from the task, not fetched."""
+        prediction = task.extra.get("finished_prediction")
+        if prediction is None:
+            response = self.get_poll(task.poll_url, headers=self.headers())
+            prediction = json_body(response, self.label, stage="poll")
+        return interpret_prediction(prediction, task, self.label)
+
+
+def interpret_prediction(prediction: dict[str, Any], task: SubmittedTask, label: str) -> PollUpdate:
+    """Map a Replicate prediction object to a PollUpdate, or to the pack's error."""
+    status = str(prediction.get("status") or "starting")
+    if status == "succeeded":
+        output = prediction.get("output")
+        url = output[0] if isinstance(output, list) and output else output
+        if not isinstance(url, str) or not url:
+            raise errors.GenerationFailedError(f"{label} prediction {task.task_id} succeeded but sent no image URL.")
+        return PollUpdate(done=True, status=status, progress=1.0, result_url=url)
+    if status == "failed":
+        message = str(prediction.get("error") or "no details given")
+        moderated = moderation_error(message, label, task)
+        if moderated:
+            raise moderated
+        raise errors.GenerationFailedError(f"{label} prediction {task.task_id} failed: {message}")
+    if status == "canceled":
+        raise errors.GenerationFailedError(
+            f"{label} prediction {task.task_id} was canceled (from the Replicate dashboard or API); "
+            "it was not resubmitted."
+        )
+    return PollUpdate(done=False, status=status)  # starting, processing, or a status added later
