@@ -247,14 +247,16 @@ MEGAPIXEL_PRESETS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 
 
 def preset_size(aspect: str, megapixels: float) -> FittedSize:
-    """Resolve an aspect ratio and a megapixel target to a valid width and height."""
+    """Resolve an aspect ratio and a megapixel target to a valid width and height.
+
+    The result never exceeds the target, so a "1 MP" preset is never billed as 2 MP.
+    """
     if aspect not in ASPECT_PRESETS:
         raise InvalidRequestError("aspect_ratio", aspect, f"one of {', '.join(ASPECT_PRESETS)}")
-    if not 0 < megapixels <= MAX_OUTPUT_PIXELS / MEGAPIXEL:
-        raise InvalidRequestError("megapixels", megapixels, "greater than 0 and at most 4")
+    if megapixels not in MEGAPIXEL_PRESETS:
+        raise InvalidRequestError("megapixels", megapixels, f"one of {', '.join(map(str, MEGAPIXEL_PRESETS))}")
     aw, ah = ASPECT_PRESETS[aspect]
-    target = megapixels * MEGAPIXEL
+    target = int(megapixels * MEGAPIXEL)
     height = math.sqrt(target * ah / aw)
-    fitted = fit_size(round(height * aw / ah), round(height))
+    fitted = fit_size(round(height * aw / ah), round(height), max_pixels=target)
     return FittedSize(fitted.width, fitted.height, ())
-
