@@ -1,0 +1,18 @@
+"""ComfyUI entry point of the FLUX.2 [flex] node pack.
+
+ComfyUI imports this file as a package named after the folder it was cloned into, and owns a
+top-level module called `nodes`; everything here is therefore imported relatively. Importing the
+package outside ComfyUI (tests, the CLI) loads nothing from ComfyUI.
+"""
+
+WEB_DIRECTORY = "./web"
+
+
+async def comfy_entrypoint():
+    """Called by ComfyUI (V3 API): register the key routes and hand over the four nodes."""
+    from .nodes.comfy_nodes import FluxFlexExtension
+    from .nodes.comfy_server import install_example_inputs, register_routes
+
+    register_routes()
+    install_example_inputs()
+    return FluxFlexExtension()

@@ -244,6 +244,7 @@ ASPECT_PRESETS: dict[str, tuple[int, int]] = {
     "16:9": (16, 9), "9:16": (9, 16), "21:9": (21, 9), "9:21": (9, 21), "4:5": (4, 5), "5:4": (5, 4),
 }
 MEGAPIXEL_PRESETS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+MEGAPIXEL_CHOICES: tuple[str, ...] = tuple(f"{mp:g}" for mp in MEGAPIXEL_PRESETS)  # how widgets show them
 
 
 def preset_size(aspect: str, megapixels: float) -> FittedSize:

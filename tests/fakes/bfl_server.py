@@ -76,6 +76,7 @@ class FakeBfl:
         self.submit_script: deque[Response] = deque()  # answered before normal handling, in order
         self.submit_delay = 0.0  # seconds the API waits before answering a submit
         self.tasks: dict[str, _Task] = {}
+        self.peak_active = 0  # most tasks in flight at once: shows whether a client overlaps them
         self._lock = threading.Lock()
         self.api = LoopbackServer(self._handle_api)
         self.cluster = LoopbackServer(self._handle_poll)
@@ -125,6 +126,7 @@ class FakeBfl:
             if active >= ACTIVE_TASK_LIMIT:
                 return Response.json({"detail": "Too many active tasks"}, 429)
             task = self._create_task(body)
+            self.peak_active = max(self.peak_active, active + 1)
         polling_url = f"{self.cluster.url}/v1/get_result?id={task.id}"
         in_mp = sum(billable(w * h) for w, h in _input_sizes(body))
         out_mp = task.width * task.height / MEGAPIXEL

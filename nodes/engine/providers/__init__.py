@@ -21,6 +21,8 @@ PROVIDER_CLASSES: dict[str, type[Provider]] = {
     )
 }
 PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_CLASSES)
+# One stored key per account: BFL's regions share the "bfl" key. Name -> its environment variable.
+KEY_ENV_VARS: dict[str, str] = {cls.key_name or cls.name: cls.key_env_var for cls in PROVIDER_CLASSES.values()}
 
 
 def make_provider(name: str, *, environ: Mapping[str, str] | None = None, **options) -> Provider:

@@ -32,6 +32,7 @@ class ProviderLimits:
 
     max_images: int = MAX_INPUT_IMAGES
     max_input_pixels: int = 4 * MEGAPIXEL  # each input image is downscaled to at most this
+    max_concurrency: int = 24  # tasks in flight per account (BFL's default; a 429 means wait)
 
 
 @dataclass(frozen=True)

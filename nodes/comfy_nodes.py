@@ -1,0 +1,256 @@
+"""The four nodes as ComfyUI sees them: schemas and thin adapters over node_logic.
+
+Imported only by ComfyUI (through the entry point in the top-level __init__.py), never by the
+engine or the tests that run without ComfyUI. Features newer than ComfyUI 0.3.64 (the price
+badge) are used where this ComfyUI has them and left out where it does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable
+
+import comfy.model_management
+import comfy.utils
+from comfy_api.latest import ComfyExtension, io
+
+from .engine.errors import CancelledError
+from .engine.pricing import CostEstimate
+from .engine.providers import PROVIDER_NAMES
+from .engine.request import (
+    ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
+    OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
+    SAFETY_TOLERANCE, SEED, STEPS, WIDTH, NumberSpec,
+)
+from .engine.runner import RunHooks
+from .node_logic import (
+    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, MAX_BATCH, REFERENCE_BATCH_NODE, NodeSettings,
+    check_settings, estimate_cost, run_settings,
+)
+from .price_badge import BADGE_WIDGETS, price_badge_expression
+from .references import ReferenceSet, collect_references
+
+LOG = logging.getLogger("comfyui_flux2_flex")
+CATEGORY = "FLUX.2 Flex"
+REFERENCES = io.Custom("FLUX2_FLEX_REFERENCES")
+UI_KEY = "flux2_flex"  # the key the web extension reads from a node's "executed" message
+SCHEMA_FIELDS = {field.name for field in dataclasses.fields(io.Schema)}
+HAS_PRICE_BADGE = "price_badge" in SCHEMA_FIELDS and hasattr(io, "PriceBadge")
+PROGRESS_STEPS = 100
+
+
+def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
+    return io.Int.Input(spec.name, default=int(spec.default), min=int(spec.minimum), max=int(spec.maximum),
+                        step=int(spec.step), tooltip=spec.tooltip(), **extra)
+
+
+def settings_inputs() -> list:
+    """The widgets Generate, Edit and CostEstimate share, built from the engine's specs."""
+    return [
+        io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
+                       tooltip="Which API to call with your own key (BFL_API_KEY, REPLICATE_API_TOKEN, FAL_KEY, "
+                       "COMETAPI_KEY, APIFRAME_API_KEY, or stored in Settings > FLUX.2 Flex)."),
+        io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
+        io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
+                       tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),
+        io.Combo.Input("megapixels", options=list(MEGAPIXEL_CHOICES), default="1",
+                       tooltip="Output size for an aspect ratio preset, never above the figure (billed per started MP)."),
+        _int_input(WIDTH, display_mode=io.NumberDisplay.number),
+        _int_input(HEIGHT, display_mode=io.NumberDisplay.number),
+        _int_input(STEPS),
+        io.Float.Input(GUIDANCE.name, default=GUIDANCE.default, min=GUIDANCE.minimum, max=GUIDANCE.maximum,
+                       step=GUIDANCE.step, tooltip=GUIDANCE.tooltip()),
+        _int_input(SEED, control_after_generate=True, display_mode=io.NumberDisplay.number),
+        _int_input(SAFETY_TOLERANCE),
+        io.Combo.Input("output_format", options=list(OUTPUT_FORMATS), default=OUTPUT_FORMAT_DEFAULT,
+                       tooltip=OUTPUT_FORMAT_HELP),
+        io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
+        io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
+                     tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
+    ]
+
+
+def settings_from(values: dict[str, Any]) -> NodeSettings:
+    """NodeSettings from widget values; values ComfyUI did not pass (linked sockets) keep defaults."""
+    known = {f.name for f in dataclasses.fields(NodeSettings)}
+    chosen = {k: v for k, v in values.items() if k in known and v is not None}
+    if "megapixels" in chosen:
+        chosen["megapixels"] = float(chosen["megapixels"])
+    chosen.setdefault("prompt", "(linked)")
+    chosen.setdefault("provider", "bfl")
+    return NodeSettings(**chosen)
+
+
+def price_badge(*, edit_image: bool, references_socket: str | None) -> dict[str, Any]:
+    """Schema keyword for the price badge, or nothing on a ComfyUI without badges."""
+    if not HAS_PRICE_BADGE:
+        return {}
+    depends = io.PriceBadgeDepends(widgets=list(BADGE_WIDGETS),
+                                   inputs=[references_socket] if references_socket else [])
+    badge = io.PriceBadge(expr=price_badge_expression(edit_image=edit_image, references_socket=references_socket),
+                          depends_on=depends)
+    # The frontend draws badges on API nodes only; these nodes do call paid APIs.
+    return {"price_badge": badge, "is_api_node": True}
+
+
+def comfy_hooks(node_id: str | None) -> RunHooks:
+    """ComfyUI's progress bar and Cancel button, as engine callbacks."""
+    bar = comfy.utils.ProgressBar(PROGRESS_STEPS, node_id=node_id)
+
+    def on_progress(fraction: float | None, status: str) -> None:
+        if fraction is not None:
+            bar.update_absolute(int(fraction * PROGRESS_STEPS), PROGRESS_STEPS)
+
+    return RunHooks(on_progress=on_progress, is_cancelled=comfy.model_management.processing_interrupted)
+
+
+def run_interruptibly(action: Callable[[], Any]) -> Any:
+    """Turn the engine's CancelledError into ComfyUI's interruption, logging any task already paid."""
+    try:
+        return action()
+    except CancelledError as cancelled:
+        LOG.warning("%s", cancelled)
+        raise comfy.model_management.InterruptProcessingException() from None
+
+
+def ui_report(report: str, reported_cost: float | None = None) -> dict[str, list]:
+    return {UI_KEY: [{"report": report, "reported_cost": reported_cost}]}
+
+
+class _ValidatedNode(io.ComfyNode):
+    """Shared validation: the engine's own message, at queue time, before anything is sent."""
+
+    @classmethod
+    def validate_inputs(cls, **values: Any) -> bool | str:
+        return check_settings(settings_from(values)) or True
+
+
+class FluxFlexGenerate(_ValidatedNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=GENERATE_NODE,
+            display_name="FLUX.2 [flex] Generate (text to image)",
+            category=CATEGORY,
+            description="Text to image with FLUX.2 [flex] through your own provider key. Great at typography: put "
+            "text in quotes. Optional references guide style and content. Outputs the images, the seed used and "
+            "a report with the cost.",
+            inputs=[*settings_inputs(), REFERENCES.Input("references", optional=True,
+                                                         tooltip="Reference images from a Reference Batch node.")],
+            outputs=[io.Image.Output(display_name="images"), io.Int.Output(display_name="seed"),
+                     io.String.Output(display_name="report")],
+            hidden=[io.Hidden.unique_id],
+            **price_badge(edit_image=False, references_socket="references"),
+        )
+
+    @classmethod
+    def execute(cls, references: ReferenceSet | None = None, **values: Any) -> io.NodeOutput:
+        settings = settings_from(values)
+        result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(cls.hidden.unique_id),
+                                                        references=references))
+        return io.NodeOutput(result.images, result.seed, result.report,
+                             ui=ui_report(result.report, result.reported_cost))
+
+
+class FluxFlexEdit(_ValidatedNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=EDIT_NODE,
+            display_name="FLUX.2 [flex] Edit image",
+            category=CATEGORY,
+            description="Edit an image with FLUX.2 [flex], optionally guided by reference images. The output keeps "
+            "the input's size (rounded to 16, at most 4 MP) unless match_input_size is off. A batch of B images "
+            "gives B edits.",
+            inputs=[
+                io.Image.Input("image", tooltip="The image(s) to edit; each frame of a batch is edited on its own."),
+                io.Boolean.Input("match_input_size", default=True,
+                                 tooltip="On (default): output the input image's size, rounded to multiples of 16 "
+                                 "and capped at 4 MP. Off: use aspect_ratio/megapixels or width/height."),
+                *settings_inputs(),
+                REFERENCES.Input("references", optional=True, tooltip="Reference images from a Reference Batch node."),
+            ],
+            outputs=[io.Image.Output(display_name="images"), io.Int.Output(display_name="seed"),
+                     io.String.Output(display_name="report")],
+            hidden=[io.Hidden.unique_id],
+            **price_badge(edit_image=True, references_socket="references"),
+        )
+
+    @classmethod
+    def execute(cls, image, match_input_size: bool = True, references: ReferenceSet | None = None,
+                **values: Any) -> io.NodeOutput:
+        settings = settings_from(values)
+        result = run_interruptibly(lambda: run_settings(
+            settings, comfy_hooks(cls.hidden.unique_id), edit_image=image, references=references,
+            match_input_size=match_input_size))
+        return io.NodeOutput(result.images, result.seed, result.report,
+                             ui=ui_report(result.report, result.reported_cost))
+
+
+def _reference_image_inputs() -> list:
+    """Eight fixed optional sockets rather than an Autogrow group: Autogrow exists only in newer
+    ComfyUI and names its sockets differently, so a shared workflow would not load on both."""
+    tooltip = "An image (or a batch: each frame counts) to use as a reference. Images over 4 MP are downscaled."
+    return [io.Image.Input(f"image_{i}", optional=True, tooltip=tooltip) for i in range(1, MAX_INPUT_IMAGES + 1)]
+
+
+class FluxFlexReferenceBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=REFERENCE_BATCH_NODE,
+            display_name="FLUX.2 [flex] Reference Batch",
+            category=CATEGORY,
+            description=f"Collects up to {MAX_INPUT_IMAGES} reference images of any sizes for Generate, Edit and "
+            "Cost Estimate. Chain several: a Reference Batch can feed another. Refuses a 9th image rather than "
+            "dropping one, and says when it downscales.",
+            inputs=[REFERENCES.Input("references", optional=True,
+                                     tooltip="References from another Reference Batch, kept first."),
+                    *_reference_image_inputs()],
+            outputs=[REFERENCES.Output(display_name="references"), io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def execute(cls, references: ReferenceSet | None = None, **images: Any) -> io.NodeOutput:
+        ordered = sorted(images.items(), key=lambda item: int(item[0].rsplit("_", 1)[-1]))
+        collected = collect_references(ordered, references)
+        return io.NodeOutput(collected, collected.summary(), ui=ui_report(collected.summary()))
+
+
+class FluxFlexCostEstimate(_ValidatedNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=COST_ESTIMATE_NODE,
+            display_name="FLUX.2 [flex] Cost Estimate",
+            category=CATEGORY,
+            description="The price of a request before anything is sent, from megapixels in and out, with its "
+            "breakdown. Needs no key. Wire the same settings, image and references as the Generate or Edit node.",
+            inputs=[*settings_inputs(),
+                    io.Image.Input("image", optional=True, tooltip="The image an Edit node would edit (optional)."),
+                    io.Boolean.Input("match_input_size", default=True,
+                                     tooltip="As on the Edit node: price the input image's size."),
+                    REFERENCES.Input("references", optional=True, tooltip="The references the request would carry.")],
+            outputs=[io.Float.Output(display_name="usd"), io.Float.Output(display_name="credits"),
+                     io.String.Output(display_name="breakdown")],
+            is_output_node=True,
+            **price_badge(edit_image=False, references_socket="references"),
+        )
+
+    @classmethod
+    def execute(cls, image=None, match_input_size: bool = True, references: ReferenceSet | None = None,
+                **values: Any) -> io.NodeOutput:
+        estimate: CostEstimate = estimate_cost(settings_from(values), edit_image=image, references=references,
+                                               match_input_size=match_input_size)
+        text = estimate.as_text()
+        return io.NodeOutput(estimate.usd if estimate.usd is not None else -1.0,
+                             estimate.credits if estimate.credits is not None else -1.0, text, ui=ui_report(text))
+
+
+NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate]
+
+
+class FluxFlexExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

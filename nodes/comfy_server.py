@@ -1,0 +1,68 @@
+"""Server-side half of the settings entry: HTTP routes that store provider keys.
+
+The browser posts a key once; the server writes it to ComfyUI's user folder (owner-only) and
+the engine reads it from there. No route ever sends a key back: GET says only which providers
+have one, and whether its environment variable (which takes precedence) is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import folder_paths
+from aiohttp import web
+from server import PromptServer
+
+from .engine.errors import InvalidRequestError
+from .engine.keys import use_stored_keys_file
+from .engine.providers import KEY_ENV_VARS
+from .key_store import KEYS_FILE_NAME, KeyStore
+
+ROUTE = "/flux2_flex/keys"
+EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input_images"
+
+
+def stored_keys_file() -> Path:
+    return Path(folder_paths.get_user_directory()) / "flux2_flex" / KEYS_FILE_NAME
+
+
+def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
+    stored = store.status()
+    return {name: {"stored": stored[name], "env_var": env_var, "env_set": bool(os.environ.get(env_var))}
+            for name, env_var in KEY_ENV_VARS.items()}
+
+
+def register_routes() -> None:
+    """Point the engine at the key file and add the routes; called once when ComfyUI loads the pack."""
+    path = stored_keys_file()
+    use_stored_keys_file(path)
+    store = KeyStore(path, tuple(KEY_ENV_VARS))
+    routes = PromptServer.instance.routes
+
+    @routes.get(ROUTE)
+    async def get_keys(request: web.Request) -> web.Response:
+        return web.json_response(key_status(store))
+
+    @routes.post(ROUTE)
+    async def post_key(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            store.save(str(body.get("provider", "")), str(body.get("key", "")))
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {provider, key}"}, status=400)
+        except InvalidRequestError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(key_status(store))
+
+
+def install_example_inputs() -> None:
+    """Copy the example workflows' images into ComfyUI's input folder, so their LoadImage nodes
+    find them; a user's file of the same name is never overwritten."""
+    target = Path(folder_paths.get_input_directory())
+    for image in EXAMPLE_INPUTS.glob("*.png"):
+        destination = target / image.name
+        if not destination.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, destination)

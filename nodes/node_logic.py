@@ -1,0 +1,190 @@
+"""What the four nodes do, as plain functions: no ComfyUI import, so tests call them directly.
+
+The ComfyUI classes in comfy_nodes.py only translate widgets to `NodeSettings`, hand over
+ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from .engine.errors import FluxFlexError, InvalidRequestError
+from .engine.images import arrays_to_tensor, tensor_to_arrays
+from .engine.pricing import CostEstimate
+from .engine.providers import make_provider
+from .engine.providers.base import Provider
+from .engine.request import (
+    MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, validate_request,
+)
+from .engine.batch import BatchError, generate_batch
+from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
+from .references import ReferenceSet
+
+CUSTOM_SIZE = "custom"
+MAX_BATCH = 16
+GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
+REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
+NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The widget values Generate, Edit and CostEstimate share."""
+
+    provider: str
+    prompt: str
+    aspect_ratio: str = CUSTOM_SIZE
+    megapixels: float = 1.0
+    width: int = 1024
+    height: int = 1024
+    steps: int = 50
+    guidance: float = 5.0
+    seed: int = 0
+    safety_tolerance: int = 2
+    output_format: str = "png"
+    prompt_upsampling: bool = True
+    batch_size: int = 1
+
+    def output_size(self) -> tuple[int, int]:
+        """Width and height from the preset when one is chosen, else from the width/height widgets."""
+        if self.aspect_ratio == CUSTOM_SIZE:
+            return self.width, self.height
+        return preset_size(self.aspect_ratio, self.megapixels).size
+
+    def base_request(self, images: tuple[InputImage, ...] = (), size: tuple[int, int] | None = None) -> FlexRequest:
+        width, height = size or self.output_size()
+        return FlexRequest(
+            prompt=self.prompt, width=width, height=height, steps=self.steps, guidance=self.guidance,
+            seed=self.seed, safety_tolerance=self.safety_tolerance, output_format=self.output_format,
+            prompt_upsampling=self.prompt_upsampling, images=images,
+        )
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    images: torch.Tensor
+    seed: int
+    report: str
+    reported_cost: float | None
+
+
+def check_settings(settings: NodeSettings) -> str | None:
+    """The engine's message for the first bad widget value, or None: used at validation time."""
+    try:
+        if not 1 <= settings.batch_size <= MAX_BATCH:
+            raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
+        if settings.seed + settings.batch_size - 1 > SEED.maximum:
+            raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
+                                      f"with batch_size {settings.batch_size} (seeds count up per image)")
+        provider = make_provider(settings.provider)
+        provider.validate(settings.base_request())
+    except FluxFlexError as error:
+        return str(error)
+    return None
+
+
+def edit_size(settings: NodeSettings, image: torch.Tensor, match_input_size: bool) -> tuple[tuple[int, int], tuple[str, ...]]:
+    """Edit's output size: the input image's (rounded to 16, capped at 4 MP) unless overridden."""
+    if not match_input_size:
+        return settings.output_size(), ()
+    height, width = (image.shape[0], image.shape[1]) if image.dim() == 3 else (image.shape[1], image.shape[2])
+    fitted = fit_size(int(width), int(height), max_pixels=MAX_OUTPUT_PIXELS)
+    return fitted.size, fitted.notes
+
+
+def build_requests(
+    settings: NodeSettings,
+    *,
+    edit_image: torch.Tensor | None = None,
+    references: ReferenceSet | None = None,
+    match_input_size: bool = True,
+) -> tuple[list[FlexRequest], tuple[str, ...]]:
+    """One request per output image: each edit frame x batch_size, seeds counting up from `seed`.
+
+    Counting seeds up (rather than reusing one) makes each image of a batch reproducible alone:
+    run it again with its own seed and batch_size 1.
+    """
+    ref_images = references.images if references else ()
+    notes = list(references.notes) if references else []
+    if edit_image is None:
+        frames: list[tuple[InputImage, ...]] = [()]
+        size = settings.output_size()
+    else:
+        frames = [(InputImage(frame),) for frame in tensor_to_arrays(edit_image, name="image")]
+        size, size_notes = edit_size(settings, edit_image, match_input_size)
+        notes.extend(size_notes)
+    requests = []
+    for frame in frames:
+        for _ in range(settings.batch_size):
+            seed = settings.seed + len(requests)
+            requests.append(validate_request(settings.base_request(frame + ref_images, size).with_seed(seed)))
+    return requests, tuple(notes)
+
+
+def prepare_all(requests: list[FlexRequest], provider: Provider) -> list[PreparedRequest]:
+    return [prepare(request, provider) for request in requests]
+
+
+def estimate_cost(
+    settings: NodeSettings,
+    *,
+    edit_image: torch.Tensor | None = None,
+    references: ReferenceSet | None = None,
+    match_input_size: bool = True,
+) -> CostEstimate:
+    """The price of everything the node would send, before anything is sent and without a key."""
+    requests, notes = build_requests(settings, edit_image=edit_image, references=references,
+                                     match_input_size=match_input_size)
+    provider = make_provider(settings.provider)
+    prepared = prepare_all(requests, provider)
+    first = prepared[0].estimate
+    if first.usd is None or len({p.estimate.usd for p in prepared}) == 1:
+        total = prepare(requests[0], provider, count=len(requests)).estimate
+    else:  # edit frames of different sizes cannot happen in one IMAGE batch, but sum honestly if they do
+        total = replace(first, credits=sum(p.estimate.credits for p in prepared),
+                        usd=sum(p.estimate.usd for p in prepared))
+    return replace(total, breakdown=total.breakdown + notes + prepared[0].notes)
+
+
+def results_to_node_result(
+    results: list[GenerationResult], settings: NodeSettings, notes: tuple[str, ...], *, failures: str = ""
+) -> NodeResult:
+    """Stack the images in request order; the report leads with failures, then cost and task ids."""
+    images = arrays_to_tensor([result.pixels for result in results])
+    reported = [r.reported_cost for r in results if r.reported_cost is not None]
+    lines = [failures] if failures else []
+    if len(results) > 1:
+        total = sum(r.estimate.usd or 0 for r in results)
+        lines.append(f"{len(results)} images, estimated ${total:.3f} in all")
+    lines.extend(result.report() for result in results)
+    lines.extend(note for note in notes if note not in "\n".join(lines))
+    return NodeResult(images, settings.seed, "\n\n".join(lines), sum(reported) if reported else None)
+
+
+def run_settings(
+    settings: NodeSettings,
+    hooks: RunHooks,
+    *,
+    edit_image: torch.Tensor | None = None,
+    references: ReferenceSet | None = None,
+    match_input_size: bool = True,
+) -> NodeResult:
+    """Build, price and run every request of a node concurrently; stack the images in order.
+
+    When some images of a batch fail, the ones already paid for are still returned, and the
+    report starts with which failed and why. Only when none succeeded does the node fail.
+    """
+    requests, notes = build_requests(settings, edit_image=edit_image, references=references,
+                                     match_input_size=match_input_size)
+    provider = make_provider(settings.provider)
+    prepared = prepare_all(requests, provider)
+    try:
+        results = generate_batch(prepared, provider, hooks=hooks)
+    except BatchError as partial:
+        if not partial.results:
+            raise
+        results = [partial.results[index] for index in sorted(partial.results)]
+        return results_to_node_result(results, settings, notes, failures=str(partial))
+    return results_to_node_result(results, settings, notes)
