@@ -28,6 +28,7 @@ from .node_logic import (
     COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, MAX_BATCH, REFERENCE_BATCH_NODE, NodeSettings,
     check_settings, estimate_cost, run_settings,
 )
+from .comfy_server import result_cache
 from .price_badge import BADGE_WIDGETS, price_badge_expression
 from .references import ReferenceSet, collect_references
 
@@ -45,8 +46,15 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
                         step=int(spec.step), tooltip=spec.tooltip(), **extra)
 
 
-def settings_inputs() -> list:
-    """The widgets Generate, Edit and CostEstimate share, built from the engine's specs."""
+def settings_inputs(*, sends: bool = True) -> list:
+    """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
+
+    `sends` adds the result-cache switch, which means nothing on CostEstimate (it sends nothing).
+    """
+    cache_switch = [io.Boolean.Input(
+        "use_cache", default=True,
+        tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
+        "stored image with no request and no cost, also after a restart. Off: always send.")]
     return [
         io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
                        tooltip="Which API to call with your own key (BFL_API_KEY, REPLICATE_API_TOKEN, FAL_KEY, "
@@ -68,6 +76,7 @@ def settings_inputs() -> list:
         io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
         io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
+        *(cache_switch if sends else []),
     ]
 
 
@@ -148,7 +157,7 @@ class FluxFlexGenerate(_ValidatedNode):
     def execute(cls, references: ReferenceSet | None = None, **values: Any) -> io.NodeOutput:
         settings = settings_from(values)
         result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(cls.hidden.unique_id),
-                                                        references=references))
+                                                        references=references, cache=result_cache()))
         return io.NodeOutput(result.images, result.seed, result.report,
                              ui=ui_report(result.report, result.reported_cost))
 
@@ -183,7 +192,7 @@ class FluxFlexEdit(_ValidatedNode):
         settings = settings_from(values)
         result = run_interruptibly(lambda: run_settings(
             settings, comfy_hooks(cls.hidden.unique_id), edit_image=image, references=references,
-            match_input_size=match_input_size))
+            match_input_size=match_input_size, cache=result_cache()))
         return io.NodeOutput(result.images, result.seed, result.report,
                              ui=ui_report(result.report, result.reported_cost))
 
@@ -227,7 +236,7 @@ class FluxFlexCostEstimate(_ValidatedNode):
             category=CATEGORY,
             description="The price of a request before anything is sent, from megapixels in and out, with its "
             "breakdown. Needs no key. Wire the same settings, image and references as the Generate or Edit node.",
-            inputs=[*settings_inputs(),
+            inputs=[*settings_inputs(sends=False),
                     io.Image.Input("image", optional=True, tooltip="The image an Edit node would edit (optional)."),
                     io.Boolean.Input("match_input_size", default=True,
                                      tooltip="As on the Edit node: price the input image's size."),

@@ -1,4 +1,4 @@
-"""Server-side half of the settings entry: HTTP routes that store provider keys.
+"""Server-side half of the pack: routes that store provider keys, and the pack's user folder.
 
 The browser posts a key once; the server writes it to ComfyUI's user folder (owner-only) and
 the engine reads it from there. No route ever sends a key back: GET says only which providers
@@ -7,6 +7,7 @@ have one, and whether its environment variable (which takes precedence) is set.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -18,14 +19,26 @@ from server import PromptServer
 from .engine.errors import InvalidRequestError
 from .engine.keys import use_stored_keys_file
 from .engine.providers import KEY_ENV_VARS
+from .engine.result_cache import ResultCache
 from .key_store import KEYS_FILE_NAME, KeyStore
 
 ROUTE = "/flux2_flex/keys"
 EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input_images"
 
 
+def pack_user_folder() -> Path:
+    """The pack's folder inside ComfyUI's user folder (ComfyUI empties its temp folder at start)."""
+    return Path(folder_paths.get_user_directory()) / "flux2_flex"
+
+
 def stored_keys_file() -> Path:
-    return Path(folder_paths.get_user_directory()) / "flux2_flex" / KEYS_FILE_NAME
+    return pack_user_folder() / KEYS_FILE_NAME
+
+
+@functools.cache
+def result_cache() -> ResultCache:
+    """One result cache per ComfyUI process, shared by every node."""
+    return ResultCache(pack_user_folder() / "result_cache")
 
 
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:

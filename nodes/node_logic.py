@@ -15,6 +15,7 @@ from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.pricing import CostEstimate
 from .engine.providers import make_provider
 from .engine.providers.base import Provider
+from .engine.result_cache import ResultCache
 from .engine.request import (
     MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, validate_request,
 )
@@ -46,6 +47,7 @@ class NodeSettings:
     output_format: str = "png"
     prompt_upsampling: bool = True
     batch_size: int = 1
+    use_cache: bool = True
 
     def output_size(self) -> tuple[int, int]:
         """Width and height from the preset when one is chosen, else from the width/height widgets."""
@@ -170,6 +172,7 @@ def run_settings(
     edit_image: torch.Tensor | None = None,
     references: ReferenceSet | None = None,
     match_input_size: bool = True,
+    cache: ResultCache | None = None,
 ) -> NodeResult:
     """Build, price and run every request of a node concurrently; stack the images in order.
 
@@ -181,7 +184,7 @@ def run_settings(
     provider = make_provider(settings.provider)
     prepared = prepare_all(requests, provider)
     try:
-        results = generate_batch(prepared, provider, hooks=hooks)
+        results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None)
     except BatchError as partial:
         if not partial.results:
             raise

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from .errors import CancelledError, FluxFlexError
 from .providers.base import Provider
+from .result_cache import ResultCache, cache_key
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
 
 
@@ -49,6 +50,27 @@ class _BatchProgress:
                         on_submitted=self._hooks.on_submitted)
 
 
+def generate_cached(
+    prepared: PreparedRequest,
+    provider: Provider,
+    cache: ResultCache | None,
+    *,
+    hooks: RunHooks = RunHooks(),
+    settings: RunSettings = RunSettings(),
+) -> GenerationResult:
+    """A stored image for exactly this request when there is one, else a paid run that is stored."""
+    key = cache_key(provider.name, prepared.request) if cache else None
+    if key is not None:
+        stored = cache.get(key)
+        if stored is not None:
+            hooks.progress(1.0, "from the result cache")
+            return stored
+    result = generate(prepared, provider, hooks=hooks, settings=settings)
+    if key is not None:
+        cache.put(key, result)
+    return result
+
+
 def generate_batch(
     prepared: Sequence[PreparedRequest],
     provider: Provider,
@@ -56,17 +78,19 @@ def generate_batch(
     hooks: RunHooks = RunHooks(),
     settings: RunSettings = RunSettings(),
     max_concurrency: int | None = None,
+    cache: ResultCache | None = None,
 ) -> list[GenerationResult]:
     """Run every prepared request, at most `max_concurrency` (default: the provider's) at once."""
     if len(prepared) == 1:
-        return [generate(prepared[0], provider, hooks=hooks, settings=settings)]
+        return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings)]
     workers = min(len(prepared), max_concurrency or provider.limits.max_concurrency)
     progress = _BatchProgress(hooks, len(prepared))
     results: dict[int, GenerationResult] = {}
     failures: dict[int, FluxFlexError] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flux-flex") as pool:
         futures = {
-            index: pool.submit(generate, item, provider, hooks=progress.hooks_for(index), settings=settings)
+            index: pool.submit(generate_cached, item, provider, cache, hooks=progress.hooks_for(index),
+                               settings=settings)
             for index, item in enumerate(prepared)
         }
         for index, future in futures.items():

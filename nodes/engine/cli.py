@@ -18,6 +18,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from .batch import generate_cached
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
 from .providers import PROVIDER_NAMES, make_provider
@@ -26,7 +27,8 @@ from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
     SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
 )
-from .runner import PreparedRequest, RunHooks, generate, prepare
+from .result_cache import ResultCache
+from .runner import PreparedRequest, RunHooks, prepare
 
 EXIT_FAILURE = 1
 
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_flags(generate_cmd)
     generate_cmd.add_argument("--out", type=Path, required=True, help="where to save the image (.png, .jpg, .webp)")
     generate_cmd.add_argument("--dry-run", action="store_true", help="print the request and its price; send nothing")
+    generate_cmd.add_argument("--cache-dir", type=Path, default=None,
+                              help="keep results here: the same request with the same --seed is answered from disk, "
+                              "with no request and no cost (off unless given)")
     estimate_cmd = commands.add_parser("estimate", help="print the price of a request; needs no key")
     _add_request_flags(estimate_cmd)
     return parser
@@ -94,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.dry_run:
             print_dry_run(prepared, provider)
         else:
-            run_generate(prepared, provider, args.out)
+            run_generate(prepared, provider, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -109,7 +114,7 @@ def print_dry_run(prepared: PreparedRequest, provider: Provider) -> None:
     print(prepared.estimate.as_text())
 
 
-def run_generate(prepared: PreparedRequest, provider: Provider, out: Path) -> None:
+def run_generate(prepared: PreparedRequest, provider: Provider, out: Path, cache: ResultCache | None) -> None:
     try:
         provider.api_key  # resolve now: without a key, fall back to a dry run
     except MissingApiKeyError as missing:
@@ -119,7 +124,8 @@ def run_generate(prepared: PreparedRequest, provider: Provider, out: Path) -> No
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
     try:
-        result = generate(prepared, provider, hooks=RunHooks(on_progress=_StatusPrinter(), is_cancelled=cancelled.is_set))
+        hooks = RunHooks(on_progress=_StatusPrinter(), is_cancelled=cancelled.is_set)
+        result = generate_cached(prepared, provider, cache, hooks=hooks)
     finally:
         signal.signal(signal.SIGINT, previous)
     out.parent.mkdir(parents=True, exist_ok=True)

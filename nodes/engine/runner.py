@@ -74,11 +74,14 @@ class GenerationResult:
     output_mp: float | None
     notes: tuple[str, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    from_cache: bool = False
 
     def report(self) -> str:
         """A short, human summary: what it cost, how large, which task."""
         cost = self.estimate.summary()
-        if self.reported_cost is not None:
+        if self.from_cache:
+            cost = f"from the result cache: no request, no cost (first run: {cost})"
+        elif self.reported_cost is not None:
             cost += f"; {self.provider} reported {self.reported_cost:g} credits"
         lines = [
             f"{self.provider} task {self.task_id}, seed {self.seed if self.seed is not None else 'random'}",

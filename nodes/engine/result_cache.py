@@ -1,0 +1,135 @@
+"""A persistent result cache: the same request twice costs once, also after a restart.
+
+The key covers everything that decides the image: provider, model, every setting, the seed and
+the exact pixels of every input image. A request without a seed is never cached (the provider
+picks a random one, so the same settings are not the same image). Only finished images reach
+the cache: a moderated or failed run raises before anything is stored.
+
+Each entry is a PNG plus a JSON of the result's metadata, both written to a temporary file and
+renamed into place, the JSON last: an entry without its JSON, or whose PNG does not match the
+size the JSON records, is treated as absent and removed, so a crash never yields a corrupt hit.
+Least recently used entries are evicted once the folder grows past its size cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .pricing import CostEstimate
+from .request import FlexRequest
+from .runner import GenerationResult
+
+MODEL = "flux-2-flex"
+DEFAULT_MAX_BYTES = 2 * 1024**3
+FORMAT_VERSION = 1
+
+
+def cache_key(provider: str, request: FlexRequest) -> str | None:
+    """A digest of everything that decides the image, or None when the seed is random."""
+    if request.seed is None:
+        return None
+    digest = hashlib.sha256()
+    settings = {**request.settings(), "input_images": None}
+    digest.update(json.dumps({"v": FORMAT_VERSION, "provider": provider, "model": MODEL, **settings},
+                             sort_keys=True).encode())
+    for image in request.images:
+        digest.update(str(image.pixels.shape).encode())
+        digest.update(np.ascontiguousarray(image.pixels).tobytes())
+    return digest.hexdigest()
+
+
+class ResultCache:
+    """Finished images on disk, keyed by `cache_key`, capped at `max_bytes` (LRU eviction)."""
+
+    def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> GenerationResult | None:
+        image_path, meta_path = self._paths(key)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            data = image_path.read_bytes()
+            if len(data) != meta["png_bytes"]:
+                raise ValueError("image and metadata disagree")
+            with Image.open(io.BytesIO(data)) as picture:
+                pixels = np.asarray(picture.convert("RGB"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self._remove(key)
+            return None
+        os.utime(meta_path)  # marks it recently used for eviction
+        return _result_from_json(meta, pixels)
+
+    def put(self, key: str, result: GenerationResult) -> None:
+        buffer = io.BytesIO()
+        Image.fromarray(result.pixels).save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        meta = {**_result_to_json(result), "png_bytes": len(data)}
+        image_path, meta_path = self._paths(key)
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_atomically(image_path, data)
+            _write_atomically(meta_path, json.dumps(meta).encode())
+            self._evict()
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.folder / f"{key}.png", self.folder / f"{key}.json"
+
+    def _remove(self, key: str) -> None:
+        for path in self._paths(key):
+            path.unlink(missing_ok=True)
+
+    def _evict(self) -> None:
+        entries = []
+        for meta_path in self.folder.glob("*.json"):
+            image_path = meta_path.with_suffix(".png")
+            try:
+                size = meta_path.stat().st_size + image_path.stat().st_size
+                entries.append((meta_path.stat().st_mtime, size, meta_path.stem))
+            except FileNotFoundError:
+                continue
+        total = sum(size for _, size, _ in entries)
+        for _, size, key in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            self._remove(key)
+            total -= size
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _result_to_json(result: GenerationResult) -> dict:
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in ("pixels", "estimate")}
+    return {**fields, "notes": list(result.notes), "estimate": dataclasses.asdict(result.estimate)}
+
+
+def _result_from_json(meta: dict, pixels: np.ndarray) -> GenerationResult:
+    estimate = meta.pop("estimate")
+    estimate["breakdown"] = tuple(estimate["breakdown"])
+    meta.pop("png_bytes")
+    meta["notes"] = tuple(meta["notes"])
+    result = GenerationResult(pixels=pixels, estimate=CostEstimate(**estimate), **meta)
+    return replace(result, from_cache=True)
