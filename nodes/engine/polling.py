@@ -3,7 +3,7 @@
 A fixed interval forces a choice between slow pickup (a 2 s interval wastes 1 s per image on
 average) and many polls. Instead the schedule estimates when the task will finish, from the
 provider's progress field when it sends one, else from how long recent tasks on this provider
-took, and polls densely only around that moment.
+took, polls once just after that moment, and densely only if the image is late.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import threading
 from dataclasses import dataclass
 
 FIRST_POLL_DELAY = 0.25  # catches early refusals (moderation) and gives the first progress reading
-DENSE_INTERVAL = 0.25  # the pickup delay we accept once an image is due
+DENSE_INTERVAL = 0.25  # the pickup delay we accept once an image is overdue
 SPARSE_INTERVAL = 1.0  # used when nothing predicts the finish, and after an overrun
 MAX_INTERVAL = 3.0
+AIM_WINDOW = 2.0  # within this many seconds of the expected finish, poll once, right after it
+AIM_MARGIN = 0.05
 _HISTORY_WEIGHT = 0.3  # weight of the newest duration in the running average
 
 
@@ -32,9 +34,9 @@ class PollSchedule:
             return SPARSE_INTERVAL
         if remaining < 0:  # overdue: back off gradually to the sparse interval
             return min(SPARSE_INTERVAL, DENSE_INTERVAL + 0.25 * -remaining)
-        if remaining <= 2 * DENSE_INTERVAL:
-            return DENSE_INTERVAL
-        return min(MAX_INTERVAL, max(DENSE_INTERVAL, remaining / 2))
+        if remaining <= AIM_WINDOW:  # close enough to trust the estimate: poll just after it
+            return remaining + AIM_MARGIN
+        return min(MAX_INTERVAL, remaining / 2)
 
     def _remaining(self, elapsed: float, progress: float | None) -> float | None:
         if progress is not None and 0.05 <= progress < 1.0 and elapsed > 0:
