@@ -9,10 +9,11 @@ WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():
-    """Called by ComfyUI (V3 API): register the key routes and hand over the four nodes."""
+    """Called by ComfyUI (V3 API): set up keys, example inputs and local models; hand over the nodes."""
     from .nodes.comfy_nodes import FluxFlexExtension
-    from .nodes.comfy_server import install_example_inputs, register_routes
+    from .nodes.comfy_server import connect_local_backend, install_example_inputs, register_routes
 
     register_routes()
     install_example_inputs()
+    connect_local_backend()
     return FluxFlexExtension()

@@ -17,7 +17,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .engine.errors import CancelledError
 from .engine.pricing import CostEstimate
-from .engine.providers import PROVIDER_NAMES
+from .engine.local_backend import OPTION_SPECS, find_models
 from .engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
@@ -25,8 +25,8 @@ from .engine.request import (
 )
 from .engine.runner import RunHooks
 from .node_logic import (
-    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, MAX_BATCH, REFERENCE_BATCH_NODE, NodeSettings,
-    check_settings, estimate_cost, run_settings,
+    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_ROOTS, MAX_BATCH, PROVIDER_CHOICES,
+    REFERENCE_BATCH_NODE, NodeSettings, check_settings, estimate_cost, run_settings,
 )
 from .comfy_server import result_cache
 from .price_badge import BADGE_WIDGETS, price_badge_expression
@@ -41,6 +41,14 @@ HAS_PRICE_BADGE = "price_badge" in SCHEMA_FIELDS and hasattr(io, "PriceBadge")
 PROGRESS_STEPS = 100
 
 
+NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
+
+
+def local_model_choices() -> list[str]:
+    """FLUX.2 folders in ComfyUI's models/diffusers, listed afresh whenever the node list is built."""
+    return [model.name for model in find_models(LOCAL_MODEL_ROOTS)] or [NO_LOCAL_MODEL]
+
+
 def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
     return io.Int.Input(spec.name, default=int(spec.default), min=int(spec.minimum), max=int(spec.maximum),
                         step=int(spec.step), tooltip=spec.tooltip(), **extra)
@@ -49,16 +57,25 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
 def settings_inputs(*, sends: bool = True) -> list:
     """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
 
-    `sends` adds the result-cache switch, which means nothing on CostEstimate (it sends nothing).
+    `sends` adds the result-cache switch and the local-run options, which mean nothing on
+    CostEstimate (it runs nothing).
     """
-    cache_switch = [io.Boolean.Input(
-        "use_cache", default=True,
-        tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
-        "stored image with no request and no cost, also after a restart. Off: always send.")]
+    run_options = [
+        io.Boolean.Input(
+            "use_cache", default=True,
+            tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
+            "stored image with no request and no cost, also after a restart. Off: always send."),
+        io.Combo.Input("local_model", options=local_model_choices(),
+                       tooltip="For provider local: a FLUX.2 [dev] or [klein] folder (diffusers format) in "
+                       "models/diffusers. Loaded from disk only, never downloaded."),
+        *(io.Combo.Input(spec.name, options=list(spec.choices), default=spec.default, tooltip=spec.help)
+          for spec in OPTION_SPECS),
+    ]
     return [
-        io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
+        io.Combo.Input("provider", options=list(PROVIDER_CHOICES), default="bfl",
                        tooltip="Which API to call with your own key (BFL_API_KEY, REPLICATE_API_TOKEN, FAL_KEY, "
-                       "COMETAPI_KEY, APIFRAME_API_KEY, or stored in Settings > FLUX.2 Flex)."),
+                       "COMETAPI_KEY, APIFRAME_API_KEY, or stored in Settings > FLUX.2 Flex), or local: your own "
+                       "GPU with a FLUX.2 model folder (free)."),
         io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
         io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
                        tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),
@@ -76,7 +93,7 @@ def settings_inputs(*, sends: bool = True) -> list:
         io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
         io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
-        *(cache_switch if sends else []),
+        *(run_options if sends else []),
     ]
 
 

@@ -79,3 +79,21 @@ def install_example_inputs() -> None:
         if not destination.exists():
             target.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(image, destination)
+
+
+def connect_local_backend() -> None:
+    """Find local models where ComfyUI keeps diffusers models, and free the loaded pipeline
+    whenever ComfyUI unloads its own models (the Unload button, or running short of memory)."""
+    import comfy.model_management as model_management
+
+    from .engine.local_backend import PIPELINES
+    from .node_logic import LOCAL_MODEL_ROOTS
+
+    LOCAL_MODEL_ROOTS[:] = [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
+    unload_comfy_models = model_management.unload_all_models
+
+    def unload_all_models(*args, **kwargs):
+        PIPELINES.free()
+        return unload_comfy_models(*args, **kwargs)
+
+    model_management.unload_all_models = unload_all_models

@@ -7,19 +7,22 @@ ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
+from .engine.batch import BatchError, generate_batch
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.images import arrays_to_tensor, tensor_to_arrays
-from .engine.pricing import CostEstimate
-from .engine.providers import make_provider
-from .engine.providers.base import Provider
-from .engine.result_cache import ResultCache
+from .engine.local_backend import (
+    DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
+)
+from .engine.pricing import CostEstimate, estimate
+from .engine.providers import PROVIDER_NAMES, make_provider
 from .engine.request import (
     MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, validate_request,
 )
-from .engine.batch import BatchError, generate_batch
+from .engine.result_cache import ResultCache
 from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
 from .references import ReferenceSet
 
@@ -28,6 +31,8 @@ MAX_BATCH = 16
 GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
 NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE)
+PROVIDER_CHOICES = (*PROVIDER_NAMES, LOCAL)
+LOCAL_MODEL_ROOTS: list[Path] = []  # ComfyUI's models/diffusers folders, set by the ComfyUI adapter
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,13 @@ class NodeSettings:
     prompt_upsampling: bool = True
     batch_size: int = 1
     use_cache: bool = True
+    local_model: str = ""
+    local_dtype: str = DTYPE.default
+    local_offload: str = OFFLOAD.default
+    local_quantization: str = QUANTIZE.default
+
+    def local_options(self) -> LocalOptions:
+        return LocalOptions(self.local_dtype, self.local_offload, self.local_quantization).validate()
 
     def output_size(self) -> tuple[int, int]:
         """Width and height from the preset when one is chosen, else from the width/height widgets."""
@@ -80,8 +92,11 @@ def check_settings(settings: NodeSettings) -> str | None:
         if settings.seed + settings.batch_size - 1 > SEED.maximum:
             raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
                                       f"with batch_size {settings.batch_size} (seeds count up per image)")
-        provider = make_provider(settings.provider)
-        provider.validate(settings.base_request())
+        if settings.provider == LOCAL:
+            settings.local_options()
+            prepare_local(settings.base_request(), resolve_model(settings.local_model, LOCAL_MODEL_ROOTS))
+        else:
+            make_provider(settings.provider).validate(settings.base_request())
     except FluxFlexError as error:
         return str(error)
     return None
@@ -125,7 +140,12 @@ def build_requests(
     return requests, tuple(notes)
 
 
-def prepare_all(requests: list[FlexRequest], provider: Provider) -> list[PreparedRequest]:
+def prepare_all(requests: list[FlexRequest], settings: NodeSettings) -> list[PreparedRequest]:
+    """Validate and price each request for the chosen provider (the local one included)."""
+    if settings.provider == LOCAL:
+        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
+        return [prepare_local(request, model) for request in requests]
+    provider = make_provider(settings.provider)
     return [prepare(request, provider) for request in requests]
 
 
@@ -139,14 +159,9 @@ def estimate_cost(
     """The price of everything the node would send, before anything is sent and without a key."""
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    provider = make_provider(settings.provider)
-    prepared = prepare_all(requests, provider)
+    prepared = prepare_all(requests, settings)
     first = prepared[0].estimate
-    if first.usd is None or len({p.estimate.usd for p in prepared}) == 1:
-        total = prepare(requests[0], provider, count=len(requests)).estimate
-    else:  # edit frames of different sizes cannot happen in one IMAGE batch, but sum honestly if they do
-        total = replace(first, credits=sum(p.estimate.credits for p in prepared),
-                        usd=sum(p.estimate.usd for p in prepared))
+    total = estimate(prepared[0].request, settings.provider, count=len(prepared)) if first.usd is not None else first
     return replace(total, breakdown=total.breakdown + notes + prepared[0].notes)
 
 
@@ -181,8 +196,12 @@ def run_settings(
     """
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
+    prepared = prepare_all(requests, settings)
+    if settings.provider == LOCAL:
+        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
+        results = generate_local_batch(prepared, model, settings.local_options(), hooks=hooks)
+        return results_to_node_result(results, settings, notes)
     provider = make_provider(settings.provider)
-    prepared = prepare_all(requests, provider)
     try:
         results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None)
     except BatchError as partial:

@@ -14,13 +14,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PIL import Image
 
 from .batch import generate_cached
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
+from .local_backend import LOCAL, OPTION_SPECS, LocalOptions, generate_local, prepare_local, resolve_model
 from .providers import PROVIDER_NAMES, make_provider
 from .providers.base import Provider
 from .request import (
@@ -28,7 +29,7 @@ from .request import (
     SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
-from .runner import PreparedRequest, RunHooks, prepare
+from .runner import GenerationResult, PreparedRequest, RunHooks, prepare
 
 EXIT_FAILURE = 1
 
@@ -58,7 +59,13 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help=PROMPT_UPSAMPLING_HELP)
     parser.add_argument("--reference", action="append", type=Path, default=[], metavar="FILE",
                         help="an input image (repeat for several; the first is the image to edit)")
-    parser.add_argument("--provider", choices=PROVIDER_NAMES, default="bfl", help="which API to call (default bfl)")
+    parser.add_argument("--provider", choices=(*PROVIDER_NAMES, LOCAL), default="bfl",
+                        help="which API to call (default bfl), or local with --local-model")
+    parser.add_argument("--local-model", type=Path, default=None,
+                        help="for --provider local: a FLUX.2 [dev] or [klein] folder in diffusers format")
+    for spec in OPTION_SPECS:
+        parser.add_argument("--" + spec.name.replace("_", "-"), choices=spec.choices, default=spec.default,
+                            help=spec.help)
 
 
 def _add_number_flag(parser: argparse.ArgumentParser, spec: NumberSpec, kind: type) -> None:
@@ -92,23 +99,43 @@ def load_image_file(path: Path) -> InputImage:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        provider = make_provider(args.provider)
-        prepared = prepare(request_from_args(args), provider)
-        if args.command == "estimate":
-            print(prepared.estimate.as_text())
-        elif args.dry_run:
-            print_dry_run(prepared, provider)
+        request = request_from_args(args)
+        if args.provider == LOCAL:
+            run_local_command(args, request)
         else:
-            run_generate(prepared, provider, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
+            run_remote_command(args, request)
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 
 
-def print_dry_run(prepared: PreparedRequest, provider: Provider) -> None:
-    print(f"POST {provider.base_url} ({provider.label})")
-    print(json.dumps(provider.dry_run_body(prepared.request), indent=2))
+def run_remote_command(args: argparse.Namespace, request: FlexRequest) -> None:
+    provider = make_provider(args.provider)
+    prepared = prepare(request, provider)
+    if args.command == "estimate":
+        print(prepared.estimate.as_text())
+    elif args.dry_run:
+        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
+    else:
+        run_generate(prepared, provider, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
+
+
+def run_local_command(args: argparse.Namespace, request: FlexRequest) -> None:
+    model = resolve_model(str(args.local_model or ""), ())
+    prepared = prepare_local(request, model)
+    if args.command == "estimate":
+        print(prepared.estimate.as_text())
+    elif args.dry_run:
+        print_dry_run(prepared, f"local FLUX.2 [{model.kind}] from {model.path}", request.settings())
+    else:
+        options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
+        save_result(with_ctrl_c(lambda hooks: generate_local(prepared, model, options, hooks=hooks)), args.out)
+
+
+def print_dry_run(prepared: PreparedRequest, destination: str, body: dict) -> None:
+    print(destination)
+    print(json.dumps(body, indent=2))
     for note in prepared.notes:
         print(f"note: {note}")
     print(prepared.estimate.as_text())
@@ -119,15 +146,22 @@ def run_generate(prepared: PreparedRequest, provider: Provider, out: Path, cache
         provider.api_key  # resolve now: without a key, fall back to a dry run
     except MissingApiKeyError as missing:
         print(f"flux-flex: {missing} Showing a dry run instead; nothing was sent.", file=sys.stderr)
-        print_dry_run(prepared, provider)
+        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
         return
+    save_result(with_ctrl_c(lambda hooks: generate_cached(prepared, provider, cache, hooks=hooks)), out)
+
+
+def with_ctrl_c(action: Callable[[RunHooks], GenerationResult]) -> GenerationResult:
+    """Run with status lines on stderr; Ctrl-C cancels cleanly (naming any task already paid)."""
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
     try:
-        hooks = RunHooks(on_progress=_StatusPrinter(), is_cancelled=cancelled.is_set)
-        result = generate_cached(prepared, provider, cache, hooks=hooks)
+        return action(RunHooks(on_progress=_StatusPrinter(), is_cancelled=cancelled.is_set))
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def save_result(result: GenerationResult, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         Image.fromarray(result.pixels).save(out)

@@ -81,6 +81,7 @@ PRICES: dict[str, Price] = {
         source="Lumenfall's listing of black-forest-labs/flux-2-flex (secondary, probably stale)",
         checked="2026-11-23",
     ),
+    "local": FreePrice(provider="local", reason="runs on your own hardware: no credits"),
     "fal": PerMegapixelPrice(
         provider="fal", first_output_mp=5, extra_output_mp=5, input_mp=5, usd_per_credit=0.01, credit_name="cents",
         source="fal.ai model page", checked="2026-11-23",
