@@ -144,6 +144,17 @@ def ui_report(report: str, reported_cost: float | None = None) -> dict[str, list
     return {UI_KEY: [{"report": report, "reported_cost": reported_cost}]}
 
 
+def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
+    """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
+    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(), **run_args))
+    return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report, result.reported_cost))
+
+
+def image_node_outputs() -> list:
+    return [io.Image.Output(display_name="images"), io.Int.Output(display_name="seed"),
+            io.String.Output(display_name="report")]
+
+
 class _ValidatedNode(io.ComfyNode):
     """Shared validation: the engine's own message, at queue time, before anything is sent."""
 
@@ -164,19 +175,14 @@ class FluxFlexGenerate(_ValidatedNode):
             "a report with the cost.",
             inputs=[*settings_inputs(), REFERENCES.Input("references", optional=True,
                                                          tooltip="Reference images from a Reference Batch node.")],
-            outputs=[io.Image.Output(display_name="images"), io.Int.Output(display_name="seed"),
-                     io.String.Output(display_name="report")],
+            outputs=image_node_outputs(),
             hidden=[io.Hidden.unique_id],
             **price_badge(edit_image=False, references_socket="references"),
         )
 
     @classmethod
     def execute(cls, references: ReferenceSet | None = None, **values: Any) -> io.NodeOutput:
-        settings = settings_from(values)
-        result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(cls.hidden.unique_id),
-                                                        references=references, cache=result_cache()))
-        return io.NodeOutput(result.images, result.seed, result.report,
-                             ui=ui_report(result.report, result.reported_cost))
+        return image_node_output(cls.hidden.unique_id, settings_from(values), references=references)
 
 
 class FluxFlexEdit(_ValidatedNode):
@@ -197,8 +203,7 @@ class FluxFlexEdit(_ValidatedNode):
                 *settings_inputs(),
                 REFERENCES.Input("references", optional=True, tooltip="Reference images from a Reference Batch node."),
             ],
-            outputs=[io.Image.Output(display_name="images"), io.Int.Output(display_name="seed"),
-                     io.String.Output(display_name="report")],
+            outputs=image_node_outputs(),
             hidden=[io.Hidden.unique_id],
             **price_badge(edit_image=True, references_socket="references"),
         )
@@ -206,12 +211,8 @@ class FluxFlexEdit(_ValidatedNode):
     @classmethod
     def execute(cls, image, match_input_size: bool = True, references: ReferenceSet | None = None,
                 **values: Any) -> io.NodeOutput:
-        settings = settings_from(values)
-        result = run_interruptibly(lambda: run_settings(
-            settings, comfy_hooks(cls.hidden.unique_id), edit_image=image, references=references,
-            match_input_size=match_input_size, cache=result_cache()))
-        return io.NodeOutput(result.images, result.seed, result.report,
-                             ui=ui_report(result.report, result.reported_cost))
+        return image_node_output(cls.hidden.unique_id, settings_from(values), edit_image=image,
+                                 references=references, match_input_size=match_input_size)
 
 
 def _reference_image_inputs() -> list:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 
 import jsonata
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from comfyui_flux2_flex.nodes.engine.runner import RunHooks
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
 from comfyui_flux2_flex.nodes.price_badge import price_badge_expression
-from comfyui_flux2_flex.nodes.references import ReferenceSet, collect_references
+from comfyui_flux2_flex.nodes.references import collect_references
 from fakes.bfl_server import FakeBfl, TaskPlan
 
 

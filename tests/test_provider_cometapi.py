@@ -17,7 +17,7 @@ from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.cometapi import CometApiProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
-from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
+from comfyui_flux2_flex.nodes.engine.runner import RunSettings, generate, prepare
 
 from fakes.bfl_server import TaskPlan
 from fakes.cometapi_server import FakeCometApi

@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 from .. import errors
 from ..images import encode_data_uri
-from ..request import HEIGHT, MEGAPIXEL, SAFETY_TOLERANCE, WIDTH, FlexRequest
+from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
 from .base import (
-    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, format_detail, json_body, moderation_error,
+    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size, format_detail, json_body,
+    moderation_error,
 )
 
 MODEL = "flux-2-flex"
@@ -51,13 +52,7 @@ class ApiframeProvider(Provider):
             raise errors.InvalidRequestError(
                 "prompt", f"{len(request.prompt)} characters", f"at most {MAX_PROMPT_CHARS} characters on Apiframe"
             )
-        low, high = CUSTOM_SIZE_RANGE
-        if request.width is not None:
-            for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
-                if not low <= value <= high:
-                    raise errors.InvalidRequestError(
-                        spec.name, value, f"from {low} to {high} on Apiframe (its custom size range)"
-                    )
+        check_custom_size(request, *CUSTOM_SIZE_RANGE, self.label)
         return request
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:

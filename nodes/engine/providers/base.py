@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import errors
 from ..keys import ApiKey, KeyScope, resolve_api_key
-from ..request import FlexRequest, MAX_INPUT_IMAGES, MEGAPIXEL, validate_request
+from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request
 from ..transport import describe_host, download_result, shared_client
 
 ImageEncoder = Callable[[np.ndarray], str]
@@ -179,6 +179,15 @@ class Provider(ABC):
         """Turn an HTTP error status into the pack's error; a provider whose error shapes say more
         than the status (fal's 403 for an account locked for its balance) recognises them first."""
         raise_for_http_error(response, self.label, stage=stage)
+
+
+def check_custom_size(request: FlexRequest, low: int, high: int, label: str) -> None:
+    """Resellers built on Replicate's schema take explicit sizes only within a narrower range."""
+    if request.width is None:
+        return
+    for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
+        if not low <= value <= high:
+            raise errors.InvalidRequestError(spec.name, value, f"from {low} to {high} on {label} (its custom size range)")
 
 
 def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) -> None:

@@ -12,8 +12,10 @@ from typing import Any
 
 from .. import errors
 from ..images import encode_data_uri
-from ..request import FlexRequest, HEIGHT, WIDTH
-from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, json_body, moderation_error
+from ..request import FlexRequest
+from .base import (
+    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size, json_body, moderation_error,
+)
 
 MODEL = "black-forest-labs/flux-2-flex"
 PREDICTIONS_PATH = f"/v1/models/{MODEL}/predictions"
@@ -44,13 +46,7 @@ class ReplicateProvider(Provider):
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Replicate's custom size is 256-2048 per side, narrower than BFL's 64-4096."""
         super().validate(request)
-        low, high = CUSTOM_SIZE_RANGE
-        if request.width is not None:
-            for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
-                if not low <= value <= high:
-                    raise errors.InvalidRequestError(
-                        spec.name, value, f"from {low} to {high} on Replicate (its custom size range)"
-                    )
+        check_custom_size(request, *CUSTOM_SIZE_RANGE, self.label)
         return request
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
