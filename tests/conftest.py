@@ -11,6 +11,7 @@ from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.polling import DURATIONS
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 
+from comfyui_runner import comfy, comfy_bfl, object_info  # noqa: F401 (fixtures for the ComfyUI tests)
 from fakes.bfl_server import FakeBfl
 
 os.environ["HF_HUB_OFFLINE"] = "1"

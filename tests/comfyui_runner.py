@@ -1,0 +1,125 @@
+"""A real ComfyUI server for integration tests, with this pack linked in and the loopback BFL.
+
+Needs a ComfyUI checkout (COMFYUI_PATH) and the Python that runs it (COMFYUI_PYTHON); tests that
+use it are skipped with that reason when either is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fakes.bfl_server import FakeBfl
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+needs_comfyui = pytest.mark.skipif(
+    not (COMFYUI_PATH and COMFYUI_PYTHON),
+    reason="set COMFYUI_PATH (a ComfyUI checkout) and COMFYUI_PYTHON (its Python) to run ComfyUI integration tests",
+)
+STARTUP_SECONDS = 180
+RUN_SECONDS = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ComfyUI:
+    """A ComfyUI server process with this pack linked in through extra_model_paths."""
+
+    def __init__(self, root: Path, bfl: FakeBfl) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = root / "comfyui.log"
+        for name in ("custom_nodes", "input", "output", "user"):
+            (root / name).mkdir()
+        (root / "custom_nodes" / "comfyui_flux2_flex").symlink_to(REPO_ROOT, target_is_directory=True)
+        config = root / "extra_model_paths.yaml"
+        config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n")
+        env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
+        command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                   "--disable-auto-launch", "--input-directory", str(root / "input"),
+                   "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
+                   "--extra-model-paths-config", str(config)]
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_until_up(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if self.client.get("/system_stats").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("ComfyUI did not start in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.client.close()
+        self.log.close()
+
+    def queue(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> httpx.Response:
+        body: dict[str, Any] = {"prompt": prompt, "client_id": str(uuid.uuid4())}
+        if workflow is not None:
+            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
+        return self.client.post("/prompt", json=body)
+
+    def wait_for(self, prompt_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + RUN_SECONDS
+        while time.monotonic() < deadline:
+            history = self.client.get(f"/history/{prompt_id}").json()
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                entry = history[prompt_id]
+                if entry["status"]["status_str"] in ("success", "error"):
+                    return entry
+            time.sleep(0.3)
+        raise TimeoutError(f"prompt {prompt_id} did not finish")
+
+    def run(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.queue(prompt, workflow)
+        assert response.status_code == 200, response.text
+        return self.wait_for(response.json()["prompt_id"])
+
+
+@pytest.fixture(scope="module")
+def comfy_bfl() -> Iterator[FakeBfl]:
+    with FakeBfl() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
+    server = ComfyUI(tmp_path_factory.mktemp("comfyui"), comfy_bfl)
+    try:
+        server.wait_until_up()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy: ComfyUI) -> dict[str, Any]:
+    return comfy.client.get("/object_info").json()
