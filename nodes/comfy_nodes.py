@@ -253,7 +253,8 @@ class FluxFlexCostEstimate(_ValidatedNode):
             display_name="FLUX.2 [flex] Cost Estimate",
             category=CATEGORY,
             description="The price of a request before anything is sent, from megapixels in and out, with its "
-            "breakdown. Needs no key. Wire the same settings, image and references as the Generate or Edit node.",
+            "breakdown. Needs no key. Wire the same settings, image and references as the Generate or Edit node. "
+            "usd and credits are -1 for a provider whose price is not published (the breakdown says so).",
             inputs=[*settings_inputs(sends=False),
                     io.Image.Input("image", optional=True, tooltip="The image an Edit node would edit (optional)."),
                     io.Boolean.Input("match_input_size", default=True,
