@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import pytest
-
 from comfyui_flux2_flex.nodes.engine.polling import (
-    AIM_MARGIN, DENSE_INTERVAL, FIRST_POLL_DELAY, MAX_INTERVAL, SPARSE_INTERVAL, DurationHistory, PollSchedule,
+    AIM_MARGIN,
+    DENSE_INTERVAL,
+    DURATIONS,
+    FIRST_POLL_DELAY,
+    MAX_INTERVAL,
+    SPARSE_INTERVAL,
+    DurationHistory,
+    PollSchedule,
 )
+from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
+from comfyui_flux2_flex.nodes.engine.request import FlexRequest
+from comfyui_flux2_flex.nodes.engine.runner import generate, prepare
+from fakes.bfl_server import FakeBfl
 
 
 def polls_for(schedule: PollSchedule, duration: float, progress_known: bool) -> tuple[int, float]:
@@ -54,3 +64,11 @@ def test_history_is_a_running_average_per_provider() -> None:
     history.record("bfl", 20.0)
     assert history.expected("bfl") == pytest.approx(13.0)
     assert history.expected("fal") is None
+
+
+def test_the_history_learns_the_tasks_own_duration_not_the_upload(fake_bfl: FakeBfl, bfl: BflProvider) -> None:
+    # The provider's clock starts when it accepts the task; a slow upload must not make the next
+    # task's expected finish (or a progress-based estimate) later than the provider's.
+    fake_bfl.submit_delay = 0.3
+    result = generate(prepare(FlexRequest(prompt="a kite", width=128, height=128, seed=1), bfl), bfl)
+    assert DURATIONS.expected("bfl") <= result.seconds - fake_bfl.submit_delay

@@ -13,8 +13,19 @@ from typing import Sequence
 
 from .errors import CancelledError, FluxFlexError
 from .providers.base import Provider
+from .request import FlexRequest
 from .result_cache import ResultCache, cache_key
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
+
+
+def seeded_requests(request: FlexRequest, count: int) -> list[FlexRequest]:
+    """`count` copies of `request` with seeds seed, seed+1, ...; a random seed (None) stays random.
+
+    Counting up keeps each image of a batch reproducible on its own: its seed is in its report.
+    """
+    if request.seed is None:
+        return [request] * count
+    return [request.with_seed(request.seed + offset) for offset in range(count)]
 
 
 class BatchError(FluxFlexError):
@@ -101,9 +112,16 @@ def generate_batch(
     if not failures:
         return [results[index] for index in range(len(prepared))]
     if all(isinstance(error, CancelledError) for error in failures.values()):
-        paid = [error.task_id for error in failures.values() if isinstance(error, CancelledError) and error.task_id]
-        raise CancelledError(
-            f"Cancelled. {len(paid)} task(s) had already been submitted and are billed ({', '.join(paid) or 'none'}); "
-            f"none was resubmitted. {len(results)} image(s) had finished."
-        )
+        raise _batch_cancelled(results, failures)
     raise BatchError(results, failures, prepared)
+
+
+def _batch_cancelled(results: dict[int, GenerationResult], failures: dict[int, FluxFlexError]) -> CancelledError:
+    """One message naming every task that was paid: those stopped mid-poll and those that finished."""
+    stopped = [error.task_id for error in failures.values() if isinstance(error, CancelledError) and error.task_id]
+    finished = [result.task_id for result in results.values() if not result.from_cache]
+    paid = ", ".join(stopped + finished) or "none"
+    return CancelledError(
+        f"Cancelled. {len(stopped) + len(finished)} task(s) had been submitted and are billed ({paid}); none was "
+        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced."
+    )

@@ -19,8 +19,9 @@ from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from .request import MEGAPIXEL
 
 # Measured with bench/bench_throughput.py on photo-like 1 MP and 4 MP images: zlib level 1 takes
-# about 0.9 of the default level 6's time for files 3% larger; level 0 (no compression) makes
-# uploads 30% larger. Level 1 is the fastest setting that does not cost upload time.
+# about 0.95 of the default level 6's time for files 3% larger; level 0 (no compression) takes
+# half the time but makes uploads 30% larger, which costs more than it saves on any uplink much
+# slower than loopback. Level 1 is the fastest setting that does not cost upload time.
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95

@@ -125,7 +125,6 @@ def generate(
     hooks.progress(1.0, "downloading")
     pixels = decode_image(provider.fetch(update))
     elapsed = time.monotonic() - started
-    DURATIONS.record(provider.name, elapsed)
     return GenerationResult(
         pixels=pixels,
         provider=provider.name,
@@ -169,19 +168,22 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
 def _poll_until_done(
     task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings, started: float
 ) -> PollUpdate:
+    """Poll on the task's own clock: it starts when the provider accepted it, so the upload before
+    and the download after neither skew progress-based estimates nor enter the duration history."""
     schedule = PollSchedule(DURATIONS.expected(provider.name))
     deadline = started + settings.task_timeout_seconds
+    accepted = time.monotonic()
     polls = 0
     progress: float | None = None
     while True:
-        elapsed = time.monotonic() - started
-        _wait(schedule.next_delay(elapsed, progress, polls), hooks, task)
+        _wait(schedule.next_delay(time.monotonic() - accepted, progress, polls), hooks, task)
         try:
             update = provider.poll(task, polls_so_far=polls)
         except TransientError as hiccup:
             update = PollUpdate(done=False, status=f"retrying ({hiccup.reason})", progress=progress)
         polls += 1
         if update.done:
+            DURATIONS.record(provider.name, time.monotonic() - accepted)
             return update
         progress = update.progress if update.progress is not None else progress
         hooks.progress(progress, update.status)
