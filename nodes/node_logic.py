@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .engine.batch import BatchError, generate_batch
+from .engine.batch import BatchError, generate_batch, seeded_requests
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.local_backend import (
@@ -133,10 +133,9 @@ def build_requests(
         size, size_notes = edit_size(settings, edit_image, match_input_size)
         notes.extend(size_notes)
     requests = []
-    for frame in frames:
-        for _ in range(settings.batch_size):
-            seed = settings.seed + len(requests)
-            requests.append(validate_request(settings.base_request(frame + ref_images, size).with_seed(seed)))
+    for index, frame in enumerate(frames):
+        first = settings.base_request(frame + ref_images, size).with_seed(settings.seed + index * settings.batch_size)
+        requests.extend(validate_request(request) for request in seeded_requests(first, settings.batch_size))
     return requests, tuple(notes)
 
 
