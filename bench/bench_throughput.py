@@ -1,14 +1,16 @@
 """Throughput benchmark against the loopback BFL stand-in (a script, not a test).
 
 Prints, from one run, ratios that do not depend on this machine's speed as much as seconds do:
-client overhead per image as a fraction of the server's latency, a batch of 8 against one
-request, pickup delay and polls per task, a cache hit against a generation, peak memory with 8
-references of 4 MP, and the PNG encoder settings. Run: python bench/bench_throughput.py
+client overhead per image as a fraction of the server's latency (and where it goes), a batch of
+8 against one request, pickup delay and polls per task, HTTP requests per TCP connection, a cache
+hit against a generation, peak memory with 8 references of 4 MP, and the PNG encoder settings.
+Run: python bench/bench_throughput.py (about a minute on 2 cores).
 """
 
 from __future__ import annotations
 
 import io
+import socket
 import statistics
 import sys
 import tempfile
@@ -23,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakes.bfl_server import FakeBfl, TaskPlan  # noqa: E402
 
+from comfyui_flux2_flex.nodes.engine import runner  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch, generate_cached  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.images import encode_base64  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage  # noqa: E402
@@ -31,6 +35,7 @@ from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache  # noqa: E4
 from comfyui_flux2_flex.nodes.engine.runner import generate, prepare  # noqa: E402
 
 LATENCY = 2.0  # seconds the stand-in takes per image, like a fast real task
+LONG_LATENCY = 8.0  # a more typical task, for the polling figures
 RNG = np.random.default_rng(0)
 
 
@@ -46,6 +51,23 @@ def request(size: int, seed: int, references: int = 1) -> FlexRequest:
     return FlexRequest(prompt="bench", width=size, height=size, seed=seed, output_format="png", images=refs)
 
 
+class Phases:
+    """Seconds spent in each wrapped call, so the overhead can be split into its parts."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name, function):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+
 def timed_generate(bfl: FakeBfl, provider: BflProvider, req: FlexRequest) -> float:
     bfl.plans.append(TaskPlan(latency=LATENCY))
     start = time.perf_counter()
@@ -55,19 +77,49 @@ def timed_generate(bfl: FakeBfl, provider: BflProvider, req: FlexRequest) -> flo
 
 def overhead(bfl: FakeBfl, provider: BflProvider) -> None:
     timed_generate(bfl, provider, request(512, 0))  # warm-up: connection and duration history
+    decode = runner.decode_image
     for label, size in (("1 MP", 1024), ("4 MP", 2048)):
-        walls = [timed_generate(bfl, provider, request(size, seed)) for seed in range(1, 4)]
-        wall = statistics.median(walls)
+        phases = Phases()
+        provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
+        runner.decode_image = phases.wrap("decode", decode)
+        requests = [request(size, seed) for seed in range(1, 4)]
+        first_task = len(bfl.tasks)
+        try:
+            wall = statistics.median(timed_generate(bfl, provider, req) for req in requests)
+        finally:
+            del provider.submit, provider.fetch  # back to the class's methods
+            runner.decode_image = decode
+        for req in requests:  # the same encoding the submit did, timed on its own
+            phases.wrap("encode", encode_base64)(req.images[0].pixels)
+        tasks = list(bfl.tasks.values())[first_task:]
+        parts = {
+            "encode": phases.seconds["encode"],
+            "upload": phases.seconds["submit"] - phases.seconds["encode"],
+            "pickup": sum(t.ready_at - (t.created + t.plan.latency) for t in tasks),
+            "download": phases.seconds["download"],
+            "decode": phases.seconds["decode"],
+        }
+        split = ", ".join(f"{name} {seconds / len(requests) / LATENCY:.3f}" for name, seconds in parts.items())
         print(f"client overhead per image at {label} (1 reference in, 1 image out): "
-              f"{(wall - LATENCY) / LATENCY:.2f} of the server latency ({wall - LATENCY:.2f} s over {LATENCY:g} s)")
+              f"{(wall - LATENCY) / LATENCY:.2f} of the server latency ({wall - LATENCY:.2f} s over {LATENCY:g} s); "
+              f"in parts of the latency: {split}")
 
 
 def pickup(bfl: FakeBfl) -> None:
-    timed = [t for t in bfl.tasks.values() if t.plan.latency and t.ready_at]
-    delays = [t.ready_at - (t.created + t.plan.latency) for t in timed]
-    polls = [t.polls / t.plan.latency for t in timed]
-    print(f"poll pickup delay: median {statistics.median(delays):.2f} s, max {max(delays):.2f} s; "
-          f"polls per second per task: {statistics.mean(polls):.2f} ({statistics.mean(t.polls for t in timed):.1f} a task)")
+    """How late finished tasks were seen, and how often they were polled, by server latency."""
+    for latency in sorted({t.plan.latency for t in bfl.tasks.values() if t.plan.latency and t.ready_at}):
+        timed = [t for t in bfl.tasks.values() if t.plan.latency == latency and t.ready_at]
+        delays = [t.ready_at - (t.created + latency) for t in timed]
+        polls = statistics.mean(t.polls for t in timed)
+        print(f"poll pickup at {latency:g} s tasks ({len(timed)}): delay median {statistics.median(delays):.2f} s, "
+              f"max {max(delays):.2f} s; {polls:.1f} polls a task, {polls / latency:.2f} a second")
+
+
+def long_tasks(bfl: FakeBfl, provider: BflProvider) -> None:
+    """Eight concurrent tasks of a more typical length, so polls per second are not those of 2 s tasks."""
+    prepared = [prepare(request(512, 500 + i, references=0), provider) for i in range(8)]
+    bfl.plans.extend(TaskPlan(latency=LONG_LATENCY) for _ in range(8))
+    generate_batch(prepared, provider)
 
 
 def batch(bfl: FakeBfl, provider: BflProvider) -> None:
@@ -78,6 +130,28 @@ def batch(bfl: FakeBfl, provider: BflProvider) -> None:
     generate_batch(prepared, provider)
     wall = time.perf_counter() - start
     print(f"batch of 8 wall time over one request: {wall / single:.2f} (goal <= 1.3; a serial client is 8)")
+
+
+class Connections:
+    """New TCP connections against HTTP requests (httpcore opens each with socket.create_connection)."""
+
+    def __init__(self, bfl: FakeBfl) -> None:
+        self._bfl = bfl
+        self._opened = 0
+        self._mark = (0, 0)
+        create = socket.create_connection
+
+        def counting(*args, **kwargs):
+            self._opened += 1
+            return create(*args, **kwargs)
+
+        socket.create_connection = counting
+
+    def report(self, label: str) -> None:
+        requests, opened = len(self._bfl.all_requests()), self._opened
+        new_requests, new_connections = requests - self._mark[0], opened - self._mark[1]
+        self._mark = (requests, opened)
+        print(f"connection reuse, {label}: {new_requests} HTTP requests opened {new_connections} TCP connections")
 
 
 def cache_hit(bfl: FakeBfl, provider: BflProvider) -> None:
@@ -110,19 +184,27 @@ def png_levels() -> None:
         pixels = photo_like(size, size)
         times, sizes = {}, {}
         for level in (0, 1, 6):
-            buffer = io.BytesIO()
-            start = time.perf_counter()
-            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
-            times[level], sizes[level] = time.perf_counter() - start, len(buffer.getvalue())
-        print(f"PNG encode at {label}: level 1 takes {times[1] / times[6]:.2f} of level 6's time for "
-              f"{sizes[1] / sizes[6]:.2f} of its size; level 0 is {sizes[0] / sizes[6]:.2f} of the size")
+            runs = []
+            for _ in range(3):  # the median of three: single encodes vary by 20% on a busy machine
+                buffer = io.BytesIO()
+                start = time.perf_counter()
+                Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
+                runs.append(time.perf_counter() - start)
+            times[level], sizes[level] = statistics.median(runs), len(buffer.getvalue())
+        print(f"PNG encode at {label}, against level 6: level 1 takes {times[1] / times[6]:.2f} of the time for "
+              f"{sizes[1] / sizes[6]:.2f} of the size; level 0 takes {times[0] / times[6]:.2f} of the time for "
+              f"{sizes[0] / sizes[6]:.2f} of the size")
 
 
 def main() -> None:
     with FakeBfl() as bfl:
         provider = BflProvider(base_url=bfl.api_url, api_key=ApiKey(bfl.api_key))
+        connections = Connections(bfl)
         overhead(bfl, provider)
+        connections.report("7 images one after another (3 servers: API, polling, delivery)")
         batch(bfl, provider)
+        connections.report("1 image then a batch of 8 at once")
+        long_tasks(bfl, provider)
         pickup(bfl)
         cache_hit(bfl, provider)
         peak_memory(bfl, provider)
