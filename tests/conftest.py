@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +17,17 @@ from comfyui_runner import comfy, comfy_bfl, object_info  # noqa: F401 (fixtures
 from fakes.bfl_server import FakeBfl
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+_connect = socket.socket.connect
+
+
+def _connect_to_loopback_only(self: socket.socket, address) -> None:
+    """Every socket the tests open may reach 127.0.0.1 (or ::1) and nothing else."""
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+        raise ConnectionRefusedError(f"a test tried to reach {address[0]}: tests talk to loopback only")
+    return _connect(self, address)
+
+
+socket.socket.connect = _connect_to_loopback_only
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -229,3 +230,11 @@ def test_the_key_never_appears_in_logs_errors_or_reprs(fake_bfl: FakeBfl, bfl: B
     assert "get_result" in caplog.text, "httpx logs requests at DEBUG, so real log lines are checked"
     for text in texts:
         assert fake_bfl.api_key not in text
+
+
+def test_the_suite_cannot_reach_beyond_loopback() -> None:
+    with pytest.raises(ConnectionRefusedError, match="loopback only"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1: blocked before any packet
+    with pytest.raises(errors.ProviderUnavailableError, match="Could not reach"):
+        run(BflProvider(base_url="https://192.0.2.1", api_key=ApiKey("k")),
+            settings=RunSettings(submit_retry_seconds=1.0, connect_retries=0))
