@@ -3,7 +3,8 @@
 The badge is a JSONata expression the frontend evaluates as widgets change. It sees widget
 values and whether sockets are connected, not the pixels on them, so reference images are
 priced as a range: at least 1 MP each, at most the provider's cap. The exact figure is what
-CostEstimate and each run's report give.
+CostEstimate and each run's report give. Prices are shown as dollar text: the frontend renders a
+"usd" badge in comfy.org credits, which these nodes do not bill in.
 """
 
 from __future__ import annotations
@@ -61,9 +62,8 @@ def price_badge_expression(*, edit_image: bool, references_socket: str | None) -
       $out := $rate.first + $rate.extra * ($outMP - 1);
       $low := ($out + $rate.input * $minInputs) * $n;
       $high := ($out + $rate.input * {max_input_mp} * $maxInputs) * $n;
-      $maxInputs > 0
-        ? {{"type": "range_usd", "min_usd": $low, "max_usd": $high, "format": {{"approximate": true}}}}
-        : {{"type": "usd", "usd": $low}}
+      $usd := function($v) {{ "$" & $formatNumber($v, "0.000") }};
+      {{"type": "text", "text": $maxInputs > 0 ? "~" & $usd($low) & "-" & $usd($high) : $usd($low)}}
     )
 )
 """.strip()

@@ -164,14 +164,13 @@ def badge(expression: str, connected: bool = False, **widgets) -> dict:
 def test_price_badge_matches_the_estimate(widgets) -> None:
     expected = estimate_cost(settings(**{**widgets, "megapixels": float(widgets.get("megapixels", 1))}))
     assert badge(price_badge_expression(edit_image=False, references_socket="references"), **widgets) == {
-        "type": "usd", "usd": pytest.approx(expected.usd)}
+        "type": "text", "text": f"${expected.usd:.3f}"}
 
 
 def test_price_badge_gives_a_range_for_references_and_text_for_unknown_prices() -> None:
     generate = price_badge_expression(edit_image=False, references_socket="references")
-    ranged = badge(generate, connected=True)
-    assert ranged["type"] == "range_usd" and ranged["min_usd"] == pytest.approx(0.10)
-    assert ranged["max_usd"] == pytest.approx(0.05 + 8 * 4 * 0.05)
+    assert badge(generate, connected=True) == {"type": "text", "text": f"~$0.100-${0.05 + 8 * 4 * 0.05:.3f}"}
     assert badge(generate, provider="cometapi") == {"type": "text", "text": "price unknown"}
+    assert badge(generate, provider="local") == {"type": "text", "text": "free (local)"}
     edit = badge(price_badge_expression(edit_image=True, references_socket="references"))
-    assert edit["min_usd"] == pytest.approx(0.10) and edit["max_usd"] == pytest.approx(0.25)
+    assert edit == {"type": "text", "text": "~$0.100-$0.250"}
