@@ -17,7 +17,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .engine.errors import CancelledError
 from .engine.pricing import CostEstimate
-from .engine.local_backend import OPTION_SPECS, find_models
+from .engine.local import OPTION_SPECS, find_models
 from .engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,

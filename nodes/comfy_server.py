@@ -86,14 +86,14 @@ def connect_local_backend() -> None:
     whenever ComfyUI unloads its own models (the Unload button, or running short of memory)."""
     import comfy.model_management as model_management
 
-    from .engine.local_backend import PIPELINES
+    from .engine.local import free as free_local_pipeline
     from .node_logic import LOCAL_MODEL_ROOTS
 
     LOCAL_MODEL_ROOTS[:] = [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
     unload_comfy_models = model_management.unload_all_models
 
     def unload_all_models(*args, **kwargs):
-        PIPELINES.free()
+        free_local_pipeline()
         return unload_comfy_models(*args, **kwargs)
 
     model_management.unload_all_models = unload_all_models

@@ -14,7 +14,7 @@ import torch
 from .engine.batch import BatchError, generate_batch, seeded_requests
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.images import arrays_to_tensor, tensor_to_arrays
-from .engine.local_backend import (
+from .engine.local import (
     DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
 )
 from .engine.pricing import CostEstimate, estimate

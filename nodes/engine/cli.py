@@ -21,7 +21,7 @@ from PIL import Image
 from .batch import generate_cached
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
-from .local_backend import LOCAL, OPTION_SPECS, LocalOptions, generate_local, prepare_local, resolve_model
+from .local import LOCAL, OPTION_SPECS, LocalOptions, generate_local, prepare_local, resolve_model
 from .providers import PROVIDER_NAMES, make_provider
 from .providers.base import Provider
 from .request import (
