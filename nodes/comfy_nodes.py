@@ -15,9 +15,11 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
+from .comfy_server import result_cache
 from .engine.errors import CancelledError
-from .engine.pricing import CostEstimate
 from .engine.local import OPTION_SPECS, find_models
+from .engine.pricing import CostEstimate
+from .engine.providers import KEY_ENV_VARS
 from .engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
@@ -28,7 +30,6 @@ from .node_logic import (
     COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_ROOTS, MAX_BATCH, PROVIDER_CHOICES,
     REFERENCE_BATCH_NODE, NodeSettings, check_settings, estimate_cost, run_settings,
 )
-from .comfy_server import result_cache
 from .price_badge import BADGE_WIDGETS, price_badge_expression
 from .references import ReferenceSet, collect_references
 
@@ -39,8 +40,6 @@ UI_KEY = "flux2_flex"  # the key the web extension reads from a node's "executed
 SCHEMA_FIELDS = {field.name for field in dataclasses.fields(io.Schema)}
 HAS_PRICE_BADGE = "price_badge" in SCHEMA_FIELDS and hasattr(io, "PriceBadge")
 PROGRESS_STEPS = 100
-
-
 NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
 
 
@@ -73,9 +72,8 @@ def settings_inputs(*, sends: bool = True) -> list:
     ]
     return [
         io.Combo.Input("provider", options=list(PROVIDER_CHOICES), default="bfl",
-                       tooltip="Which API to call with your own key (BFL_API_KEY, REPLICATE_API_TOKEN, FAL_KEY, "
-                       "COMETAPI_KEY, APIFRAME_API_KEY, or stored in Settings > FLUX.2 Flex), or local: your own "
-                       "GPU with a FLUX.2 model folder (free)."),
+                       tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
+                       "stored in Settings > FLUX.2 Flex), or local: your own GPU with a FLUX.2 model folder (free)."),
         io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
         io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
                        tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),
