@@ -20,7 +20,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from .bfl_server import render_result
-from .loopback import LoopbackServer, Request, Response
+from .loopback import LoopbackFake, LoopbackServer, Request, Response
 
 ResultShape = Literal["url", "images", "image_objects"]
 RESOLUTION_SIDES = {"0.5 MP": 724, "1 MP": 1024, "2 MP": 1448, "4 MP": 2048}  # side of a square of that size
@@ -47,7 +47,7 @@ class _Job:
     polls: int = 0
 
 
-class FakeApiframe:
+class FakeApiframe(LoopbackFake):
     """Start with `with FakeApiframe() as apiframe:`; point the client at `apiframe.api_url`."""
 
     def __init__(self, api_key: str = "afk_test_key_0123456789", inactive_keys: tuple[str, ...] = ()) -> None:
@@ -61,22 +61,10 @@ class FakeApiframe:
         self.api = LoopbackServer(self._handle_api)
         self.delivery = LoopbackServer(self._handle_delivery)
 
-    def __enter__(self) -> "FakeApiframe":
-        self.api.start()
-        self.delivery.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.api.stop()
-        self.delivery.stop()
-
     @property
-    def api_url(self) -> str:
-        return self.api.url
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        return (self.api, self.delivery,)
 
-    @property
-    def submits(self) -> list[Request]:
-        return [r for r in self.api.requests if r.method == "POST"]
 
     @property
     def polls(self) -> list[Request]:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .loopback import LoopbackServer, Request, Response
+from .loopback import LoopbackFake, LoopbackServer, Request, Response
 
 MEGAPIXEL = 1024 * 1024
 ACTIVE_TASK_LIMIT = 24
@@ -66,7 +66,7 @@ def render_result(width: int, height: int, seed: int, image_format: str) -> byte
     return buffer.getvalue()
 
 
-class FakeBfl:
+class FakeBfl(LoopbackFake):
     """Start with `with FakeBfl() as bfl:`; point the client at `bfl.api_url`."""
 
     def __init__(self, api_key: str = "bfl-test-key-0123456789", result_expiry: float = 600.0) -> None:
@@ -83,25 +83,10 @@ class FakeBfl:
         self.delivery = LoopbackServer(self._handle_delivery)
 
     # lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "FakeBfl":
-        for server in (self.api, self.cluster, self.delivery):
-            server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for server in (self.api, self.cluster, self.delivery):
-            server.stop()
-
     @property
-    def api_url(self) -> str:
-        return self.api.url
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        return (self.api, self.cluster, self.delivery,)
 
-    def all_requests(self) -> list[Request]:
-        return self.api.requests + self.cluster.requests + self.delivery.requests
-
-    @property
-    def submits(self) -> list[Request]:
-        return [r for r in self.api.requests if r.method == "POST"]
 
     # API ---------------------------------------------------------------------------------
     def _authorised(self, request: Request) -> bool:

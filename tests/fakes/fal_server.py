@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from .bfl_server import render_result
-from .loopback import LoopbackServer, Request, Response
+from .loopback import LoopbackFake, LoopbackServer, Request, Response
 
 APP = "/fal-ai/flux-2-flex"
 RANGES = {"num_inference_steps": (2, 50), "guidance_scale": (1.5, 10.0)}
@@ -53,7 +53,7 @@ class _QueuedRequest:
     polls: int = 0
 
 
-class FakeFal:
+class FakeFal(LoopbackFake):
     """Start with `with FakeFal() as fal:`; point the client at `fal.api_url`."""
 
     def __init__(self, api_key: str = "fal-key-id:fal-key-secret-0123456789") -> None:
@@ -65,25 +65,10 @@ class FakeFal:
         self.queue = LoopbackServer(self._handle_queue)
         self.cdn = LoopbackServer(self._handle_cdn)
 
-    def __enter__(self) -> "FakeFal":
-        self.queue.start()
-        self.cdn.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.queue.stop()
-        self.cdn.stop()
-
     @property
-    def api_url(self) -> str:
-        return self.queue.url
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        return (self.queue, self.cdn,)
 
-    @property
-    def submits(self) -> list[Request]:
-        return [r for r in self.queue.requests if r.method == "POST"]
-
-    def all_requests(self) -> list[Request]:
-        return self.queue.requests + self.cdn.requests
 
     # queue -------------------------------------------------------------------------------
     def _handle_queue(self, request: Request) -> Response:

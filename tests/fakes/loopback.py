@@ -102,3 +102,32 @@ class LoopbackServer:
                 pass
 
         return _Handler
+
+
+class LoopbackFake:
+    """A provider stand-in made of loopback servers: started and stopped together, the first one
+    answering the API. Subclasses list theirs in `servers`."""
+
+    @property
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        for server in self.servers:
+            server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self.servers:
+            server.stop()
+
+    @property
+    def api_url(self) -> str:
+        return self.servers[0].url
+
+    @property
+    def submits(self) -> list[Request]:
+        return [r for r in self.servers[0].requests if r.method == "POST"]
+
+    def all_requests(self) -> list[Request]:
+        return [request for server in self.servers for request in server.requests]

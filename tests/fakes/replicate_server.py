@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from .bfl_server import render_result
-from .loopback import LoopbackServer, Request, Response
+from .loopback import LoopbackFake, LoopbackServer, Request, Response
 
 MODEL_PATH = "/v1/models/black-forest-labs/flux-2-flex/predictions"
 RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_tolerance": (1, 5), "width": (256, 2048),
@@ -52,7 +52,7 @@ class _Prediction:
     polls: int = 0
 
 
-class FakeReplicate:
+class FakeReplicate(LoopbackFake):
     """Start with `with FakeReplicate() as replicate:`; point the client at `replicate.api_url`."""
 
     def __init__(self, api_token: str = "r8_test_token_0123456789") -> None:
@@ -65,25 +65,10 @@ class FakeReplicate:
         self.status_host = LoopbackServer(self._handle_get)
         self.delivery = LoopbackServer(self._handle_delivery)
 
-    def __enter__(self) -> "FakeReplicate":
-        for server in (self.api, self.status_host, self.delivery):
-            server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for server in (self.api, self.status_host, self.delivery):
-            server.stop()
-
     @property
-    def api_url(self) -> str:
-        return self.api.url
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        return (self.api, self.status_host, self.delivery,)
 
-    @property
-    def submits(self) -> list[Request]:
-        return [r for r in self.api.requests if r.method == "POST"]
-
-    def all_requests(self) -> list[Request]:
-        return self.api.requests + self.status_host.requests + self.delivery.requests
 
     def _authorised(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.api_token}"
