@@ -18,7 +18,7 @@ from server import PromptServer
 
 from .engine.errors import InvalidRequestError
 from .engine.keys import use_stored_keys_file
-from .engine.providers import KEY_ENV_VARS
+from .engine.providers import STORED_ENV_VARS
 from .engine.result_cache import ResultCache
 from .key_store import KEYS_FILE_NAME, KeyStore
 
@@ -44,14 +44,14 @@ def result_cache() -> ResultCache:
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
     stored = store.status()
     return {name: {"stored": stored[name], "env_var": env_var, "env_set": bool(os.environ.get(env_var))}
-            for name, env_var in KEY_ENV_VARS.items()}
+            for name, env_var in STORED_ENV_VARS.items()}
 
 
 def register_routes() -> None:
     """Point the engine at the key file and add the routes; called once when ComfyUI loads the pack."""
     path = stored_keys_file()
     use_stored_keys_file(path)
-    store = KeyStore(path, tuple(KEY_ENV_VARS))
+    store = KeyStore(path, tuple(STORED_ENV_VARS))
     routes = PromptServer.instance.routes
 
     @routes.get(ROUTE)

@@ -34,7 +34,7 @@ socket.socket.connect = _connect_to_loopback_only
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """No test may pick up a developer's real keys, stored keys or base URLs."""
     for name in list(os.environ):
-        if name.endswith(("_API_KEY", "_API_TOKEN")) or name in ("FAL_KEY", "COMETAPI_KEY") or name.startswith("FLUX_FLEX_"):
+        if name.endswith(("_API_KEY", "_API_TOKEN")) or name in ("FAL_KEY", "COMETAPI_KEY") or name.startswith(("FLUX_FLEX_", "AZURE_FOUNDRY_")):
             monkeypatch.delenv(name, raising=False)
     DURATIONS.clear()
 

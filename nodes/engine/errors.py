@@ -22,14 +22,14 @@ class InvalidRequestError(FluxFlexError, ValueError):
 
 
 class MissingApiKeyError(FluxFlexError):
-    """No key was configured for the chosen provider."""
+    """No key (or other per-account setting, such as Foundry's endpoint) was configured."""
 
-    def __init__(self, provider: str, env_var: str) -> None:
+    def __init__(self, provider: str, env_var: str, *, what: str = "API key") -> None:
         self.provider = provider
         self.env_var = env_var
         super().__init__(
-            f"No API key for {provider}: set the environment variable {env_var} "
-            "or store a key in ComfyUI's settings (FLUX.2 Flex)."
+            f"No {what} for {provider}: set the environment variable {env_var} "
+            "or store it in ComfyUI's settings (FLUX.2 Flex)."
         )
 
 

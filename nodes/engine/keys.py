@@ -74,6 +74,26 @@ def stored_keys_path() -> Path | None:
     return Path(configured) if configured else None
 
 
+def stored_setting(
+    name: str,
+    env_var: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stored: Mapping[str, str] | None = None,
+) -> str:
+    """A per-account value (a key, Foundry's endpoint) from its environment variable, else from the
+    entries stored through ComfyUI's settings dialog; "" when neither has it.
+
+    The environment wins so a user can override a stored value for one session.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(env_var, "").strip()
+    if not value:
+        entries = read_stored_keys(stored_keys_path()) if stored is None else stored
+        value = entries.get(name, "").strip()
+    return value
+
+
 def resolve_api_key(
     provider: str,
     env_var: str,
@@ -81,15 +101,8 @@ def resolve_api_key(
     environ: Mapping[str, str] | None = None,
     stored: Mapping[str, str] | None = None,
 ) -> ApiKey:
-    """The provider's key from its usual environment variable, else from the stored keys.
-
-    The environment wins so a user can override a stored key for one session.
-    """
-    env = os.environ if environ is None else environ
-    value = env.get(env_var, "").strip()
-    if not value:
-        keys = read_stored_keys(stored_keys_path()) if stored is None else stored
-        value = keys.get(provider, "").strip()
+    """The provider's key from its usual environment variable, else from the stored keys."""
+    value = stored_setting(provider, env_var, environ=environ, stored=stored)
     if not value:
         raise MissingApiKeyError(provider, env_var)
     return ApiKey(value)

@@ -81,6 +81,19 @@ PRICES: dict[str, Price] = {
         source="Lumenfall's listing of black-forest-labs/flux-2-flex (secondary, probably stale)",
         checked="2026-11-23",
     ),
+    "openrouter": PerMegapixelPrice(
+        provider="openrouter", first_output_mp=6, extra_output_mp=6, input_mp=6, usd_per_credit=0.01,
+        credit_name="cents", source="OpenRouter's model page for black-forest-labs/flux.2-flex", checked="2026-11-23",
+        certainty="rate quoted by OpenRouter ($0.06 per MP in and out, before BFL's own cut to 5 cents); rounding "
+        "to whole MP per image assumed as BFL's; each answer's usage.cost, shown in the report, is what was charged",
+    ),
+    "azure-foundry": UnknownPrice(
+        provider="azure-foundry",
+        reason="Microsoft publishes no per-megapixel figure for FLUX.2-flex that could be read (its Foundry pricing "
+        "pages quote by region and agreement); LiteLLM's catalogue says $0.05 per MP; see Cost Management in the "
+        "Azure portal",
+        source="learn.microsoft.com (use-foundry-models-flux), azure.microsoft.com pricing", checked="2026-11-23",
+    ),
     "local": FreePrice(provider="local", reason="runs on your own hardware: no credits"),
     "fal": PerMegapixelPrice(
         provider="fal", first_output_mp=5, extra_output_mp=5, input_mp=5, usd_per_credit=0.01, credit_name="cents",

@@ -82,7 +82,7 @@ class GenerationResult:
         if self.from_cache:
             cost = f"from the result cache: no request, no cost (first run: {cost})"
         elif self.reported_cost is not None:
-            cost += f"; {self.provider} reported {self.reported_cost:g} credits"
+            cost += f"; {self.provider} reported {self.reported_cost:g} {self.estimate.unit}"
         lines = [
             f"{self.provider} task {self.task_id}, seed {self.seed if self.seed is not None else 'random'}",
             cost,

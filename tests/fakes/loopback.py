@@ -33,6 +33,11 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    hang_up: bool = False  # close the connection without answering: the request arrived, its answer is lost
+
+    @classmethod
+    def lost(cls) -> "Response":
+        return cls(hang_up=True)
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":
@@ -89,6 +94,9 @@ class LoopbackServer:
                 )
                 owner._record(request)
                 response = owner.handler(request)
+                if response.hang_up:
+                    self.close_connection = True
+                    return
                 self.send_response(response.status)
                 for name, value in response.headers.items():
                     self.send_header(name, value)

@@ -13,6 +13,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import httpx
@@ -84,6 +85,9 @@ class Provider(ABC):
     default_base_url: str
     trusted_domain: str | None = None
     limits: ProviderLimits = ProviderLimits()
+    # Per-account values stored like keys (never in a workflow), name -> environment variable:
+    # an endpoint that is the user's own resource (Microsoft Foundry) rather than a fixed host.
+    stored_settings: Mapping[str, str] = MappingProxyType({})
 
     def __init__(
         self,
@@ -147,11 +151,17 @@ class Provider(ABC):
 
     # Helpers shared by the concrete providers -------------------------------------------
 
-    def post_submit(self, url: str, *, headers: Mapping[str, str], body: Mapping[str, Any]) -> httpx.Response:
-        """POST a submit; classify transport failures by whether the request may have arrived."""
+    def post_submit(
+        self, url: str, *, headers: Mapping[str, str], body: Mapping[str, Any], timeout: httpx.Timeout | None = None
+    ) -> httpx.Response:
+        """POST a submit; classify transport failures by whether the request may have arrived.
+
+        `timeout` replaces the client's for providers that answer only once the image is made.
+        """
         self.key_scope.check(url, "submit")
+        options = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self.client.post(url, headers=dict(headers), content=json.dumps(body).encode())
+            response = self.client.post(url, headers=dict(headers), content=json.dumps(body).encode(), **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise TransientError(
                 f"could not connect to {describe_host(url)} ({type(error).__name__})", unreachable=True

@@ -34,21 +34,7 @@ class BflProvider(Provider):
 
     def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
         """The JSON body BFL expects; images as raw base64, as BFL's own examples send them."""
-        body: dict[str, Any] = {
-            "prompt": request.prompt,
-            "steps": request.steps,
-            "guidance": request.guidance,
-            "safety_tolerance": request.safety_tolerance,
-            "output_format": request.output_format,
-            "prompt_upsampling": request.prompt_upsampling,
-        }
-        if request.width is not None:
-            body["width"], body["height"] = request.width, request.height
-        if request.seed is not None:
-            body["seed"] = request.seed
-        for index, image in enumerate(request.images):
-            body[input_image_field(index)] = encode(image.pixels)
-        return body
+        return flex_body(request, encode)
 
     def headers(self) -> dict[str, str]:
         return {"x-key": self.api_key.reveal(), "Content-Type": "application/json", "Accept": "application/json"}
@@ -82,6 +68,26 @@ class BflProvider(Provider):
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
         response = self.get_poll(task.poll_url, headers=self.headers())
         return interpret_bfl_status(json_body(response, self.label, stage="poll"), task, polls_so_far, self.label)
+
+
+def flex_body(request: FlexRequest, encode: ImageEncoder, *, output_format: str | None = None) -> dict[str, Any]:
+    """BFL's Flux2FlexInputs, which its relays take too (Microsoft Foundry's BFL route);
+    `output_format` replaces the request's where a relay offers fewer formats."""
+    body: dict[str, Any] = {
+        "prompt": request.prompt,
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "safety_tolerance": request.safety_tolerance,
+        "output_format": output_format or request.output_format,
+        "prompt_upsampling": request.prompt_upsampling,
+    }
+    if request.width is not None:
+        body["width"], body["height"] = request.width, request.height
+    if request.seed is not None:
+        body["seed"] = request.seed
+    for index, image in enumerate(request.images):
+        body[input_image_field(index)] = encode(image.pixels)
+    return body
 
 
 def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far: int, label: str) -> PollUpdate:

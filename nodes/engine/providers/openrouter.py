@@ -1,0 +1,169 @@
+"""OpenRouter: black-forest-labs/flux.2-flex through OpenRouter's Image API, answered at once.
+
+Contract, from OpenRouter's public pages (read 2026-11-23):
+- Image API, https://openrouter.ai/docs/guides/overview/multimodal/image-generation (page of
+  2026-08-13) and the `/images` operation of https://openrouter.ai/openapi.yaml:
+  `POST https://openrouter.ai/api/v1/images` with `Authorization: Bearer <key>` and
+  {model, prompt, aspect_ratio, seed, output_format, input_references: [{type: "image_url",
+  image_url: {url}}] (HTTP(S) or base64 data URLs), provider: {options: {<slug>: {...}}}}. The
+  answer is {created, data: [{b64_json, media_type}], usage: {cost (USD)}}. OpenRouter forwards
+  `provider.options` keys an endpoint lists in `allowed_passthrough_parameters` and drops the
+  rest silently.
+- Billing, same page: "A generation is either completed and billed in full, or it fails and is
+  not billed"; a generation that does not complete answers 502, and a client that disconnects is
+  not billed for the image it did not receive. The pack still never resends after a lost answer.
+- Errors, https://openrouter.ai/docs/api-reference/errors-and-debugging: {"error": {code,
+  message, metadata}} with 400 (bad parameters; `metadata.error_type` content_policy_violation or
+  refusal for moderation), 401, 402 (no credits), 403 (permissions, guardrail, or moderation with
+  `metadata.reasons`), 408, 429 and 503 (both with Retry-After), 502 (the model failed); the
+  `/images` operation adds 413, 524 and 529 (provider overloaded).
+- Price, https://openrouter.ai/black-forest-labs/flux.2-flex: "$0.06 for each megapixel on both
+  input and output side" (see pricing.py).
+
+Chat completions with `modalities` (which the model page shows) also return the image, but carry
+flux's settings only in a free-form `image_config`; the Image API is OpenRouter's dedicated
+route, takes a seed and passes BFL's own settings through.
+
+How each flex setting maps:
+- steps, guidance, safety_tolerance: `provider.options["black-forest-labs"]`, OpenRouter's
+  passthrough (its docs show steps and guidance for flux.2-pro). That the flex endpoint lists
+  exactly these three comes from its endpoint record
+  (`GET /api/v1/images/models/black-forest-labs/flux.2-flex/endpoints`) as a third party read it
+  on 2026-10-04; not re-read here [uncertain].
+- seed and output_format (png, jpeg, webp): top-level fields.
+- size: the same record declares only `aspect_ratio` for flex, no pixel `size` [uncertain], so the
+  nearest preset aspect ratio is sent and OpenRouter picks the pixel count; the notes say so.
+- prompt_upsampling: not passed through; BFL's default (on) applies, and turning it off is noted.
+- references: `input_references` as JPEG data URIs, at most 8 (the flex endpoint's 0-8, same
+  third-party reading [uncertain]).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import httpx
+
+from .. import errors
+from ..images import encode_data_uri
+from ..request import ASPECT_PRESETS, FlexRequest
+from .base import (
+    MODERATION_MARKERS, ImageEncoder, ProviderLimits, SubmittedTask, TransientError, provider_detail,
+)
+from .synchronous import SynchronousProvider, error_envelope, finished_task, image_data_uri, request_id
+
+MODEL = "black-forest-labs/flux.2-flex"
+IMAGES_PATH = "/images"
+PROVIDER_SLUG = "black-forest-labs"  # the key of BFL's endpoint in provider.options
+MAX_REFERENCES = 8
+MODERATION_ERROR_TYPES = frozenset({"content_policy_violation", "refusal"})
+NOT_BILLED_STATUSES = frozenset({408, 502})  # the generation failed or timed out: not billed, per the docs
+OVERLOADED = 529  # nothing was generated; safe to submit again
+CENTS_PER_USD = 100
+
+# References travel inside the body as data URIs (OpenRouter accepts them as input_references);
+# JPEG at quality 95 keeps eight references several times smaller than PNG.
+encode_reference = partial(encode_data_uri, image_format="jpeg")
+
+
+class OpenRouterProvider(SynchronousProvider):
+    name = "openrouter"
+    label = "OpenRouter"
+    key_env_var = "OPENROUTER_API_KEY"
+    default_base_url = "https://openrouter.ai/api/v1"
+    trusted_domain = None  # one request to the configured host: the key goes nowhere else
+    limits = ProviderLimits(max_images=MAX_REFERENCES)
+
+    def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
+        width, height = request.output_size()
+        notes = [
+            f"OpenRouter takes no exact size for flux.2-flex: it was asked for aspect ratio "
+            f"{nearest_aspect_ratio(width, height)} (nearest to {width}x{height}) and picks the pixel count itself; "
+            f"the estimate assumes {width}x{height}, the report shows what OpenRouter charged"
+        ]
+        if not request.prompt_upsampling:
+            notes.append(
+                "prompt_upsampling off cannot be passed through OpenRouter: BFL's default (on) applies, so a fixed "
+                "seed may not reproduce the same image"
+            )
+        return tuple(notes)
+
+    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+        """The Image API's body; BFL's own settings ride in provider.options."""
+        body: dict[str, Any] = {
+            "model": MODEL,
+            "prompt": request.prompt,
+            "aspect_ratio": nearest_aspect_ratio(*request.output_size()),
+            "output_format": request.output_format,
+            "provider": {"options": {PROVIDER_SLUG: {
+                "steps": request.steps, "guidance": request.guidance, "safety_tolerance": request.safety_tolerance,
+            }}},
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.images:
+            body["input_references"] = [{"type": "image_url", "image_url": {"url": encode(image.pixels)}}
+                                        for image in request.images]
+        return body
+
+    def endpoint_url(self) -> str:
+        return self.base_url + IMAGES_PATH
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Content-Type": "application/json",
+                "Accept": "application/json"}
+
+    def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
+        """{created, data: [{b64_json, media_type}], usage: {cost}}; usage.cost (USD) is kept in cents."""
+        data = answer.get("data")
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        image = first.get("b64_json")
+        cost = _usd(answer.get("usage"))
+        reference = request_id(answer, response)
+        if not isinstance(image, str) or not image:
+            charged = f" (it reported ${cost:g})" if cost else ""
+            raise errors.GenerationFailedError(
+                f"{self.label} answered request {reference} without an image{charged}. OpenRouter bills only "
+                "completed images; it was not resent: check your OpenRouter activity page before running again."
+            )
+        return finished_task(self.name, reference, image_data_uri(image, first.get("media_type")),
+                             reported_cost=None if cost is None else round(cost * CENTS_PER_USD, 4))
+
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+        """OpenRouter's own shapes first: moderation, a generation that failed unbilled, an overload."""
+        status = response.status_code
+        if status < 400:
+            return
+        error = error_envelope(response)
+        metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+        message = str(error.get("message") or provider_detail(response) or "no details given")
+        reasons = tuple(str(reason) for reason in metadata.get("reasons") or ())
+        if (metadata.get("error_type") in MODERATION_ERROR_TYPES or (status == 403 and reasons)
+                or (status in (400, 502) and any(marker in message.lower() for marker in MODERATION_MARKERS))):
+            because = f" ({', '.join(reasons)})" if reasons else ""
+            raise errors.ModeratedError(
+                f"{self.label} refused the request in moderation: {message}{because}. Change the prompt or input "
+                "images; a refused request is not billed.",
+                stage="request", reasons=reasons or (message,), task_id=None,
+            )
+        if status in NOT_BILLED_STATUSES:
+            raise errors.GenerationFailedError(
+                f"{self.label} could not finish the image (HTTP {status}): {message}. OpenRouter bills only images "
+                "it delivers, so this one is not charged; it was not resent automatically, run again when ready."
+            )
+        if status == OVERLOADED:
+            raise TransientError(f"{self.label}'s provider is overloaded (HTTP {status})")
+        super().raise_for_refusal(response, stage=stage)
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The preset aspect ratio (all of them in OpenRouter's list) closest to width:height."""
+    target = math.log(width / height)
+    return min(ASPECT_PRESETS, key=lambda name: abs(math.log(ASPECT_PRESETS[name][0] / ASPECT_PRESETS[name][1]) - target))
+
+
+def _usd(usage: Any) -> float | None:
+    cost = usage.get("cost") if isinstance(usage, dict) else None
+    return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None

@@ -1,0 +1,83 @@
+"""Providers whose answer to the submit is the finished image: one paid request, nothing to poll.
+
+The runner's lifecycle still holds, so "never pay twice" needs no special case. The POST is the
+submit: it is retried only when the connection was refused before anything was sent
+(`post_submit`). A connection that breaks or times out after the request went out is an unknown
+outcome (`SubmitOutcomeUnknown`): the image may have been made and billed, so it is reported and
+never resent. The finished answer travels inside the task, and its one "poll" hands it over
+without any network traffic.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import httpx
+
+from ..request import FlexRequest
+from .base import PollUpdate, Provider, SubmittedTask, json_body
+
+# Generation happens while the submit's response is awaited: FLUX.2 [flex] at 50 steps and 4 MP
+# takes well over a minute on a busy deployment, longer than the shared client's 90 s read limit.
+RESPONSE_TIMEOUT = httpx.Timeout(connect=15.0, read=300.0, write=90.0, pool=30.0)
+FINISHED = "finished_update"
+# Headers that name a request on the provider's side, for the report and for support tickets.
+REQUEST_ID_HEADERS = ("x-generation-id", "apim-request-id", "x-request-id")
+
+
+class SynchronousProvider(Provider):
+    """A provider answering `POST` with the image; subclasses say where to post and how to read it."""
+
+    @abstractmethod
+    def endpoint_url(self) -> str:
+        """Where the request is posted."""
+
+    @abstractmethod
+    def headers(self) -> dict[str, str]:
+        """The request headers, key included."""
+
+    @abstractmethod
+    def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
+        """The provider's 2xx answer as a task that is already done, or the pack's error."""
+
+    def submit(self, request: FlexRequest) -> SubmittedTask:
+        response = self.post_submit(
+            self.endpoint_url(), headers=self.headers(), body=self.build_body(request), timeout=RESPONSE_TIMEOUT
+        )
+        return self.finished(json_body(response, self.label, stage="submit"), response)
+
+    def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
+        return task.extra[FINISHED]
+
+
+def request_id(answer: dict[str, Any], response: httpx.Response) -> str:
+    """The provider's name for this request: the answer's id, a request-id header, else its time."""
+    for value in (answer.get("id"), *(response.headers.get(name) for name in REQUEST_ID_HEADERS)):
+        if isinstance(value, str) and value:
+            return value
+    return f"created {answer.get('created', 'at an unknown time')}"
+
+
+def finished_task(provider: str, task_id: str, result_url: str, *, seed: int | None = None,
+                  reported_cost: float | None = None) -> SubmittedTask:
+    """A task whose single poll returns `result_url` (a data URI or a keyless download link)."""
+    update = PollUpdate(done=True, status="finished", progress=1.0, result_url=result_url, seed=seed)
+    return SubmittedTask(provider=provider, task_id=task_id, poll_url="", reported_cost=reported_cost,
+                         extra={FINISHED: update})
+
+
+def image_data_uri(b64_json: str, media_type: Any) -> str:
+    """Base64 image bytes as a data URI, which `Provider.fetch` decodes (and rejects if garbled)."""
+    kind = media_type if isinstance(media_type, str) and media_type.startswith("image/") else "image/png"
+    return f"data:{kind};base64,{b64_json}"
+
+
+def error_envelope(response: httpx.Response) -> dict[str, Any]:
+    """The {"error": {code, message, ...}} object OpenAI-style APIs answer with, or {}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}

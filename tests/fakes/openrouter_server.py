@@ -1,0 +1,135 @@
+"""A loopback stand-in for OpenRouter's Image API serving black-forest-labs/flux.2-flex.
+
+One server on 127.0.0.1 answering `POST /api/v1/images` at once, as OpenRouter documents it:
+{created, data: [{b64_json, media_type}], usage: {cost}}. Like flux.2-flex's endpoint there, it
+takes an aspect ratio but no pixel size (it renders about one megapixel at that aspect), a seed,
+an output format, up to 8 input_references, and BFL's steps, guidance and safety_tolerance under
+provider.options["black-forest-labs"]; other passthrough keys are dropped silently. Errors use
+OpenRouter's {"error": {code, message, metadata}} envelope. A test queues answers in `script`,
+served before normal handling, in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from PIL import Image
+
+from .bfl_server import MEGAPIXEL, billable, render_result
+from .loopback import LoopbackFake, LoopbackServer, Request, Response
+
+API_PREFIX = "/api/v1"
+MODEL = "black-forest-labs/flux.2-flex"
+SLUG = "black-forest-labs"
+ASPECT_RATIOS = {"1:1", "1:2", "1:4", "1:8", "2:1", "2:3", "3:2", "3:4", "4:1", "4:3", "4:5", "5:4", "8:1",
+                 "9:16", "16:9", "9:19.5", "19.5:9", "9:20", "20:9", "9:21", "21:9", "auto"}
+PASSTHROUGH_RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_tolerance": (0, 5)}
+OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+MAX_REFERENCES = 8
+USD_PER_MEGAPIXEL = 0.06
+
+
+def error(status: int, message: str, **metadata: Any) -> Response:
+    """OpenRouter's error envelope."""
+    payload: dict[str, Any] = {"code": status, "message": message}
+    if metadata:
+        payload["metadata"] = metadata
+    return Response.json({"error": payload}, status)
+
+
+def size_for(aspect_ratio: str) -> tuple[int, int]:
+    """At most one megapixel at the aspect ratio, each side a multiple of 16."""
+    across, down = (float(part) for part in ("1:1" if aspect_ratio == "auto" else aspect_ratio).split(":"))
+    height = math.sqrt(MEGAPIXEL * down / across)
+    return int(height * across / down) // 16 * 16, int(height) // 16 * 16
+
+
+class FakeOpenRouter(LoopbackFake):
+    """Start with `with FakeOpenRouter() as openrouter:`; point the client at `openrouter.api_url`."""
+
+    def __init__(self, api_key: str = "sk-or-v1-test-0123456789abcdef") -> None:
+        self.api_key = api_key
+        self.script: deque[Response] = deque()
+        self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
+        self._lock = threading.Lock()
+        self.server = LoopbackServer(self._handle)
+
+    @property
+    def servers(self) -> tuple[LoopbackServer, ...]:
+        return (self.server,)
+
+    @property
+    def api_url(self) -> str:
+        return self.server.url + API_PREFIX
+
+    def _handle(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return error(401, "No auth credentials found", error_type="authentication")
+        if request.method != "POST" or request.path != API_PREFIX + "/images":
+            return error(404, "Not Found", error_type="not_found")
+        if self.script:
+            return self.script.popleft()
+        try:
+            body = request.json()
+        except ValueError:
+            return error(400, "Invalid JSON body", error_type="invalid_request")
+        problem = _problem(body)
+        if problem:
+            return error(400, problem, error_type="invalid_request")
+        return self._generate(body)
+
+    def _generate(self, body: dict[str, Any]) -> Response:
+        width, height = size_for(body.get("aspect_ratio", "1:1"))
+        image_format = body.get("output_format", "png")
+        image = render_result(width, height, int(body.get("seed", 0)), image_format)
+        inputs = sum(billable(w * h) for w, h in _reference_sizes(body))
+        with self._lock:
+            self.generated.append(body)
+        return Response.json({
+            "created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(image).decode(), "media_type": f"image/{image_format}"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
+                      "cost": round(USD_PER_MEGAPIXEL * (billable(width * height) + inputs), 6)},
+        })
+
+
+def _problem(body: Any) -> str | None:
+    """The first thing OpenRouter (or BFL behind it) would refuse with a 400, if any."""
+    if not isinstance(body, dict) or body.get("model") != MODEL:
+        return "Model not found or not an image model"
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        return "prompt: String must contain at least 1 character(s)"
+    if body.get("aspect_ratio", "1:1") not in ASPECT_RATIOS:
+        return "aspect_ratio: Invalid enum value"
+    if "size" in body or "resolution" in body:
+        return "size/resolution: not supported by any endpoint of this model"
+    if body.get("output_format", "png") not in OUTPUT_FORMATS:
+        return "output_format: Invalid enum value"
+    if "seed" in body and not isinstance(body["seed"], int):
+        return "seed: Expected integer"
+    references = body.get("input_references", [])
+    if len(references) > MAX_REFERENCES:
+        return f"input_references: this endpoint accepts at most {MAX_REFERENCES}"
+    if not all(str(ref.get("image_url", {}).get("url", "")).startswith("data:image/") for ref in references):
+        return "input_references: could not load the image"
+    options = body.get("provider", {}).get("options", {}).get(SLUG, {})
+    for name, (low, high) in PASSTHROUGH_RANGES.items():
+        value = options.get(name)
+        if value is not None and not low <= value <= high:
+            return f"Provider returned error: {name} must be between {low} and {high}"
+    return None
+
+
+def _reference_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
+    sizes = []
+    for reference in body.get("input_references", []):
+        payload = reference["image_url"]["url"].split(",", 1)[1]
+        with Image.open(io.BytesIO(base64.b64decode(payload))) as picture:
+            sizes.append(picture.size)
+    return sizes

@@ -1,0 +1,215 @@
+"""OpenRouter's Image API against a loopback OpenRouter: what is sent, every way a request ends.
+
+OpenRouter answers the one POST with the finished image, so these tests also show that a
+synchronous provider is never sent the same request twice when the answer is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfyui_flux2_flex.nodes.engine import errors
+from comfyui_flux2_flex.nodes.engine.cli import main
+from comfyui_flux2_flex.nodes.engine.keys import ApiKey
+from comfyui_flux2_flex.nodes.engine.providers.base import SubmitOutcomeUnknown
+from comfyui_flux2_flex.nodes.engine.providers.openrouter import OpenRouterProvider
+from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
+from comfyui_flux2_flex.nodes.engine.runner import RunSettings, generate, prepare
+
+from fakes.loopback import Response
+from fakes.openrouter_server import FakeOpenRouter, error, size_for
+
+FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=10.0)
+
+
+@pytest.fixture
+def fake_openrouter() -> Iterator[FakeOpenRouter]:
+    with FakeOpenRouter() as server:
+        yield server
+
+
+@pytest.fixture
+def openrouter(fake_openrouter: FakeOpenRouter) -> OpenRouterProvider:
+    return OpenRouterProvider(base_url=fake_openrouter.api_url, api_key=ApiKey(fake_openrouter.api_key))
+
+
+def run(provider: OpenRouterProvider, request: FlexRequest | None = None, **kwargs):
+    request = request or FlexRequest(prompt="a red fox", width=320, height=256, seed=7)
+    return generate(prepare(request, provider), provider, settings=kwargs.pop("settings", FAST), **kwargs)
+
+
+def reference(width: int, height: int) -> InputImage:
+    return InputImage(np.full((height, width, 3), 120, np.uint8))
+
+
+def test_one_post_brings_the_image_and_what_openrouter_charged(
+    fake_openrouter: FakeOpenRouter, openrouter: OpenRouterProvider
+) -> None:
+    result = run(openrouter)
+    width, height = size_for("5:4")  # 320x256 is 5:4; OpenRouter picks about a megapixel
+    assert result.pixels.shape == (height, width, 3) and result.seed == 7
+    (post,) = fake_openrouter.server.requests
+    assert (post.method, post.path) == ("POST", "/api/v1/images")
+    assert post.headers["authorization"] == f"Bearer {fake_openrouter.api_key}"
+    report = result.report()
+    assert "openrouter: $0.060 (6 cents); openrouter reported 6 cents" in report
+    assert "asked for aspect ratio 5:4 (nearest to 320x256)" in report
+
+
+def test_every_setting_is_mapped_to_the_image_api(fake_openrouter: FakeOpenRouter, openrouter) -> None:
+    request = FlexRequest(prompt="p", width=1920, height=1072, steps=12, guidance=3.5, seed=11, safety_tolerance=4,
+                          output_format="jpeg")
+    run(openrouter, request)
+    assert fake_openrouter.generated == [{
+        "model": "black-forest-labs/flux.2-flex", "prompt": "p", "aspect_ratio": "16:9", "output_format": "jpeg",
+        "seed": 11,
+        "provider": {"options": {"black-forest-labs": {"steps": 12, "guidance": 3.5, "safety_tolerance": 4}}},
+    }]
+
+
+def test_references_go_as_data_urls_and_the_size_follows_the_first(fake_openrouter, openrouter) -> None:
+    request = FlexRequest(prompt="make it blue", width=None, height=None,
+                          images=(reference(300, 400), reference(64, 48)))
+    result = run(openrouter, request)
+    (body,) = fake_openrouter.generated
+    assert body["aspect_ratio"] == "3:4"
+    assert [ref["image_url"]["url"][:23] for ref in body["input_references"]] == ["data:image/jpeg;base64,"] * 2
+    assert "reported 18 cents" in result.report()  # 1 MP out and 1 MP for each reference, at 6 cents
+
+
+def test_eight_references_are_allowed_and_nine_refused_before_sending(fake_openrouter, openrouter) -> None:
+    run(openrouter, FlexRequest(prompt="p", width=256, height=256, images=(reference(32, 32),) * 8))
+    assert len(fake_openrouter.generated[0]["input_references"]) == 8
+    with pytest.raises(errors.InvalidRequestError, match="at most 8 images"):
+        prepare(FlexRequest(prompt="p", width=256, height=256, images=(reference(32, 32),) * 9), openrouter)
+    assert len(fake_openrouter.submits) == 1
+
+
+def test_prompt_upsampling_off_is_reported_because_it_cannot_be_passed(openrouter) -> None:
+    notes = prepare(FlexRequest(prompt="p", prompt_upsampling=False), openrouter).notes
+    assert any("prompt_upsampling off cannot be passed through OpenRouter" in note for note in notes)
+    assert not any("prompt_upsampling" in note for note in prepare(FlexRequest(prompt="p"), openrouter).notes)
+
+
+def test_the_price_is_six_cents_per_megapixel_in_and_out() -> None:
+    request = FlexRequest(prompt="p", width=1920, height=1072, images=(reference(512, 512),))
+    estimate = prepare(request, OpenRouterProvider(api_key=ApiKey("unused"))).estimate
+    assert estimate.usd == pytest.approx(0.18) and estimate.credits == 18
+    assert "OpenRouter's model page for black-forest-labs/flux.2-flex" in estimate.as_text()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reasons"),
+    [
+        (error(400, "Input flagged by the provider's content filter", error_type="content_policy_violation"),
+         ("Input flagged by the provider's content filter",)),
+        (error(403, "Your chosen model requires moderation and your input was flagged",
+               reasons=["sexual", "violence"], flagged_input="...", provider_name="BFL",
+               model_slug="black-forest-labs/flux.2-flex"), ("sexual", "violence")),
+        (error(502, "Provider returned error: Request Moderated"), ("Provider returned error: Request Moderated",)),
+    ],
+)
+def test_moderation_refusals_are_moderated_errors(fake_openrouter, openrouter, answer, reasons) -> None:
+    fake_openrouter.script.append(answer)
+    with pytest.raises(errors.ModeratedError, match="refused the request in moderation") as caught:
+        run(openrouter)
+    assert caught.value.stage == "request" and caught.value.reasons == reasons
+    assert len(fake_openrouter.submits) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_type", "words"),
+    [
+        (error(401, "User not found.", error_type="authentication"), errors.AuthenticationError,
+         "rejected the API key .*User not found"),
+        (error(402, "Insufficient credits. Add more using https://openrouter.ai/credits",
+               error_type="payment_required"), errors.InsufficientCreditsError, "no credits.*Insufficient credits"),
+        (error(403, "Key limit exceeded", error_type="permission_denied"), errors.AuthenticationError, "HTTP 403"),
+        (error(400, "aspect_ratio: Invalid enum value", error_type="invalid_request"), errors.ProviderRejectedError,
+         "HTTP 400.*aspect_ratio"),
+        (error(413, "Request payload too large"), errors.ProviderRejectedError, "HTTP 413"),
+        (error(502, "Provider returned error", error_type="provider_unavailable"), errors.GenerationFailedError,
+         "could not finish the image .*not charged"),
+        (error(408, "Request timed out"), errors.GenerationFailedError, "HTTP 408.*not charged"),
+        (error(500, "Internal Server Error", error_type="server"), SubmitOutcomeUnknown,
+         "HTTP 500.*not resent automatically"),
+    ],
+)
+def test_each_documented_failure_has_its_own_words_and_is_sent_once(fake_openrouter, openrouter, answer,
+                                                                    error_type, words) -> None:
+    fake_openrouter.script.append(answer)
+    with pytest.raises(error_type, match=words):
+        run(openrouter)
+    assert len(fake_openrouter.submits) == 1 and fake_openrouter.generated == []
+
+
+@pytest.mark.parametrize("status", [429, 503, 529])
+def test_busy_answers_mean_nothing_was_made_so_it_waits_and_sends_again(fake_openrouter, openrouter, status) -> None:
+    busy = error(status, "Rate limit exceeded")
+    busy.headers["Retry-After"] = "0.1"
+    fake_openrouter.script.append(busy)
+    run(openrouter)
+    assert len(fake_openrouter.submits) == 2 and len(fake_openrouter.generated) == 1
+
+
+def test_an_answer_lost_after_sending_is_reported_never_resent(fake_openrouter, openrouter) -> None:
+    fake_openrouter.script.append(Response.lost())
+    with pytest.raises(SubmitOutcomeUnknown, match="may have been created and billed, so it was not resent"):
+        run(openrouter)
+    assert len(fake_openrouter.submits) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_type", "words"),
+    [
+        (Response(200, b"<html>upstream</html>", {"Content-Type": "text/html"}), SubmitOutcomeUnknown,
+         "not a JSON object.*may have been created"),
+        (Response.json({"created": 1, "data": [], "usage": {"cost": 0.06}}), errors.GenerationFailedError,
+         r"without an image \(it reported \$0.06\).*not resent"),
+        (Response.json({"created": 1, "data": [{"b64_json": "bm90IGFuIGltYWdl"}]}), errors.ImageDecodeError,
+         "not an image"),
+    ],
+)
+def test_malformed_answers_are_never_resent(fake_openrouter, openrouter, answer, error_type, words) -> None:
+    fake_openrouter.script.append(answer)
+    with pytest.raises(error_type, match=words):
+        run(openrouter)
+    assert len(fake_openrouter.submits) == 1
+
+
+def test_the_key_appears_in_no_log_error_or_report(fake_openrouter, openrouter, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_openrouter.script.extend([error(400, "bad", error_type="invalid_request"), Response.lost()])
+    texts = [repr(openrouter), str(vars(openrouter))]
+    for _ in range(2):
+        with pytest.raises(errors.FluxFlexError) as caught:
+            run(openrouter)
+        texts.append(str(caught.value))
+    texts += [run(openrouter).report(), caplog.text]
+    assert "/api/v1/images" in caplog.text, "httpx logs requests at DEBUG, so real log lines are checked"
+    assert all(fake_openrouter.api_key not in text for text in texts)
+
+
+def test_cli_generates_with_openrouter(fake_openrouter, monkeypatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
+    monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake_openrouter.api_url)
+    out_file = tmp_path / "x.png"
+    assert main(["generate", "--provider", "openrouter", "--prompt", "fox", "--width", "1024", "--height", "1024",
+                 "--seed", "5", "--out", str(out_file)]) == 0
+    with Image.open(out_file) as saved:
+        assert saved.size == size_for("1:1") and saved.format == "PNG"
+    out = capsys.readouterr().out
+    assert "openrouter: $0.060" in out and "seed 5" in out and "aspect ratio 1:1" in out
+    assert fake_openrouter.api_key not in out
+
+
+def test_cli_estimate_needs_no_key(capsys) -> None:
+    assert main(["estimate", "--provider", "openrouter", "--prompt", "fox", "--width", "2048", "--height",
+                 "1024"]) == 0
+    assert "openrouter: $0.120 (12 cents)" in capsys.readouterr().out
