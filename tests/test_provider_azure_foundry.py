@@ -19,9 +19,11 @@ from comfyui_flux2_flex.nodes.engine.providers import STORED_ENV_VARS, make_prov
 from comfyui_flux2_flex.nodes.engine.providers.azure_foundry import AzureFoundryProvider
 from comfyui_flux2_flex.nodes.engine.providers.base import SubmitOutcomeUnknown
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
-from comfyui_flux2_flex.nodes.engine.runner import RunSettings, generate, prepare
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 from comfyui_flux2_flex.nodes.key_store import KeyStore
+from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
 
+from comfyui_runner import needs_comfyui
 from fakes.azure_foundry_server import ROUTE, FakeAzureFoundry, error
 from fakes.loopback import Response
 
@@ -228,3 +230,27 @@ def test_cli_generates_with_foundry(fake_foundry, monkeypatch, tmp_path: Path, c
     out = capsys.readouterr().out
     assert "azure-foundry: price unknown" in out and "seed 5" in out and "comes back as png" in out
     assert fake_foundry.api_key not in out and fake_foundry.generated[0]["seed"] == 5
+
+
+def test_chosen_on_the_node_it_validates_without_an_endpoint_and_runs_with_one(fake_foundry, monkeypatch) -> None:
+    node = NodeSettings(provider="azure-foundry", prompt="a poster", width=256, height=192, seed=42, batch_size=2)
+    assert check_settings(node) is None and estimate_cost(node).usd is None
+    monkeypatch.setenv("AZURE_FOUNDRY_ENDPOINT", fake_foundry.api_url)
+    monkeypatch.setenv("AZURE_FOUNDRY_API_KEY", fake_foundry.api_key)
+    result = run_settings(node, RunHooks())
+    assert tuple(result.images.shape) == (2, 192, 256, 3)
+    assert sorted(body["seed"] for body in fake_foundry.generated) == [42, 43]
+    assert "price unknown" in result.report and fake_foundry.api_key not in result.report
+
+
+@needs_comfyui
+def test_the_settings_dialog_stores_the_endpoint_next_to_the_keys(comfy) -> None:
+    """In a real ComfyUI (skipped without COMFYUI_PATH): the key route takes the endpoint too."""
+    endpoint = "https://studio.services.ai.azure.com"
+    response = comfy.client.post("/flux2_flex/keys", json={"provider": "azure-foundry-endpoint", "key": endpoint})
+    assert response.status_code == 200
+    status = response.json()
+    assert status["azure-foundry-endpoint"]["stored"] is True
+    assert status["azure-foundry-endpoint"]["env_var"] == "AZURE_FOUNDRY_ENDPOINT"
+    assert status["azure-foundry"]["env_var"] == "AZURE_FOUNDRY_API_KEY" and "openrouter" in status
+    assert endpoint in (comfy.root / "user" / "flux2_flex" / "keys.json").read_text()

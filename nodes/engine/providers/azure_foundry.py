@@ -57,6 +57,8 @@ ENDPOINT_SETTING = "azure-foundry-endpoint"
 DEPLOYMENT_SETTING = "azure-foundry-deployment"
 PLACEHOLDER_ENDPOINT = "https://<resource>.services.ai.azure.com"  # shown in dry runs until one is set
 MAX_REFERENCES = 10
+# FLUX.2-flex's lowest rate-limit tier is 5 requests a minute: more at once would only collect 429s.
+MAX_CONCURRENCY = 5
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "webp": "png"}  # Foundry outputs PNG or JPG
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "contentfilter"})
 POLICY_VIOLATION = "ResponsibleAIPolicyViolation"
@@ -69,7 +71,7 @@ class AzureFoundryProvider(SynchronousProvider):
     key_env_var = "AZURE_FOUNDRY_API_KEY"
     default_base_url = PLACEHOLDER_ENDPOINT
     trusted_domain = None  # the key goes to the configured resource endpoint only
-    limits = ProviderLimits(max_images=MAX_REFERENCES)
+    limits = ProviderLimits(max_images=MAX_REFERENCES, max_concurrency=MAX_CONCURRENCY)
     stored_settings = MappingProxyType(
         {ENDPOINT_SETTING: "AZURE_FOUNDRY_ENDPOINT", DEPLOYMENT_SETTING: "AZURE_FOUNDRY_DEPLOYMENT"}
     )
