@@ -2,7 +2,8 @@
 
 Contract, from OpenRouter's public pages (read 2026-11-23):
 - Image API, https://openrouter.ai/docs/guides/overview/multimodal/image-generation (page of
-  2026-08-13) and the `/images` operation of https://openrouter.ai/openapi.yaml:
+  2026-08-13), and the `/images` operation of the OpenAPI description published with the docs
+  (github.com/OpenRouterTeam/docs, openapi/openapi.yaml):
   `POST https://openrouter.ai/api/v1/images` with `Authorization: Bearer <key>` and
   {model, prompt, aspect_ratio, seed, output_format, input_references: [{type: "image_url",
   image_url: {url}}] (HTTP(S) or base64 data URLs), provider: {options: {<slug>: {...}}}}. The
@@ -12,11 +13,12 @@ Contract, from OpenRouter's public pages (read 2026-11-23):
 - Billing, same page: "A generation is either completed and billed in full, or it fails and is
   not billed"; a generation that does not complete answers 502, and a client that disconnects is
   not billed for the image it did not receive. The pack still never resends after a lost answer.
-- Errors, https://openrouter.ai/docs/api-reference/errors-and-debugging: {"error": {code,
-  message, metadata}} with 400 (bad parameters; `metadata.error_type` content_policy_violation or
-  refusal for moderation), 401, 402 (no credits), 403 (permissions, guardrail, or moderation with
-  `metadata.reasons`), 408, 429 and 503 (both with Retry-After), 502 (the model failed); the
-  `/images` operation adds 413, 524 and 529 (provider overloaded).
+- Errors, "Errors and Debugging" (https://openrouter.ai/docs/api-reference/errors-and-debugging):
+  {"error": {code, message, metadata}} with 400 (bad parameters; `metadata.error_type`
+  content_policy_violation or refusal for moderation), 401, 402 (no credits), 403 (permissions,
+  guardrail, or moderation with `metadata.reasons`), 408, 429 and 503 (both with Retry-After), 502
+  (the model failed); the `/images` operation adds 413, 524 and 529 (provider overloaded). 524 and
+  500 are left to the pack's rule for an unknown outcome: reported, never resent.
 - Price, https://openrouter.ai/black-forest-labs/flux.2-flex: "$0.06 for each megapixel on both
   input and output side" (see pricing.py).
 
