@@ -127,7 +127,7 @@ class AzureFoundryProvider(SynchronousProvider):
         return {"model": self._setting(DEPLOYMENT_SETTING, self._environ) or MODEL_ID,
                 **flex_body(request, encode, output_format=OUTPUT_FORMATS[request.output_format])}
 
-    def endpoint_url(self) -> str:
+    def submit_url(self, request: FlexRequest) -> str:
         """The BFL route on the resource; a pasted full route URL is used as it is."""
         url = self.base_url if "/providers/" in self.base_url else self.base_url + ROUTE
         return url if "?" in url else f"{url}?api-version={API_VERSION}"

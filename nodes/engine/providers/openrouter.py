@@ -110,7 +110,7 @@ class OpenRouterProvider(SynchronousProvider):
                                         for image in request.images]
         return body
 
-    def endpoint_url(self) -> str:
+    def submit_url(self, request: FlexRequest) -> str:
         return self.base_url + IMAGES_PATH
 
     def headers(self) -> dict[str, str]:

@@ -30,7 +30,7 @@ class SynchronousProvider(Provider):
     """A provider answering `POST` with the image; subclasses say where to post and how to read it."""
 
     @abstractmethod
-    def endpoint_url(self) -> str:
+    def submit_url(self, request: FlexRequest) -> str:
         """Where the request is posted."""
 
     @abstractmethod
@@ -43,7 +43,7 @@ class SynchronousProvider(Provider):
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
         response = self.post_submit(
-            self.endpoint_url(), headers=self.headers(), body=self.build_body(request), timeout=RESPONSE_TIMEOUT
+            self.submit_url(request), headers=self.headers(), body=self.build_body(request), timeout=RESPONSE_TIMEOUT
         )
         return self.finished(json_body(response, self.label, stage="submit"), response)
 
