@@ -247,8 +247,8 @@ class FluxFlexCostEstimate(_ValidatedNode):
     @classmethod
     def execute(cls, image=None, match_input_size: bool = True, references: ReferenceSet | None = None,
                 **values: Any) -> io.NodeOutput:
-        estimate: CostEstimate = estimate_cost(NodeSettings.from_widgets(values), edit_image=image, references=references,
-                                               match_input_size=match_input_size)
+        estimate: CostEstimate = estimate_cost(NodeSettings.from_widgets(values), edit_image=image,
+                                               references=references, match_input_size=match_input_size)
         text = estimate.as_text()
         return io.NodeOutput(estimate.usd if estimate.usd is not None else -1.0,
                              estimate.credits if estimate.credits is not None else -1.0, text, ui=ui_report(text))
