@@ -22,6 +22,7 @@ from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
+from comfyui_flux2_flex.nodes.price_preview import preview_price
 
 from comfyui_runner import needs_comfyui
 from fakes.azure_foundry_server import ROUTE, FakeAzureFoundry, error
@@ -125,7 +126,8 @@ def test_without_an_endpoint_nothing_is_sent_and_the_cli_shows_a_dry_run(monkeyp
         run(make_provider("azure-foundry"))
     assert main(["generate", "--provider", "azure-foundry", "--prompt", "fox", "--out", str(tmp_path / "x.png")]) == 0
     captured = capsys.readouterr()
-    assert "No endpoint for azure-foundry" in captured.err and "https://<resource>.services.ai.azure.com" in captured.out
+    assert "No endpoint for azure-foundry" in captured.err
+    assert "https://<resource>.services.ai.azure.com" in captured.out
     assert not (tmp_path / "x.png").exists()
 
 
@@ -235,6 +237,7 @@ def test_cli_generates_with_foundry(fake_foundry, monkeypatch, tmp_path: Path, c
 def test_chosen_on_the_node_it_validates_without_an_endpoint_and_runs_with_one(fake_foundry, monkeypatch) -> None:
     node = NodeSettings(provider="azure-foundry", prompt="a poster", width=256, height=192, seed=42, batch_size=2)
     assert check_settings(node) is None and estimate_cost(node).usd is None
+    assert preview_price(node).text == "price unknown"
     monkeypatch.setenv("AZURE_FOUNDRY_ENDPOINT", fake_foundry.api_url)
     monkeypatch.setenv("AZURE_FOUNDRY_API_KEY", fake_foundry.api_key)
     result = run_settings(node, RunHooks())

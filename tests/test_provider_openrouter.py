@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import jsonata
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,7 +22,7 @@ from comfyui_flux2_flex.nodes.engine.providers.openrouter import OpenRouterProvi
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, estimate_cost, run_settings
-from comfyui_flux2_flex.nodes.price_badge import price_badge_expression
+from comfyui_flux2_flex.nodes.price_preview import preview_price
 
 from fakes.loopback import Response
 from fakes.openrouter_server import FakeOpenRouter, error, size_for
@@ -218,7 +217,7 @@ def test_cli_estimate_needs_no_key(capsys) -> None:
     assert "openrouter: $0.120 (12 cents)" in capsys.readouterr().out
 
 
-def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_badge_price(fake_openrouter, monkeypatch) -> None:
+def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_price(fake_openrouter, monkeypatch) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", fake_openrouter.api_key)
     monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake_openrouter.api_url)
     node = NodeSettings(provider="openrouter", prompt="a poster", width=1024, height=1024, seed=42, batch_size=2)
@@ -226,8 +225,5 @@ def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_badge_price(f
     assert tuple(result.images.shape) == (2, *reversed(size_for("1:1")), 3)
     assert sorted(body["seed"] for body in fake_openrouter.generated) == [42, 43]
     assert "openrouter reported 6 cents" in result.report and "aspect ratio 1:1" in result.report
-    badge = jsonata.Jsonata(price_badge_expression(edit_image=False, references_socket="references")).evaluate({
-        "widgets": {"provider": "openrouter", "aspect_ratio": "custom", "megapixels": "1", "width": 1024,
-                    "height": 1024, "batch_size": 2},
-        "inputs": {"references": {"connected": False}}, "inputGroups": {}})
-    assert badge == {"type": "text", "text": f"${estimate_cost(node).usd:.3f}"} == {"type": "text", "text": "$0.120"}
+    preview = preview_price(node)
+    assert preview.text == f"${estimate_cost(node).usd:.3f}" == "$0.120"

@@ -43,6 +43,7 @@ How each flex setting maps:
 from __future__ import annotations
 
 import math
+import operator
 from functools import partial
 from typing import Any
 
@@ -163,7 +164,7 @@ class OpenRouterProvider(SynchronousProvider):
 def nearest_aspect_ratio(width: int, height: int) -> str:
     """The preset aspect ratio (all of them in OpenRouter's list) closest to width:height."""
     target = math.log(width / height)
-    return min(ASPECT_PRESETS, key=lambda name: abs(math.log(ASPECT_PRESETS[name][0] / ASPECT_PRESETS[name][1]) - target))
+    return min(ASPECT_PRESETS, key=lambda name: abs(math.log(operator.truediv(*ASPECT_PRESETS[name])) - target))
 
 
 def _usd(usage: Any) -> float | None:
