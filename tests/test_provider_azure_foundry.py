@@ -146,14 +146,14 @@ def test_an_endpoint_that_is_not_https_is_refused_before_sending(endpoint) -> No
     ],
 )
 def test_a_filtered_prompt_is_a_moderated_error(fake_foundry, foundry, answer) -> None:
-    fake_foundry.script.append(answer)
+    fake_foundry.submit_script.append(answer)
     with pytest.raises(errors.ModeratedError, match="refused the request in its content filter") as caught:
         run(foundry)
     assert caught.value.stage == "request" and len(fake_foundry.submits) == 1
 
 
 def test_an_image_withheld_by_the_content_filter_is_moderation(fake_foundry, foundry) -> None:
-    fake_foundry.script.append(Response.json({"created": 1, "data": [
+    fake_foundry.submit_script.append(Response.json({"created": 1, "data": [
         {"content_filter_results": {"sexual": {"filtered": True, "severity": "high"}}}]}))
     with pytest.raises(errors.ModeratedError, match="withheld the image") as caught:
         run(foundry)
@@ -179,7 +179,7 @@ def test_an_image_withheld_by_the_content_filter_is_moderation(fake_foundry, fou
     ],
 )
 def test_each_failure_has_its_own_words_and_is_sent_once(fake_foundry, foundry, answer, error_type, words) -> None:
-    fake_foundry.script.append(answer)
+    fake_foundry.submit_script.append(answer)
     with pytest.raises(error_type, match=words):
         run(foundry)
     assert len(fake_foundry.submits) == 1 and fake_foundry.generated == []
@@ -196,13 +196,13 @@ def test_a_wrong_key_is_refused_and_never_shown(fake_foundry) -> None:
 def test_a_rate_limit_waits_and_sends_again(fake_foundry, foundry, status) -> None:
     busy = error(status, "429", "Requests to the deployment have exceeded the rate limit.")
     busy.headers["Retry-After"] = "0.1"
-    fake_foundry.script.append(busy)
+    fake_foundry.submit_script.append(busy)
     run(foundry)
     assert len(fake_foundry.submits) == 2 and len(fake_foundry.generated) == 1
 
 
 def test_an_answer_lost_after_sending_is_reported_never_resent(fake_foundry, foundry) -> None:
-    fake_foundry.script.append(Response.lost())
+    fake_foundry.submit_script.append(Response.lost())
     with pytest.raises(SubmitOutcomeUnknown, match="Microsoft Foundry broke after the request was sent"):
         run(foundry)
     assert len(fake_foundry.submits) == 1
@@ -210,7 +210,7 @@ def test_an_answer_lost_after_sending_is_reported_never_resent(fake_foundry, fou
 
 def test_the_key_appears_in_no_log_error_or_report(fake_foundry, foundry, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    fake_foundry.script.extend([error(400, "BadRequest", "bad"), Response.lost()])
+    fake_foundry.submit_script.extend([error(400, "BadRequest", "bad"), Response.lost()])
     texts = [repr(foundry), str(vars(foundry))]
     for _ in range(2):
         with pytest.raises(errors.FluxFlexError) as caught:

@@ -118,7 +118,7 @@ def test_the_price_is_six_cents_per_megapixel_in_and_out() -> None:
     ],
 )
 def test_moderation_refusals_are_moderated_errors(fake_openrouter, openrouter, answer, reasons) -> None:
-    fake_openrouter.script.append(answer)
+    fake_openrouter.submit_script.append(answer)
     with pytest.raises(errors.ModeratedError, match="refused the request in moderation") as caught:
         run(openrouter)
     assert caught.value.stage == "request" and caught.value.reasons == reasons
@@ -145,7 +145,7 @@ def test_moderation_refusals_are_moderated_errors(fake_openrouter, openrouter, a
 )
 def test_each_documented_failure_has_its_own_words_and_is_sent_once(fake_openrouter, openrouter, answer,
                                                                     error_type, words) -> None:
-    fake_openrouter.script.append(answer)
+    fake_openrouter.submit_script.append(answer)
     with pytest.raises(error_type, match=words):
         run(openrouter)
     assert len(fake_openrouter.submits) == 1 and fake_openrouter.generated == []
@@ -155,13 +155,13 @@ def test_each_documented_failure_has_its_own_words_and_is_sent_once(fake_openrou
 def test_busy_answers_mean_nothing_was_made_so_it_waits_and_sends_again(fake_openrouter, openrouter, status) -> None:
     busy = error(status, "Rate limit exceeded")
     busy.headers["Retry-After"] = "0.1"
-    fake_openrouter.script.append(busy)
+    fake_openrouter.submit_script.append(busy)
     run(openrouter)
     assert len(fake_openrouter.submits) == 2 and len(fake_openrouter.generated) == 1
 
 
 def test_an_answer_lost_after_sending_is_reported_never_resent(fake_openrouter, openrouter) -> None:
-    fake_openrouter.script.append(Response.lost())
+    fake_openrouter.submit_script.append(Response.lost())
     with pytest.raises(SubmitOutcomeUnknown, match="may have been created and billed, so it was not resent"):
         run(openrouter)
     assert len(fake_openrouter.submits) == 1
@@ -179,7 +179,7 @@ def test_an_answer_lost_after_sending_is_reported_never_resent(fake_openrouter, 
     ],
 )
 def test_malformed_answers_are_never_resent(fake_openrouter, openrouter, answer, error_type, words) -> None:
-    fake_openrouter.script.append(answer)
+    fake_openrouter.submit_script.append(answer)
     with pytest.raises(error_type, match=words):
         run(openrouter)
     assert len(fake_openrouter.submits) == 1
@@ -187,7 +187,7 @@ def test_malformed_answers_are_never_resent(fake_openrouter, openrouter, answer,
 
 def test_the_key_appears_in_no_log_error_or_report(fake_openrouter, openrouter, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    fake_openrouter.script.extend([error(400, "bad", error_type="invalid_request"), Response.lost()])
+    fake_openrouter.submit_script.extend([error(400, "bad", error_type="invalid_request"), Response.lost()])
     texts = [repr(openrouter), str(vars(openrouter))]
     for _ in range(2):
         with pytest.raises(errors.FluxFlexError) as caught:

@@ -7,7 +7,7 @@ clients that call it describe; and blob storage, which serves the image when `ur
 for a link instead (it must never see the key). The body is BFL's flex body under the
 deployment's model name, PNG or JPEG only, references as raw base64 in input_image ..
 input_image_10. Errors use Azure's {"error": {code, message, innererror}} envelope. A test
-queues answers in `script`, served before normal handling, in order.
+queues answers in `submit_script`, served before normal handling, in order.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class FakeAzureFoundry(LoopbackFake):
         self.api_key = api_key
         self.deployment = deployment
         self.url_results = False
-        self.script: deque[Response] = deque()
+        self.submit_script: deque[Response] = deque()
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
         self._images: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -69,8 +69,8 @@ class FakeAzureFoundry(LoopbackFake):
                                      "regional API endpoint for your resource.")
         if request.method != "POST" or request.path != ROUTE or request.query.get("api-version") != API_VERSION:
             return error(404, "404", "Resource not found")
-        if self.script:
-            return self.script.popleft()
+        if self.submit_script:
+            return self.submit_script.popleft()
         try:
             body = request.json()
         except ValueError:

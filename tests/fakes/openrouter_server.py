@@ -5,7 +5,7 @@ One server on 127.0.0.1 answering `POST /api/v1/images` at once, as OpenRouter d
 takes an aspect ratio but no pixel size (it renders about one megapixel at that aspect), a seed,
 an output format, up to 8 input_references, and BFL's steps, guidance and safety_tolerance under
 provider.options["black-forest-labs"]; other passthrough keys are dropped silently. Errors use
-OpenRouter's {"error": {code, message, metadata}} envelope. A test queues answers in `script`,
+OpenRouter's {"error": {code, message, metadata}} envelope. A test queues answers in `submit_script`,
 served before normal handling, in order.
 """
 
@@ -55,7 +55,7 @@ class FakeOpenRouter(LoopbackFake):
 
     def __init__(self, api_key: str = "sk-or-v1-test-0123456789abcdef") -> None:
         self.api_key = api_key
-        self.script: deque[Response] = deque()
+        self.submit_script: deque[Response] = deque()
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
         self._lock = threading.Lock()
         self.server = LoopbackServer(self._handle)
@@ -73,8 +73,8 @@ class FakeOpenRouter(LoopbackFake):
             return error(401, "No auth credentials found", error_type="authentication")
         if request.method != "POST" or request.path != API_PREFIX + "/images":
             return error(404, "Not Found", error_type="not_found")
-        if self.script:
-            return self.script.popleft()
+        if self.submit_script:
+            return self.submit_script.popleft()
         try:
             body = request.json()
         except ValueError:
