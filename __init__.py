@@ -9,11 +9,15 @@ WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():
-    """Called by ComfyUI (V3 API): set up keys, example inputs and local models; hand over the nodes."""
+    """Called by ComfyUI (V3 API): configure the engine, add the key routes, example inputs and the
+    unload hook; hand over the nodes."""
     from .nodes.comfy_nodes import FluxFlexExtension
-    from .nodes.comfy_server import connect_local_backend, install_example_inputs, register_routes
+    from .nodes.comfy_server import (
+        configure_engine, free_local_pipeline_on_unload, install_example_inputs, register_routes,
+    )
 
+    configure_engine()
     register_routes()
     install_example_inputs()
-    connect_local_backend()
+    free_local_pipeline_on_unload()
     return FluxFlexExtension()

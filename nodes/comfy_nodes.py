@@ -27,7 +27,7 @@ from .engine.request import (
 )
 from .engine.runner import RunHooks
 from .node_logic import (
-    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_ROOTS, MAX_BATCH, PROVIDER_CHOICES,
+    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, MAX_BATCH, PROVIDER_CHOICES,
     REFERENCE_BATCH_NODE, NodeSettings, check_settings, estimate_cost, run_settings,
 )
 from .price_badge import BADGE_WIDGETS, price_badge_expression
@@ -44,8 +44,9 @@ NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
 
 
 def local_model_choices() -> list[str]:
-    """FLUX.2 folders in ComfyUI's models/diffusers, listed afresh whenever the node list is built."""
-    return [model.name for model in find_models(LOCAL_MODEL_ROOTS)] or [NO_LOCAL_MODEL]
+    """FLUX.2 folders in ComfyUI's models/diffusers (the configured roots), listed afresh whenever the
+    node list is built."""
+    return [model.name for model in find_models()] or [NO_LOCAL_MODEL]
 
 
 def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:

@@ -7,24 +7,23 @@ ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
-from .engine.batch import BatchError, generate_batch, seeded_requests
+from .engine.batch import BatchError, generate_batch
 from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.local import (
     DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
 )
 from .engine.pricing import CostEstimate, estimate
 from .engine.providers import PROVIDER_NAMES, make_provider
 from .engine.request import (
-    MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, validate_request,
+    MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, seeded_requests, validate_request,
 )
 from .engine.result_cache import ResultCache
 from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
 from .references import ReferenceSet
+from .tensors import arrays_to_tensor, tensor_to_arrays
 
 CUSTOM_SIZE = "custom"
 MAX_BATCH = 16
@@ -32,7 +31,6 @@ GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
 NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE)
 PROVIDER_CHOICES = (*PROVIDER_NAMES, LOCAL)
-LOCAL_MODEL_ROOTS: list[Path] = []  # ComfyUI's models/diffusers folders, set by the ComfyUI adapter
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ def check_settings(settings: NodeSettings) -> str | None:
                                       f"with batch_size {settings.batch_size} (seeds count up per image)")
         if settings.provider == LOCAL:
             settings.local_options()
-            prepare_local(settings.base_request(), resolve_model(settings.local_model, LOCAL_MODEL_ROOTS))
+            prepare_local(settings.base_request(), resolve_model(settings.local_model))
         else:
             make_provider(settings.provider).validate(settings.base_request())
     except FluxFlexError as error:
@@ -142,7 +140,7 @@ def build_requests(
 def prepare_all(requests: list[FlexRequest], settings: NodeSettings) -> list[PreparedRequest]:
     """Validate and price each request for the chosen provider (the local one included)."""
     if settings.provider == LOCAL:
-        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
+        model = resolve_model(settings.local_model)
         return [prepare_local(request, model) for request in requests]
     provider = make_provider(settings.provider)
     return [prepare(request, provider) for request in requests]
@@ -197,7 +195,7 @@ def run_settings(
                                      match_input_size=match_input_size)
     prepared = prepare_all(requests, settings)
     if settings.provider == LOCAL:
-        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
+        model = resolve_model(settings.local_model)
         results = generate_local_batch(prepared, model, settings.local_options(), hooks=hooks)
         return results_to_node_result(results, settings, notes)
     provider = make_provider(settings.provider)

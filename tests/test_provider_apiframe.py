@@ -18,7 +18,7 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.apiframe import ApiframeProvider
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmitOutcomeUnknown
+from comfyui_flux2_flex.nodes.engine.errors import SubmitOutcomeUnknown
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 
