@@ -1,4 +1,4 @@
-"""A loopback stand-in for Apiframe's v2 image API (docs-v2.apiframe.ai; flex-apis.md section 5).
+"""A loopback stand-in for Apiframe's v2 image API (https://docs-v2.apiframe.ai).
 
 Two servers on 127.0.0.1: the API (POST /v2/images/generate answering 202 {jobId, status}, GET
 /v2/jobs/{id}) and a delivery host on another port serving the results. It checks X-API-Key as
@@ -21,8 +21,10 @@ from PIL import Image
 
 from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 ResultShape = Literal["url", "images", "image_objects"]
+PAUSED_KEY = "afk_paused_key_000"  # a key the stand-in knows as inactive (Apiframe's 403)
 RESOLUTION_SIDES = {"0.5 MP": 724, "1 MP": 1024, "2 MP": 1448, "4 MP": 2048}  # side of a square of that size
 
 
@@ -175,3 +177,11 @@ def _output_size(params: dict[str, Any]) -> tuple[int, int]:
     with Image.open(io.BytesIO(base64.b64decode(payload))) as first:
         scale = side / (first.width * first.height) ** 0.5
         return round(first.width * scale), round(first.height * scale)
+
+
+register(StandIn(
+    provider="apiframe", start=lambda: FakeApiframe(inactive_keys=(PAUSED_KEY,)), api_key=lambda fake: fake.api_key, plan=JobPlan,
+    failed=lambda reason: JobPlan(statuses=["PROCESSING", "FAILED"], error=reason),
+    moderated=lambda: JobPlan(statuses=["FAILED"], error="The prompt was flagged by content moderation"),
+    running=lambda: JobPlan(statuses=["PROCESSING"]),
+))

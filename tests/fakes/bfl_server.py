@@ -1,4 +1,4 @@
-"""A loopback stand-in for BFL's FLUX.2 [flex] API, as ../shared/reference/flex-apis.md §7 describes.
+"""A loopback stand-in for BFL's FLUX.2 [flex] API, as https://docs.bfl.ai/api-reference describes it.
 
 Three servers on 127.0.0.1, each on its own port: the API (submit), the cluster that answers
 polls (so a client that rebuilds the polling URL instead of using the returned one fails), and
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 MEGAPIXEL = 1024 * 1024
 ACTIVE_TASK_LIMIT = 24
@@ -218,3 +219,14 @@ def _input_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
             with Image.open(io.BytesIO(base64.b64decode(body[field_name]))) as picture:
                 sizes.append(picture.size)
     return sizes
+
+
+register(*(
+    StandIn(
+        provider=name, start=FakeBfl, api_key=lambda fake: fake.api_key, plan=TaskPlan,
+        failed=lambda reason: TaskPlan(statuses=["Pending", "Error"], details={"error": reason}),
+        moderated=lambda: TaskPlan(statuses=["Content Moderated"], details={"Moderation Reasons": ["NSFW"]}),
+        running=lambda: TaskPlan(statuses=["Pending"]),
+    )
+    for name in ("bfl", "bfl-eu", "bfl-us")  # one API on three hosts: the URL override points each here
+))

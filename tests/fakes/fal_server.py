@@ -21,6 +21,7 @@ from PIL import Image
 
 from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 APP = "/fal-ai/flux-2-flex"
 RANGES = {"num_inference_steps": (2, 50), "guidance_scale": (1.5, 10.0)}
@@ -175,3 +176,11 @@ def _image_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
         with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
             sizes.append(picture.size)
     return sizes
+
+
+register(StandIn(
+    provider="fal", start=FakeFal, api_key=lambda fake: fake.api_key, plan=RequestPlan,
+    failed=lambda reason: RequestPlan(status_error=(reason, "runner_disconnected")),
+    moderated=lambda: RequestPlan(nsfw=True),
+    running=lambda: RequestPlan(statuses=["IN_PROGRESS"]),
+))

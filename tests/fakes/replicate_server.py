@@ -21,6 +21,7 @@ from PIL import Image
 
 from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 MODEL_PATH = "/v1/models/black-forest-labs/flux-2-flex/predictions"
 RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_tolerance": (1, 5), "width": (256, 2048),
@@ -173,3 +174,11 @@ def _input_sizes(model_input: dict[str, Any]) -> list[tuple[int, int]]:
         with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
             sizes.append(picture.size)
     return sizes
+
+
+register(StandIn(
+    provider="replicate", start=FakeReplicate, api_key=lambda fake: fake.api_token, plan=PredictionPlan,
+    failed=lambda reason: PredictionPlan(statuses=["starting", "failed"], error=reason),
+    moderated=lambda: PredictionPlan(statuses=["starting", "failed"], error="NSFW content detected in the output"),
+    running=lambda: PredictionPlan(statuses=["starting", "processing"]),
+))
