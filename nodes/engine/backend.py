@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from .batch import generate_batch
-from .local import LOCAL, LocalModel, LocalOptions, generate_local_batch, prepare_local, resolve_model
+from .local import (
+    LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, generate_local_batch, prepare_local, resolve_model,
+)
 from .providers import PROVIDER_NAMES, make_provider
 from .providers.base import Provider
 from .request import FlexRequest
@@ -78,9 +80,11 @@ class LocalBackend:
 
     name = LOCAL
 
-    def __init__(self, model: LocalModel, options: LocalOptions = LocalOptions()) -> None:
+    def __init__(self, model: LocalModel, options: LocalOptions = LocalOptions(),
+                 pipelines: PipelineCache = PIPELINES) -> None:
         self.model = model
         self.options = options.validate()
+        self.pipelines = pipelines  # the process-wide pipeline, unless a test brings its own
 
     def prepare(self, request: FlexRequest, *, count: int = 1) -> PreparedRequest:
         return prepare_local(request, self.model, count=count)
@@ -93,7 +97,7 @@ class LocalBackend:
 
     def run_batch(self, prepared: Sequence[PreparedRequest], hooks: RunHooks = RunHooks(),
                   cache: ResultCache | None = None) -> list[GenerationResult]:
-        return generate_local_batch(list(prepared), self.model, self.options, hooks=hooks)
+        return generate_local_batch(list(prepared), self.model, self.options, hooks=hooks, cache=self.pipelines)
 
 
 def backend_for(
