@@ -72,8 +72,8 @@ def fake(stand_in: StandIn) -> Iterator[LoopbackFake]:
 
 
 @pytest.fixture
-def key(stand_in: StandIn, fake: LoopbackFake) -> str:
-    return stand_in.api_key(fake)
+def key(fake: LoopbackFake) -> str:
+    return fake.api_key
 
 
 @pytest.fixture

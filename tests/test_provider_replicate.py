@@ -33,14 +33,14 @@ def test_a_prediction_is_polled_at_urls_get_and_downloaded_without_the_token(
     assert result.pixels.shape == (256, 320, 3) and result.task_id in fake.predictions
     assert "processing" in statuses
     submit = fake.submits[0]
-    assert submit.headers["authorization"] == f"Bearer {fake.api_token}"
+    assert submit.headers["authorization"] == f"Bearer {fake.api_key}"
     assert submit.headers["prefer"] == "wait=5"
     assert [r.path for r in fake.status_host.requests] == [f"/v1/predictions/{result.task_id}"] * 2
-    assert all(r.headers["authorization"] == f"Bearer {fake.api_token}"
+    assert all(r.headers["authorization"] == f"Bearer {fake.api_key}"
                for r in fake.status_host.requests)
     (download,) = fake.delivery.requests
     assert "authorization" not in download.headers
-    assert fake.api_token not in str(download.headers)
+    assert fake.api_key not in str(download.headers)
 
 
 def test_every_setting_is_mapped_to_replicates_input(

@@ -58,7 +58,7 @@ class FakeCometApi(FakeBfl):
 
 
 register(StandIn(
-    provider="cometapi", start=FakeCometApi, api_key=lambda fake: fake.api_key, plan=TaskPlan,
+    provider="cometapi", start=FakeCometApi, plan=TaskPlan,
     failed=lambda reason: TaskPlan(statuses=["Pending", "Error"], details={"error": reason}),
     moderated=lambda: TaskPlan(statuses=["Content Moderated"], details={"Moderation Reasons": ["NSFW"]}),
     running=lambda: TaskPlan(statuses=["Pending"]),

@@ -1,8 +1,8 @@
 """The registry of provider stand-ins, keyed by the provider's name in the engine's registry.
 
 Each fake server module registers what the shared provider suite (tests/test_providers.py) needs
-to drive it: how to start one, the key it accepts, and the plans for a task that succeeds, fails,
-is moderated or keeps running. The suite runs over every provider the engine knows and fails for
+to drive it: how to start one, and the plans for a task that succeeds, fails, is moderated or keeps
+running (the key it accepts is its `api_key`). The suite runs over every provider the engine knows and fails for
 one without a stand-in, so a provider added to the engine cannot skip the shared tests.
 """
 
@@ -21,7 +21,6 @@ class StandIn:
 
     provider: str  # the name in the engine's provider registry
     start: Callable[[], LoopbackFake]  # a new stand-in, not yet started (use it in a `with`)
-    api_key: Callable[[Any], str]  # the key a started stand-in accepts
     plan: Callable[..., Any]  # the fake's plan type: no arguments is a task that succeeds
     failed: Callable[[str], Any]  # a task the provider reports failed with this reason
     moderated: Callable[[], Any]  # a task whose result the provider's moderation withholds

@@ -21,6 +21,12 @@ ENDPOINT_PATH = "/v1/flux-2-flex"
 IN_PROGRESS_STATUSES = frozenset({"Pending", "Generating", "Reasoning", "Queued", "Processing"})
 # "Task not found" right after a submit can be replication lag between BFL's clusters.
 TASK_NOT_FOUND_GRACE_POLLS = 3
+# BFL's two moderation statuses: status -> (stage, what happened, what to do).
+MODERATION_STATUSES = {
+    "Request Moderated": ("request", "refused the request",
+                          "Change the prompt or input images; the same request will be refused again."),
+    "Content Moderated": ("content", "withheld the generated image", "Try a different seed or adjust the prompt."),
+}
 
 
 def input_image_field(index: int) -> str:
@@ -103,20 +109,11 @@ def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far
             f"{label} no longer knows task {task.task_id} (Task not found): it expired or was never stored. "
             "It was not resubmitted.", **facts
         )
-    if status == "Request Moderated":
+    if status in MODERATION_STATUSES:
+        stage, what, advice = MODERATION_STATUSES[status]
         reasons = _reasons(details)
-        raise errors.ModeratedError(
-            f"{label} refused the request in moderation{_because(reasons)}. Change the prompt or input images; "
-            "the same request will be refused again.",
-            stage="request", reasons=reasons, **facts,
-        )
-    if status == "Content Moderated":
-        reasons = _reasons(details)
-        raise errors.ModeratedError(
-            f"{label} withheld the generated image in moderation{_because(reasons)}. Try a different seed or "
-            "adjust the prompt.",
-            stage="content", reasons=reasons, **facts,
-        )
+        raise errors.ModeratedError(f"{label} {what} in moderation{_because(reasons)}. {advice}",
+                                    stage=stage, reasons=reasons, **facts)
     if status in ("Error", "Failed"):
         message = details.get("error") or result.get("error") or body.get("error") or "no details given"
         raise errors.GenerationFailedError(f"{label} task {task.task_id} failed: {message}", **facts)
