@@ -13,6 +13,7 @@ import pytest
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.errors import SubmitOutcomeUnknown
+from comfyui_flux2_flex.nodes.engine.providers.base import PollUpdate, SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings
@@ -146,10 +147,19 @@ def test_unreachable_api_says_nothing_was_sent() -> None:
         run(provider)
 
 
+def test_a_finished_task_without_an_image_url_is_a_failure_not_an_assert(bfl: BflProvider) -> None:
+    task = SubmittedTask(provider="bfl", task_id="t1", poll_url="https://api.bfl.ai/v1/get_result?id=t1")
+    with pytest.raises(errors.GenerationFailedError) as caught:
+        bfl.fetch(task, PollUpdate(done=True, status="Ready"))
+    assert (caught.value.provider, caught.value.task_id, caught.value.billed) == ("bfl", "t1", errors.BILLED)
+
+
 def test_expired_result_link(fake_bfl: FakeBfl, bfl: BflProvider) -> None:
     fake_bfl.result_expiry = 0.0
-    with pytest.raises(errors.ResultExpiredError, match="expired"):
+    with pytest.raises(errors.ResultExpiredError, match="expired") as caught:
         run(bfl)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("bfl", 403, errors.BILLED)
+    assert caught.value.task_id in fake_bfl.tasks
 
 
 def test_polling_url_off_the_api_host_never_gets_the_key(fake_bfl: FakeBfl, bfl: BflProvider) -> None:

@@ -12,6 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -44,6 +45,16 @@ def test_a_request_is_submitted_once_polled_with_the_key_and_downloaded_without_
     keyless = [r for r in fake.all_requests() if r not in keyed]
     assert fake.submits[0] in keyed and keyless, "the result is downloaded without the key"
     assert all(key not in str(r.headers) for r in keyless)
+
+
+def test_an_injected_http_client_carries_every_request_downloads_included(name: str, fake: LoopbackFake,
+                                                                         key: str) -> None:
+    sent: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda request: sent.append(str(request.url))]})
+    provider = make_provider(name, base_url=fake.api_url, api_key=ApiKey(key), client=client, environ={})
+    with client:
+        run(provider)
+    assert len(sent) == len(fake.all_requests()) >= 3  # submit, at least one poll, the download
 
 
 def test_a_setting_out_of_range_is_refused_before_anything_is_sent(name: str, fake: LoopbackFake,
