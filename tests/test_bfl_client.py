@@ -108,8 +108,9 @@ def test_error_status_shows_the_details(fake_bfl: FakeBfl, bfl: BflProvider) -> 
 
 def test_429_that_never_clears_gives_up_saying_nothing_was_billed(fake_bfl: FakeBfl, bfl: BflProvider) -> None:
     fake_bfl.submit_script.extend(Response.json({"detail": "busy"}, 429, {"Retry-After": "0.2"}) for _ in range(20))
-    with pytest.raises(errors.RateLimitedError, match="Nothing was created or billed"):
+    with pytest.raises(errors.RateLimitedError, match="Nothing was created or billed") as caught:
         run(bfl, settings=RunSettings(submit_retry_seconds=0.5))
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("bfl", 429, errors.NOT_BILLED)
     assert not fake_bfl.tasks
 
 
@@ -124,8 +125,9 @@ def test_429_that_never_clears_gives_up_saying_nothing_was_billed(fake_bfl: Fake
 )
 def test_submit_errors_have_their_own_messages(fake_bfl, bfl, status, body, error, words) -> None:
     fake_bfl.submit_script.append(Response.json(body, status))
-    with pytest.raises(error, match=words):
+    with pytest.raises(error, match=words) as caught:
         run(bfl)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("bfl", status, errors.NOT_BILLED)
     assert len(fake_bfl.submits) == 1
 
 
@@ -143,8 +145,9 @@ def test_unreachable_api_says_nothing_was_sent() -> None:
     with FakeBfl() as closed:
         url = closed.api_url
     provider = BflProvider(base_url=url, api_key=ApiKey("k"))
-    with pytest.raises(errors.ProviderUnavailableError, match="Nothing was sent"):
+    with pytest.raises(errors.ProviderUnavailableError, match="Nothing was sent") as caught:
         run(provider)
+    assert (caught.value.provider, caught.value.billed) == ("bfl", errors.NOT_BILLED)
 
 
 def test_a_finished_task_without_an_image_url_is_a_failure_not_an_assert(bfl: BflProvider) -> None:
@@ -184,8 +187,9 @@ def test_cancel_stops_polling_within_a_second_and_names_the_paid_task(fake_bfl: 
 
 def test_a_task_that_never_finishes_times_out_without_resubmitting(fake_bfl: FakeBfl, bfl: BflProvider) -> None:
     fake_bfl.plans.append(TaskPlan(statuses=["Pending"]))
-    with pytest.raises(errors.GenerationTimeoutError, match="not resubmitted"):
+    with pytest.raises(errors.GenerationTimeoutError, match="not resubmitted") as caught:
         run(bfl, settings=RunSettings(task_timeout_seconds=1.0))
+    assert caught.value.task_id in fake_bfl.tasks and caught.value.billed == errors.BILLED
     assert len(fake_bfl.submits) == 1
 
 

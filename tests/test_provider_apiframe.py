@@ -93,8 +93,9 @@ def test_progress_percentages_become_fractions_and_polls_use_the_job_url(fake, p
 @pytest.mark.parametrize("error", ["GPU worker crashed", {"code": "E500", "message": "GPU worker crashed"}])
 def test_a_failed_job_shows_the_reason_and_that_credits_come_back(fake, provider, error) -> None:
     fake.plans.append(JobPlan(statuses=["QUEUED", "FAILED"], error=error))
-    with pytest.raises(errors.GenerationFailedError, match="failed: GPU worker crashed. Apiframe refunds"):
+    with pytest.raises(errors.GenerationFailedError, match="failed: GPU worker crashed. Apiframe refunds") as caught:
         run(provider)
+    assert caught.value.billed == errors.REFUNDED and caught.value.task_id in fake.jobs
     assert len(fake.submits) == 1
 
 
@@ -117,6 +118,7 @@ def test_refused_keys_say_so_without_showing_the_key(fake, key, error, words) ->
     with pytest.raises(error, match=words) as caught:
         run(provider)
     assert key not in str(caught.value) and not fake.jobs
+    assert (caught.value.provider, caught.value.billed) == ("apiframe", errors.NOT_BILLED)
 
 
 def test_a_request_without_key_header_is_refused_by_the_stand_in(fake) -> None:

@@ -120,8 +120,9 @@ def test_moderation_is_reported_as_bfl_reports_it(fake, provider, status, stage,
 )
 def test_submit_errors_carry_cometapis_explanation(fake, provider, answer, error, words) -> None:
     fake.submit_script.append(answer)
-    with pytest.raises(error, match=words):
+    with pytest.raises(error, match=words) as caught:
         run(provider)
+    assert (caught.value.provider, caught.value.status) == ("cometapi", answer.status)
     assert len(fake.submits) == 1 and not fake.tasks
 
 

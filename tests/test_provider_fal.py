@@ -119,8 +119,10 @@ def test_a_model_error_on_the_response_url_is_final_and_says_whether_to_retry(
     fake.plans.append(RequestPlan(result_error=Response.json(
         {"detail": [{"loc": ["body"], "msg": "Internal error while generating", "type": "internal_server_error"}]},
         500, {"X-Fal-Retryable": "true"})))
-    with pytest.raises(errors.GenerationFailedError, match="HTTP 500.*Internal error.*running it again may work"):
+    words = "HTTP 500.*Internal error.*running it again may work"
+    with pytest.raises(errors.GenerationFailedError, match=words) as caught:
         run(provider)
+    assert (caught.value.status, caught.value.billed) == (500, errors.NOT_BILLED)  # fal bills no server error
     assert len([r for r in fake.queue.requests if r.path.endswith("/status")]) == 1  # not polled past
 
 
@@ -181,8 +183,9 @@ def test_a_gateway_error_on_the_response_url_is_read_again(fake: FakeFal, provid
 )
 def test_submit_errors_show_fals_detail(fake, provider, status, detail, error, words) -> None:
     fake.submit_script.append(Response.json({"detail": detail}, status, {"X-Fal-Retryable": "false"}))
-    with pytest.raises(error, match=words):
+    with pytest.raises(error, match=words) as caught:
         run(provider)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("fal", status, errors.NOT_BILLED)
     assert len(fake.submits) == 1
 
 

@@ -157,8 +157,9 @@ def test_a_canceled_prediction_is_not_resubmitted(fake: FakeReplicate, provider:
 )
 def test_submit_errors_show_replicates_detail(fake, provider, status, title, detail, error, words) -> None:
     fake.submit_script.append(Response.json({"title": title, "detail": detail, "status": status}, status))
-    with pytest.raises(error, match=words):
+    with pytest.raises(error, match=words) as caught:
         run(provider)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("replicate", status, errors.NOT_BILLED)
     assert len(fake.submits) == 1
 
 
