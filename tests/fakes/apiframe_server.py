@@ -100,15 +100,12 @@ class FakeApiframe(LoopbackFake):
         return Response.json({"jobId": job.id, "status": "QUEUED"}, 202)
 
     def _poll(self, job_id: str) -> Response:
-        with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return Response.json({"error": "Job not found"}, 404)
-            index = job.polls
-            job.polls += 1
-        if index in job.plan.poll_http_errors:
-            http_status = job.plan.poll_http_errors[index]
-            return Response(http_status, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        job = self.jobs.get(job_id)
+        if job is None:
+            return Response.json({"error": "Job not found"}, 404)
+        index, gateway_error = self.count_poll(job)
+        if gateway_error:
+            return gateway_error
         statuses = job.plan.statuses
         status = statuses[min(index, len(statuses) - 1)]
         payload: dict[str, Any] = {"id": job.id, "status": status, "model": "flux-2-flex",

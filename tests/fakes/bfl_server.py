@@ -118,14 +118,12 @@ class FakeBfl(LoopbackFake):
             return Response.json({"detail": "Not Found"}, 404)
         if not self._authorised(request):
             return _forbidden()
-        with self._lock:
-            task = self.tasks.get(request.query.get("id", ""))
-            if task is None:
-                return Response.json({"id": request.query.get("id"), "status": "Task not found"})
-            index = task.polls
-            task.polls += 1
-        if index in task.plan.poll_http_errors:
-            return Response(task.plan.poll_http_errors[index], b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        task = self.tasks.get(request.query.get("id", ""))
+        if task is None:
+            return Response.json({"id": request.query.get("id"), "status": "Task not found"})
+        index, gateway_error = self.count_poll(task)
+        if gateway_error:
+            return gateway_error
         status, progress = self._status_of(task, index)
         payload: dict[str, Any] = {"id": task.id, "status": status, "result": None, "progress": progress,
                                    "details": task.plan.details, "preview": None}

@@ -87,12 +87,9 @@ class FakeFal(LoopbackFake):
                               "cancel_url": f"{base}/cancel", "queue_position": 0})
 
     def _status(self, queued: _QueuedRequest) -> Response:
-        with self._lock:
-            index = queued.polls
-            queued.polls += 1
-        if index in queued.plan.poll_http_errors:
-            return Response(queued.plan.poll_http_errors[index], b"<html>Bad Gateway</html>",
-                            {"Content-Type": "text/html"})
+        index, gateway_error = self.count_poll(queued)
+        if gateway_error:
+            return gateway_error
         status = queued.plan.statuses[min(index, len(queued.plan.statuses) - 1)]
         payload: dict[str, Any] = {"status": status, "request_id": queued.id,
                                    "response_url": f"{self.queue.url}{APP}/requests/{queued.id}"}

@@ -124,6 +124,15 @@ class LoopbackFake:
         """The plan queued for the next task, else the stand-in's default one."""
         return self.plans.popleft() if self.plans else default()
 
+    def count_poll(self, task: Any) -> tuple[int, Response | None]:
+        """Count a poll of `task` (its `polls`); return which poll it is and, when its plan's
+        `poll_http_errors` scripts one for it, the gateway error page to answer instead."""
+        with self._lock:
+            index = task.polls
+            task.polls += 1
+        status = task.plan.poll_http_errors.get(index)
+        return index, Response(status, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}) if status else None
+
     @property
     def servers(self) -> tuple[LoopbackServer, ...]:
         raise NotImplementedError

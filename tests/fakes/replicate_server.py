@@ -98,12 +98,9 @@ class FakeReplicate(LoopbackFake):
         prediction = self.predictions.get(request.path.removeprefix("/v1/predictions/"))
         if prediction is None:
             return _problem(404, "Not found", "The requested resource could not be found.")
-        with self._lock:
-            index = prediction.polls
-            prediction.polls += 1
-        if index in prediction.plan.poll_http_errors:
-            return Response(prediction.plan.poll_http_errors[index], b"<html>Bad Gateway</html>",
-                            {"Content-Type": "text/html"})
+        index, gateway_error = self.count_poll(prediction)
+        if gateway_error:
+            return gateway_error
         statuses = prediction.plan.statuses
         return Response.json(self._prediction_json(prediction, statuses[min(index + 1, len(statuses) - 1)]))
 
