@@ -14,22 +14,31 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
 import uuid
-from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from .bfl_server import FIELD_RANGES, render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 ROUTE = "/providers/blackforestlabs/v1/flux-2-flex"
 API_VERSION = "preview"
 MAX_REFERENCES = 10
 MAX_OUTPUT_PIXELS = 4 * 1024 * 1024
 OUTPUT_FORMATS = {"png", "jpeg"}
+
+
+@dataclass
+class GenerationPlan:
+    """How the next generation ends: an image by default, else a 200 answer without one, carrying
+    the failure's reason or the content filter's verdict on the image."""
+
+    failed: str | None = None
+    moderated: bool = False
 
 
 def error(status: int, code: str, message: str, inner_code: str | None = None) -> Response:
@@ -48,13 +57,11 @@ class FakeAzureFoundry(LoopbackFake):
     """Start with `with FakeAzureFoundry() as foundry:`; point the client at `foundry.api_url`."""
 
     def __init__(self, api_key: str = "azure-foundry-test-key-0123456789", deployment: str = "FLUX.2-flex") -> None:
-        self.api_key = api_key
+        super().__init__(api_key)
         self.deployment = deployment
         self.url_results = False
-        self.submit_script: deque[Response] = deque()
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
         self._images: dict[str, bytes] = {}
-        self._lock = threading.Lock()
         self.resource = LoopbackServer(self._handle)
         self.blob = LoopbackServer(self._handle_blob)
 
@@ -80,6 +87,13 @@ class FakeAzureFoundry(LoopbackFake):
         problem = _problem(body)
         if problem:
             return error(400, "BadRequest", problem)
+        plan = self.next_plan(GenerationPlan)
+        if plan.moderated:
+            return Response.json({"created": int(time.time()), "data": [
+                {"content_filter_results": {"sexual": {"filtered": True, "severity": "high"}}}]})
+        if plan.failed:  # the shape of a failed generation is not documented [uncertain]
+            return Response.json({"created": int(time.time()), "data": [],
+                                  "error": {"code": "GenerationFailed", "message": plan.failed}})
         return self._generate(body)
 
     def _generate(self, body: dict[str, Any]) -> Response:
@@ -131,3 +145,10 @@ def _reference_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
             with Image.open(io.BytesIO(base64.b64decode(body[reference_field(index)]))) as picture:
                 sizes.append(picture.size)
     return sizes
+
+
+register(StandIn(
+    provider="azure-foundry", start=FakeAzureFoundry, plan=GenerationPlan,
+    failed=lambda reason: GenerationPlan(failed=reason), moderated=lambda: GenerationPlan(moderated=True),
+    running=GenerationPlan, synchronous=True,
+))

@@ -14,15 +14,15 @@ from __future__ import annotations
 import base64
 import io
 import math
-import threading
 import time
-from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
 from .bfl_server import MEGAPIXEL, billable, render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .stand_ins import StandIn, register
 
 API_PREFIX = "/api/v1"
 MODEL = "black-forest-labs/flux.2-flex"
@@ -35,12 +35,32 @@ MAX_REFERENCES = 8
 USD_PER_MEGAPIXEL = 0.06
 
 
+@dataclass
+class GenerationPlan:
+    """How the next generation ends: an image by default, else a failure (502, not billed) or a
+    moderation refusal (400 content_policy_violation)."""
+
+    failed: str | None = None
+    moderated: bool = False
+
+
 def error(status: int, message: str, **metadata: Any) -> Response:
     """OpenRouter's error envelope."""
     payload: dict[str, Any] = {"code": status, "message": message}
     if metadata:
         payload["metadata"] = metadata
     return Response.json({"error": payload}, status)
+
+
+def returned_size(width: int, height: int) -> tuple[int, int]:
+    """The size an image comes back in when width x height is asked for as its nearest aspect ratio."""
+    ratios = [ratio for ratio in ASPECT_RATIOS if ratio != "auto"]
+    return size_for(min(ratios, key=lambda ratio: abs(math.log(_ratio(ratio)) - math.log(width / height))))
+
+
+def _ratio(aspect_ratio: str) -> float:
+    across, down = (float(part) for part in aspect_ratio.split(":"))
+    return across / down
 
 
 def size_for(aspect_ratio: str) -> tuple[int, int]:
@@ -54,10 +74,8 @@ class FakeOpenRouter(LoopbackFake):
     """Start with `with FakeOpenRouter() as openrouter:`; point the client at `openrouter.api_url`."""
 
     def __init__(self, api_key: str = "sk-or-v1-test-0123456789abcdef") -> None:
-        self.api_key = api_key
-        self.submit_script: deque[Response] = deque()
+        super().__init__(api_key)
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
-        self._lock = threading.Lock()
         self.server = LoopbackServer(self._handle)
 
     @property
@@ -82,6 +100,11 @@ class FakeOpenRouter(LoopbackFake):
         problem = _problem(body)
         if problem:
             return error(400, problem, error_type="invalid_request")
+        plan = self.next_plan(GenerationPlan)
+        if plan.moderated:
+            return error(400, "Input flagged by the provider's content filter", error_type="content_policy_violation")
+        if plan.failed:
+            return error(502, f"Provider returned error: {plan.failed}", error_type="provider_unavailable")
         return self._generate(body)
 
     def _generate(self, body: dict[str, Any]) -> Response:
@@ -133,3 +156,10 @@ def _reference_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
         with Image.open(io.BytesIO(base64.b64decode(payload))) as picture:
             sizes.append(picture.size)
     return sizes
+
+
+register(StandIn(
+    provider="openrouter", start=FakeOpenRouter, plan=GenerationPlan,
+    failed=lambda reason: GenerationPlan(failed=reason), moderated=lambda: GenerationPlan(moderated=True),
+    running=GenerationPlan, synchronous=True, output_size=returned_size,
+))

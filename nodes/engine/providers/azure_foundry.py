@@ -46,9 +46,11 @@ from .. import errors
 from ..images import encode_base64
 from ..keys import ApiKey, stored_setting
 from ..request import FlexRequest
-from .base import MODERATION_MARKERS, ImageEncoder, ProviderLimits, SubmittedTask, provider_detail
+from .base import ImageEncoder, ProviderLimits, SubmittedTask
 from .bfl import flex_body
-from .synchronous import SynchronousProvider, error_envelope, finished_task, image_data_uri, request_id
+from .http_errors import error_envelope, format_detail, provider_detail
+from .moderation import MODERATION_MARKERS
+from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id
 
 MODEL_ID = "FLUX.2-flex"
 ROUTE = "/providers/blackforestlabs/v1/flux-2-flex"
@@ -108,6 +110,7 @@ class AzureFoundryProvider(SynchronousProvider):
                 raise errors.InvalidRequestError(
                     self.stored_settings[ENDPOINT_SETTING], self.base_url,
                     f"an https URL such as {PLACEHOLDER_ENDPOINT} (your Foundry resource's endpoint)",
+                    provider=self.name,
                 )
         return request
 
@@ -132,10 +135,6 @@ class AzureFoundryProvider(SynchronousProvider):
         url = self.base_url if "/providers/" in self.base_url else self.base_url + ROUTE
         return url if "?" in url else f"{url}?api-version={API_VERSION}"
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Content-Type": "application/json",
-                "Accept": "application/json"}
-
     def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
         """{"data": [{"b64_json"} or {"url"}]}: inline bytes, or a link downloaded without the key."""
         data = answer.get("data")
@@ -150,14 +149,18 @@ class AzureFoundryProvider(SynchronousProvider):
             raise errors.ModeratedError(
                 f"{self.label} withheld the image of request {reference} in its content filter. Try a different "
                 "seed or adjust the prompt.",
-                stage="content", reasons=("content filter",), task_id=reference,
+                stage="content", reasons=("content filter",), task_id=reference, provider=self.name,
+                billed=errors.MAYBE_BILLED,
             )
+        failure = answer.get("error")
+        why = f" ({format_detail(failure)})" if failure else ""
         raise errors.GenerationFailedError(
-            f"{self.label} answered request {reference} without an image. It may have been billed and was not "
-            "resent: check Cost Management in the Azure portal before running again."
+            f"{self.label} answered request {reference} without an image{why}. It may have been billed and was not "
+            "resent: check Cost Management in the Azure portal before running again.",
+            provider=self.name, task_id=reference, billed=errors.MAYBE_BILLED,
         )
 
-    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """Azure's shapes first: a content filter, a key or token refused, no deployment there."""
         status = response.status_code
         if status < 400:
@@ -167,25 +170,26 @@ class AzureFoundryProvider(SynchronousProvider):
         inner_code = inner.get("code") if isinstance(inner, dict) else None
         message = str(error.get("message") or provider_detail(response) or "no details given")
         code = str(error.get("code") or "").lower()
+        facts = dict(provider=self.name, status=status, billed=errors.NOT_BILLED)
         if status == 400 and (code in CONTENT_FILTER_CODES or inner_code == POLICY_VIOLATION
                               or any(marker in message.lower() for marker in MODERATION_MARKERS)):
             raise errors.ModeratedError(
                 f"{self.label} refused the request in its content filter: {message}. Change the prompt or input "
                 "images.",
-                stage="request", reasons=(message,), task_id=None,
+                stage="request", reasons=(message,), task_id=None, **facts,
             )
         if status in (401, 403):
             raise errors.AuthenticationError(
                 f"{self.label} refused the credentials (HTTP {status}): {message}. Check AZURE_FOUNDRY_API_KEY (a "
                 "Microsoft Entra ID token expires after about an hour) and that FLUX.2-flex's registration was "
-                "approved for this resource."
+                "approved for this resource.", **facts,
             )
         if status == 404:
             raise errors.ProviderRejectedError(
                 f"{self.label} found no FLUX.2-flex deployment at this endpoint (HTTP 404): {message}. Check "
-                "AZURE_FOUNDRY_ENDPOINT and that FLUX.2-flex is deployed on that resource."
+                "AZURE_FOUNDRY_ENDPOINT and that FLUX.2-flex is deployed on that resource.", **facts,
             )
-        super().raise_for_refusal(response, stage=stage)
+        super().raise_for_refusal(response, stage=stage, task_id=task_id)
 
     @classmethod
     def _setting(cls, name: str, environ: Mapping[str, str]) -> str:

@@ -50,12 +50,13 @@ from typing import Any
 import httpx
 
 from .. import errors
+from ..errors import TransientError
 from ..images import encode_data_uri
 from ..request import ASPECT_PRESETS, FlexRequest
-from .base import (
-    MODERATION_MARKERS, ImageEncoder, ProviderLimits, SubmittedTask, TransientError, provider_detail,
-)
-from .synchronous import SynchronousProvider, error_envelope, finished_task, image_data_uri, request_id
+from .base import ImageEncoder, ProviderLimits, SubmittedTask
+from .http_errors import error_envelope, provider_detail
+from .moderation import MODERATION_MARKERS
+from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id
 
 MODEL = "black-forest-labs/flux.2-flex"
 IMAGES_PATH = "/images"
@@ -114,10 +115,6 @@ class OpenRouterProvider(SynchronousProvider):
     def submit_url(self, request: FlexRequest) -> str:
         return self.base_url + IMAGES_PATH
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Content-Type": "application/json",
-                "Accept": "application/json"}
-
     def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
         """{created, data: [{b64_json, media_type}], usage: {cost}}; usage.cost (USD) is kept in cents."""
         data = answer.get("data")
@@ -129,12 +126,13 @@ class OpenRouterProvider(SynchronousProvider):
             charged = f" (it reported ${cost:g})" if cost else ""
             raise errors.GenerationFailedError(
                 f"{self.label} answered request {reference} without an image{charged}. OpenRouter bills only "
-                "completed images; it was not resent: check your OpenRouter activity page before running again."
+                "completed images; it was not resent: check your OpenRouter activity page before running again.",
+                provider=self.name, task_id=reference, billed=errors.MAYBE_BILLED,
             )
         return finished_task(self.name, reference, image_data_uri(image, first.get("media_type")),
                              reported_cost=None if cost is None else round(cost * CENTS_PER_USD, 4))
 
-    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """OpenRouter's own shapes first: moderation, a generation that failed unbilled, an overload."""
         status = response.status_code
         if status < 400:
@@ -149,16 +147,18 @@ class OpenRouterProvider(SynchronousProvider):
             raise errors.ModeratedError(
                 f"{self.label} refused the request in moderation: {message}{because}. Change the prompt or input "
                 "images; a refused request is not billed.",
-                stage="request", reasons=reasons or (message,), task_id=None,
+                stage="request", reasons=reasons or (message,), task_id=None, provider=self.name, status=status,
+                billed=errors.NOT_BILLED,
             )
         if status in NOT_BILLED_STATUSES:
             raise errors.GenerationFailedError(
                 f"{self.label} could not finish the image (HTTP {status}): {message}. OpenRouter bills only images "
-                "it delivers, so this one is not charged; it was not resent automatically, run again when ready."
+                "it delivers, so this one is not charged; it was not resent automatically, run again when ready.",
+                provider=self.name, status=status, billed=errors.NOT_BILLED,
             )
         if status == OVERLOADED:
-            raise TransientError(f"{self.label}'s provider is overloaded (HTTP {status})")
-        super().raise_for_refusal(response, stage=stage)
+            raise TransientError(f"{self.label}'s provider is overloaded (HTTP {status})", status=status)
+        super().raise_for_refusal(response, stage=stage, task_id=task_id)
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

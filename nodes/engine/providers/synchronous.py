@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ..request import FlexRequest
-from .base import PollUpdate, Provider, SubmittedTask, json_body
+from .base import PollUpdate, Provider, SubmittedTask
 
 # Generation happens while the submit's response is awaited: FLUX.2 [flex] at 50 steps and 4 MP
 # takes well over a minute on a busy deployment, longer than the shared client's 90 s read limit.
@@ -27,25 +27,15 @@ REQUEST_ID_HEADERS = ("x-generation-id", "apim-request-id", "x-request-id")
 
 
 class SynchronousProvider(Provider):
-    """A provider answering `POST` with the image; subclasses say where to post and how to read it."""
-
-    @abstractmethod
-    def submit_url(self, request: FlexRequest) -> str:
-        """Where the request is posted."""
-
-    @abstractmethod
-    def headers(self) -> dict[str, str]:
-        """The request headers, key included."""
+    """A provider answering `POST` with the image; subclasses say how to read the answer."""
 
     @abstractmethod
     def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
         """The provider's 2xx answer as a task that is already done, or the pack's error."""
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        response = self.post_submit(
-            self.submit_url(request), headers=self.headers(), body=self.build_body(request), timeout=RESPONSE_TIMEOUT
-        )
-        return self.finished(json_body(response, self.label, stage="submit"), response)
+        response = self.post_submit(request, timeout=RESPONSE_TIMEOUT)
+        return self.finished(self.read_json(response, stage="submit"), response)
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
         return task.extra[FINISHED]
@@ -72,12 +62,3 @@ def image_data_uri(b64_json: str, media_type: Any) -> str:
     kind = media_type if isinstance(media_type, str) and media_type.startswith("image/") else "image/png"
     return f"data:{kind};base64,{b64_json}"
 
-
-def error_envelope(response: httpx.Response) -> dict[str, Any]:
-    """The {"error": {code, message, ...}} object OpenAI-style APIs answer with, or {}."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
