@@ -165,8 +165,6 @@ def test_each_failure_has_its_own_words_and_is_sent_once(fake, provider, answer,
     assert len(fake.submits) == 1 and fake.generated == []
 
 
-
-
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_rate_limit_with_azures_words_waits_and_sends_again(fake, provider, status) -> None:
     busy = error(status, "429", "Requests to the deployment have exceeded the rate limit.")
@@ -174,15 +172,6 @@ def test_a_rate_limit_with_azures_words_waits_and_sends_again(fake, provider, st
     fake.submit_script.append(busy)
     run(provider)
     assert len(fake.submits) == 2 and len(fake.generated) == 1
-
-
-def test_an_answer_lost_after_sending_is_reported_never_resent(fake, provider) -> None:
-    fake.submit_script.append(Response.lost())
-    with pytest.raises(SubmitOutcomeUnknown, match="Microsoft Foundry broke after the request was sent"):
-        run(provider)
-    assert len(fake.submits) == 1
-
-
 
 
 def test_cli_generates_with_foundry(fake, monkeypatch, tmp_path: Path, capsys) -> None:

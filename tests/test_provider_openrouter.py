@@ -140,13 +140,6 @@ def test_busy_answers_mean_nothing_was_made_so_it_waits_and_sends_again(fake, pr
     assert len(fake.submits) == 2 and len(fake.generated) == 1
 
 
-def test_an_answer_lost_after_sending_is_reported_never_resent(fake, provider) -> None:
-    fake.submit_script.append(Response.lost())
-    with pytest.raises(SubmitOutcomeUnknown, match="may have been created and billed, so it was not resent"):
-        run(provider)
-    assert len(fake.submits) == 1
-
-
 @pytest.mark.parametrize(
     ("answer", "error_type", "words"),
     [
@@ -163,8 +156,6 @@ def test_malformed_answers_are_never_resent(fake, provider, answer, error_type, 
     with pytest.raises(error_type, match=words):
         run(provider)
     assert len(fake.submits) == 1
-
-
 
 
 def test_cli_generates_with_openrouter(fake, monkeypatch, tmp_path: Path, capsys) -> None:

@@ -89,6 +89,15 @@ def test_a_server_error_on_submit_is_never_resent(name: str, fake: LoopbackFake,
     assert len(fake.submits) == 1
 
 
+def test_an_answer_lost_after_the_request_was_sent_is_never_resent(name: str, fake: LoopbackFake,
+                                                                  provider: Provider) -> None:
+    fake.submit_script.append(Response.lost())  # the request arrived; the connection closes unanswered
+    with pytest.raises(errors.SubmitOutcomeUnknown, match="may have been created and billed") as caught:
+        run(provider)
+    assert (caught.value.provider, caught.value.billed) == (name, errors.MAYBE_BILLED)
+    assert len(fake.submits) == 1
+
+
 @pytest.mark.parametrize("retry_after", ["0.1", "Thu, 01 Jan 1970 00:00:00 GMT"])  # seconds, or a date gone by
 def test_a_busy_answer_on_submit_waits_and_submits_again(name: str, fake: LoopbackFake, provider: Provider,
                                                          retry_after: str) -> None:
