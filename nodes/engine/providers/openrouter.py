@@ -54,6 +54,7 @@ from ..errors import TransientError
 from ..images import encode_data_uri
 from ..request import ASPECT_PRESETS, FlexRequest
 from .base import ImageEncoder, ProviderLimits, SubmittedTask
+from .fields import as_number
 from .http_errors import error_envelope, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id
@@ -120,7 +121,8 @@ class OpenRouterProvider(SynchronousProvider):
         data = answer.get("data")
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
         image = first.get("b64_json")
-        cost = _usd(answer.get("usage"))
+        usage = answer.get("usage")
+        cost = as_number(usage.get("cost")) if isinstance(usage, dict) else None  # USD
         reference = request_id(answer, response)
         if not isinstance(image, str) or not image:
             charged = f" (it reported ${cost:g})" if cost else ""
@@ -165,8 +167,3 @@ def nearest_aspect_ratio(width: int, height: int) -> str:
     """The preset aspect ratio (all of them in OpenRouter's list) closest to width:height."""
     target = math.log(width / height)
     return min(ASPECT_PRESETS, key=lambda name: abs(math.log(operator.truediv(*ASPECT_PRESETS[name])) - target))
-
-
-def _usd(usage: Any) -> float | None:
-    cost = usage.get("cost") if isinstance(usage, dict) else None
-    return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
