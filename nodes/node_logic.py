@@ -1,4 +1,4 @@
-"""What the four nodes do, as plain functions: no ComfyUI import, so tests call them directly.
+"""What the nodes do, as plain functions: no ComfyUI import, so tests call them directly.
 
 The ComfyUI classes in comfy_nodes.py only translate widgets to `NodeSettings`, hand over
 ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values.
@@ -32,7 +32,6 @@ GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
 LOCAL_MODEL_NODE = "FluxFlexLocalModel"
 NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE, LOCAL_MODEL_NODE)
-PRICED_NODE_IDS = (GENERATE_NODE, EDIT_NODE, COST_ESTIMATE_NODE)  # the nodes that show a price before running
 
 
 @dataclass(frozen=True)
