@@ -15,8 +15,9 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
+from .comfy_recover_node import FluxFlexRecoverTask, task_journal
 from .comfy_server import result_cache
-from .engine.errors import CancelledError
+from .engine.errors import CancelledError, FluxFlexError
 from .engine.local import OPTION_SPECS, find_models
 from .engine.pricing import CostEstimate
 from .engine.providers import KEY_ENV_VARS
@@ -136,6 +137,10 @@ def run_interruptibly(action: Callable[[], Any]) -> Any:
     except CancelledError as cancelled:
         LOG.warning("%s", cancelled)
         raise comfy.model_management.InterruptProcessingException() from None
+    except FluxFlexError as error:
+        if error.task_id:  # a paid task: its id, price and how to recover it reach the log too
+            LOG.error("%s", error)
+        raise
 
 
 def ui_report(report: str, reported_cost: float | None = None) -> dict[str, list]:
@@ -144,7 +149,8 @@ def ui_report(report: str, reported_cost: float | None = None) -> dict[str, list
 
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
-    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(), **run_args))
+    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(),
+                                                    journal=task_journal(), **run_args))
     return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report, result.reported_cost))
 
 
@@ -274,7 +280,8 @@ class FluxFlexCostEstimate(_ValidatedNode):
                              estimate.credits if estimate.credits is not None else -1.0, text, ui=ui_report(text))
 
 
-NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate]
+NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate,
+                                   FluxFlexRecoverTask]
 
 
 class FluxFlexExtension(ComfyExtension):

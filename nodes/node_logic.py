@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from .engine.batch import BatchError, generate_batch, seeded_requests
+from .engine.caps import check_paid_request_cap
 from .engine.errors import FluxFlexError, InvalidRequestError
+from .engine.journal import TaskJournal
 from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.local import (
     DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
@@ -87,19 +89,25 @@ class NodeResult:
 def check_settings(settings: NodeSettings) -> str | None:
     """The engine's message for the first bad widget value, or None: used at validation time."""
     try:
-        if not 1 <= settings.batch_size <= MAX_BATCH:
-            raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
-        if settings.seed + settings.batch_size - 1 > SEED.maximum:
-            raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
-                                      f"with batch_size {settings.batch_size} (seeds count up per image)")
-        if settings.provider == LOCAL:
-            settings.local_options()
-            prepare_local(settings.base_request(), resolve_model(settings.local_model, LOCAL_MODEL_ROOTS))
-        else:
-            make_provider(settings.provider).validate(settings.base_request())
+        check_settings_before_paying(settings)
     except FluxFlexError as error:
         return str(error)
     return None
+
+
+def check_settings_before_paying(settings: NodeSettings) -> None:
+    """Raise the engine's error for the first bad value. Run again on the values the node really
+    received (wired ones included, which queue-time validation sees only as defaults)."""
+    if not isinstance(settings.batch_size, int) or not 1 <= settings.batch_size <= MAX_BATCH:
+        raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
+    if settings.seed + settings.batch_size - 1 > SEED.maximum:
+        raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
+                                  f"with batch_size {settings.batch_size} (seeds count up per image)")
+    if settings.provider == LOCAL:
+        settings.local_options()
+        prepare_local(settings.base_request(), resolve_model(settings.local_model, LOCAL_MODEL_ROOTS))
+    else:
+        make_provider(settings.provider).validate(settings.base_request())
 
 
 def edit_size(settings: NodeSettings, image: torch.Tensor, match_input_size: bool) -> tuple[tuple[int, int], tuple[str, ...]]:
@@ -187,22 +195,29 @@ def run_settings(
     references: ReferenceSet | None = None,
     match_input_size: bool = True,
     cache: ResultCache | None = None,
+    journal: TaskJournal | None = None,
 ) -> NodeResult:
     """Build, price and run every request of a node concurrently; stack the images in order.
 
-    When some images of a batch fail, the ones already paid for are still returned, and the
-    report starts with which failed and why. Only when none succeeded does the node fail.
+    Everything is checked before the first request: every value as received, the number of paid
+    requests against the cap. With a journal, a paid task of the same request that a crash,
+    restart or Cancel left unfinished is resumed instead of paid again. When some images of a
+    batch fail, the ones already paid for are still returned, and the report starts with which
+    failed and why. Only when none succeeded does the node fail.
     """
+    check_settings_before_paying(settings)
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
     prepared = prepare_all(requests, settings)
+    check_paid_request_cap(prepared)
     if settings.provider == LOCAL:
         model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
         results = generate_local_batch(prepared, model, settings.local_options(), hooks=hooks)
         return results_to_node_result(results, settings, notes)
     provider = make_provider(settings.provider)
     try:
-        results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None)
+        results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None,
+                                 journal=journal)
     except BatchError as partial:
         if not partial.results:
             raise

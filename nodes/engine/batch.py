@@ -14,8 +14,10 @@ from typing import Sequence
 from .errors import CancelledError, FluxFlexError
 from .providers.base import Provider
 from .request import FlexRequest
-from .result_cache import ResultCache, cache_key
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
+from .durable import generate_durably
+from .journal import TaskJournal
+from .result_cache import ResultCache
+from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings
 
 
 def seeded_requests(request: FlexRequest, count: int) -> list[FlexRequest]:
@@ -68,18 +70,11 @@ def generate_cached(
     *,
     hooks: RunHooks = RunHooks(),
     settings: RunSettings = RunSettings(),
+    journal: TaskJournal | None = None,
 ) -> GenerationResult:
-    """A stored image for exactly this request when there is one, else a paid run that is stored."""
-    key = cache_key(provider.name, prepared.request) if cache else None
-    if key is not None:
-        stored = cache.get(key)
-        if stored is not None:
-            hooks.progress(1.0, "from the result cache")
-            return stored
-    result = generate(prepared, provider, hooks=hooks, settings=settings)
-    if key is not None:
-        cache.put(key, result)
-    return result
+    """A stored image for exactly this request when there is one, else a paid run that is stored
+    (resuming a paid task of the same request from the journal first: see durable.py)."""
+    return generate_durably(prepared, provider, cache, journal, hooks=hooks, settings=settings)
 
 
 def generate_batch(
@@ -90,10 +85,11 @@ def generate_batch(
     settings: RunSettings = RunSettings(),
     max_concurrency: int | None = None,
     cache: ResultCache | None = None,
+    journal: TaskJournal | None = None,
 ) -> list[GenerationResult]:
     """Run every prepared request, at most `max_concurrency` (default: the provider's) at once."""
     if len(prepared) == 1:
-        return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings)]
+        return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings, journal=journal)]
     workers = min(len(prepared), max_concurrency or provider.limits.max_concurrency)
     progress = _BatchProgress(hooks, len(prepared))
     results: dict[int, GenerationResult] = {}
@@ -101,7 +97,7 @@ def generate_batch(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flux-flex") as pool:
         futures = {
             index: pool.submit(generate_cached, item, provider, cache, hooks=progress.hooks_for(index),
-                               settings=settings)
+                               settings=settings, journal=journal)
             for index, item in enumerate(prepared)
         }
         for index, future in futures.items():
@@ -109,6 +105,8 @@ def generate_batch(
                 results[index] = future.result()
             except FluxFlexError as error:
                 failures[index] = error
+            except Exception as error:  # a bug in one item must not throw away the images others paid for
+                failures[index] = FluxFlexError(f"unexpected {type(error).__name__}: {error}")
     if not failures:
         return [results[index] for index in range(len(prepared))]
     if all(isinstance(error, CancelledError) for error in failures.values()):

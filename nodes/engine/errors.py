@@ -8,7 +8,19 @@ from __future__ import annotations
 
 
 class FluxFlexError(Exception):
-    """Base class: the message is meant to be shown to the user as it is."""
+    """Base class: the message is meant to be shown to the user as it is.
+
+    The keyword fields let a caller act on an error without parsing its words: which provider
+    answered, its HTTP status, the task that exists (and may be recovered), what was billed.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
+                 task_id: str | None = None, billed: str | None = None) -> None:
+        self.provider = provider
+        self.status = status
+        self.task_id = task_id
+        self.billed = billed
+        super().__init__(message)
 
 
 class InvalidRequestError(FluxFlexError, ValueError):
@@ -63,8 +75,7 @@ class ModeratedError(FluxFlexError):
     def __init__(self, message: str, *, stage: str, reasons: tuple[str, ...], task_id: str | None) -> None:
         self.stage = stage
         self.reasons = reasons
-        self.task_id = task_id
-        super().__init__(message)
+        super().__init__(message, task_id=task_id)
 
 
 class GenerationFailedError(FluxFlexError):
@@ -73,6 +84,10 @@ class GenerationFailedError(FluxFlexError):
 
 class ResultExpiredError(FluxFlexError):
     """The signed result URL expired (BFL's last 10 minutes) or the task is gone."""
+
+
+class PaidRequestCapError(FluxFlexError):
+    """A run would send more paid requests than the configured cap; nothing was sent."""
 
 
 class ResultTooLargeError(FluxFlexError):
@@ -91,5 +106,4 @@ class CancelledError(FluxFlexError):
     """The user cancelled; a task already submitted is reported, never resubmitted."""
 
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
-        self.task_id = task_id
-        super().__init__(message)
+        super().__init__(message, task_id=task_id)

@@ -14,11 +14,9 @@ Least recently used entries are evicted once the folder grows past its size cap.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -26,27 +24,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic_file import write_atomically
+from .fingerprint import request_fingerprint
 from .pricing import CostEstimate
 from .request import FlexRequest
 from .runner import GenerationResult
 
-MODEL = "flux-2-flex"
 DEFAULT_MAX_BYTES = 2 * 1024**3
-FORMAT_VERSION = 1
 
 
 def cache_key(provider: str, request: FlexRequest) -> str | None:
     """A digest of everything that decides the image, or None when the seed is random."""
-    if request.seed is None:
-        return None
-    digest = hashlib.sha256()
-    settings = {**request.settings(), "input_images": None}
-    digest.update(json.dumps({"v": FORMAT_VERSION, "provider": provider, "model": MODEL, **settings},
-                             sort_keys=True).encode())
-    for image in request.images:
-        digest.update(str(image.pixels.shape).encode())
-        digest.update(np.ascontiguousarray(image.pixels).tobytes())
-    return digest.hexdigest()
+    return None if request.seed is None else request_fingerprint(provider, request)
 
 
 class ResultCache:
@@ -82,8 +71,8 @@ class ResultCache:
         image_path, meta_path = self._paths(key)
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(image_path, data)
-            _write_atomically(meta_path, json.dumps(meta).encode())
+            write_atomically(image_path, data)
+            write_atomically(meta_path, json.dumps(meta).encode())
             self._evict()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
@@ -108,17 +97,6 @@ class ResultCache:
                 break
             self._remove(key)
             total -= size
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _result_to_json(result: GenerationResult) -> dict:

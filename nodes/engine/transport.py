@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,35 +57,43 @@ def describe_host(url: str) -> str:
     return parts.netloc or "an unknown host"
 
 
-def download_result(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0) -> bytes:
+def download_result(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0,
+                    deadline: float | None = None, stop: threading.Event | None = None) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
     A download is free and idempotent, so transport failures are retried; a 403/404/410 means
-    the signed URL expired and is reported as such.
+    the signed URL expired and is reported as such. `timeout` bounds each read; `deadline`
+    (time.monotonic()) bounds the whole download, so a server trickling bytes cannot hold it
+    forever; `stop` ends it between chunks when the caller has given up on it.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, max_bytes=max_bytes, timeout=timeout)
+            return _download_once(url, max_bytes=max_bytes, timeout=timeout, deadline=deadline, stop=stop)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
         f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
-        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes."
+        f"({type(last_error).__name__}). The task itself succeeded."
     )
+
+
+class DownloadStopped(ProviderUnavailableError):
+    """The download passed its deadline or its caller stopped it; the task's result is still there."""
 
 
 class _RetryableStatus(Exception):
     pass
 
 
-def _download_once(url: str, *, max_bytes: int, timeout: float) -> bytes:
+def _download_once(url: str, *, max_bytes: int, timeout: float, deadline: float | None,
+                   stop: threading.Event | None) -> bytes:
     # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
     with shared_client().stream("GET", url, timeout=timeout, follow_redirects=True) as response:
         if response.status_code in (401, 403, 404, 410):
             raise ResultExpiredError(
                 f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-                "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image."
+                "(BFL's links last 10 minutes) or was revoked."
             )
         if response.status_code >= 500:
             raise _RetryableStatus(response.status_code)
@@ -98,6 +107,8 @@ def _download_once(url: str, *, max_bytes: int, timeout: float) -> bytes:
         chunks: list[bytes] = []
         received = 0
         for chunk in response.iter_bytes():
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+                raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.")
             received += len(chunk)
             if received > max_bytes:
                 raise ResultTooLargeError(_too_large(received, max_bytes))

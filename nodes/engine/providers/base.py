@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -24,6 +25,7 @@ from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, v
 from ..transport import describe_host, download_result, shared_client
 
 ImageEncoder = Callable[[np.ndarray], str]
+POLL_TIMEOUT = httpx.Timeout(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,13 @@ class Provider(ABC):
         `polls_so_far` lets a provider treat an early "not found" as replication lag.
         """
 
-    def fetch(self, update: PollUpdate) -> bytes:
-        """Download the finished image, without the key (result hosts are not the provider's API)."""
+    def fetch(self, update: PollUpdate, *, deadline: float | None = None, stop: threading.Event | None = None) -> bytes:
+        """Download the finished image, without the key (result hosts are not the provider's API);
+        `deadline` and `stop` bound the whole download (see transport.download_result)."""
         assert update.result_url is not None
         if update.result_url.startswith("data:"):
             return _decode_data_uri(update.result_url)
-        return download_result(update.result_url)
+        return download_result(update.result_url, deadline=deadline, stop=stop)
 
     # Helpers shared by the concrete providers -------------------------------------------
 
@@ -169,7 +172,7 @@ class Provider(ABC):
         """GET a status URL with the key, after checking the key may go there."""
         self.key_scope.check(url, "polling")
         try:
-            response = self.client.get(url, headers=dict(headers))
+            response = self.client.get(url, headers=dict(headers), timeout=POLL_TIMEOUT)
         except httpx.TransportError as error:
             raise TransientError(f"poll failed ({type(error).__name__})") from None
         self.raise_for_refusal(response, stage="poll")
@@ -193,8 +196,10 @@ def check_custom_size(request: FlexRequest, low: int, high: int, label: str) -> 
 def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) -> None:
     """Turn an HTTP error status into the pack's error, with the provider's own explanation.
 
-    On submit, 429 and 503 mean the provider refused before creating anything: safe to retry.
-    On a poll every 5xx or 429 is transient: the task exists, so keep polling it.
+    On submit only 429 ("too many active tasks", documented by BFL, Replicate and fal as a refusal)
+    is safe to retry. No provider documents that a 5xx, 503 included, means no task was created,
+    so a 5xx on submit is reported as an unknown outcome and never resent. On a poll every 5xx or
+    429 is transient: the task exists, so keep polling it.
     """
     status = response.status_code
     if status < 400:
@@ -216,8 +221,6 @@ def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) ->
                              retry_after=_retry_after(response))
     if stage == "poll" and status >= 500:
         raise TransientError(f"{label} answered HTTP {status} while polling")
-    if stage == "submit" and status == 503:
-        raise TransientError(f"{label} is temporarily unavailable (HTTP 503)", retry_after=_retry_after(response))
     if status >= 500:
         raise SubmitOutcomeUnknown(
             f"{label} failed with HTTP {status}{suffix}. The task may or may not have been created, so it was not "
