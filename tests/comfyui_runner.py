@@ -46,8 +46,10 @@ class ComfyUI:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "comfyui.log"
         for name in ("custom_nodes", "input", "output", "user"):
-            (root / name).mkdir()
-        (root / "custom_nodes" / "comfyui_flux2_flex").symlink_to(REPO_ROOT, target_is_directory=True)
+            (root / name).mkdir(exist_ok=True)  # a restart reuses the folders, the user folder's journal too
+        link = root / "custom_nodes" / "comfyui_flux2_flex"
+        if not link.exists():
+            link.symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n")
         env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
@@ -55,7 +57,7 @@ class ComfyUI:
                    "--disable-auto-launch", "--input-directory", str(root / "input"),
                    "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
                    "--extra-model-paths-config", str(config)]
-        self.log = self.log_path.open("w")
+        self.log = self.log_path.open("a")
         self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -71,6 +73,13 @@ class ComfyUI:
                 pass
             time.sleep(0.5)
         raise RuntimeError("ComfyUI did not start in time")
+
+    def kill(self) -> None:
+        """End it as a crash or a power cut would: no handler runs."""
+        self.process.kill()
+        self.process.wait()
+        self.client.close()
+        self.log.close()
 
     def stop(self) -> None:
         self.process.terminate()

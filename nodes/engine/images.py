@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from .request import MEGAPIXEL
+from .tensor_checks import check_image_values
 
 # Measured with bench/bench_throughput.py on photo-like 1 MP and 4 MP images: zlib level 1 takes
 # about 0.95 of the default level 6's time for files 3% larger; level 0 (no compression) takes
@@ -44,6 +45,7 @@ def tensor_to_arrays(image: torch.Tensor, *, name: str = "image") -> list[np.nda
         )
     if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
         raise InvalidRequestError(name, tuple(image.shape), "a non-empty image")
+    check_image_values(frames, name=name)
     unit = frames.detach().to(device="cpu", dtype=torch.float32)
     unit = torch.nan_to_num(unit, nan=0.0).clamp_(0.0, 1.0)
     rgb = _to_rgb(unit)
