@@ -23,7 +23,7 @@ from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, prepar
 from fakes.bfl_server import FakeBfl, TaskPlan
 from fakes.loopback import Response
 
-FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=10.0)
+FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=60.0)
 REQUEST = FlexRequest(prompt="a red fox", width=256, height=192, seed=7)
 EXPIRED_LINK = Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
 
@@ -152,7 +152,7 @@ def test_a_hung_poll_counts_as_a_failed_poll(fake_bfl, bfl, journal) -> None:
 
 
 def test_a_timeout_then_a_rerun_resumes_the_task_instead_of_paying(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(statuses=["Pending"] * 6 + ["Ready"]))
+    fake_bfl.plans.append(TaskPlan(latency=3.0))
     with pytest.raises(errors.GenerationTimeoutError) as timed_out:
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     listed = [entry.task_id for entry in journal.undelivered()]
@@ -163,7 +163,7 @@ def test_a_timeout_then_a_rerun_resumes_the_task_instead_of_paying(fake_bfl, bfl
 
 
 def test_recover_fetches_a_paid_task_by_id(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(statuses=["Pending"] * 6 + ["Ready"]))
+    fake_bfl.plans.append(TaskPlan(latency=3.0))
     with pytest.raises(errors.GenerationTimeoutError) as timed_out:
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     result = recover(journal.find(timed_out.value.task_id), bfl, journal, settings=FAST)
@@ -205,7 +205,7 @@ def test_moderation_after_submit_marks_the_task_failed_and_names_it(fake_bfl, bf
 
 def test_a_batch_with_random_seeds_resumes_distinct_tasks(fake_bfl, bfl, journal) -> None:
     random_seed = FlexRequest(prompt="a red fox", width=256, height=192, seed=None)
-    fake_bfl.plans.extend(TaskPlan(statuses=["Pending"] * 6 + ["Ready"]) for _ in range(2))
+    fake_bfl.plans.extend(TaskPlan(latency=3.0) for _ in range(2))
     prepared = [prepare(random_seed, bfl)] * 2
     with pytest.raises(errors.FluxFlexError):
         generate_batch(prepared, bfl, journal=journal, settings=RunSettings(task_timeout_seconds=0.3))
@@ -224,3 +224,16 @@ def test_two_runs_of_one_request_at_once_pay_once(fake_bfl, bfl, journal) -> Non
         thread.join()
     assert len(results) == 2 and len(fake_bfl.submits) == 1
     assert np.array_equal(results[0].pixels, results[1].pixels)
+
+
+def test_after_an_unknown_submit_outcome_a_rerun_says_so_once_before_sending(fake_bfl, bfl, journal) -> None:
+    fake_bfl.after_create_script.append(Response(502, b"Bad Gateway"))
+    with pytest.raises(SubmitOutcomeUnknown, match="Running the same request again will first say so"):
+        run(bfl, journal)
+    [doubt] = journal.undelivered()
+    assert doubt.state == "outcome unknown" and doubt.poll_url == ""
+    with pytest.raises(SubmitOutcomeUnknown, match="Not sent: an earlier submit of this request"):
+        run(bfl, journal)
+    assert len(fake_bfl.submits) == 1
+    assert run(bfl, journal).pixels.shape == (192, 256, 3)
+    assert len(fake_bfl.submits) == 2 and journal.undelivered() == []

@@ -20,8 +20,8 @@ from dataclasses import replace
 
 from .errors import FluxFlexError
 from .fingerprint import request_fingerprint
-from .journal import EXPIRED, JournalEntry, TaskJournal
-from .providers.base import Provider
+from .journal import EXPIRED, UNKNOWN_REPORTED, JournalEntry, TaskJournal
+from .providers.base import Provider, SubmitOutcomeUnknown
 from .request_lock import request_lock
 from .result_cache import ResultCache, cache_key
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, deliver, generate, raise_if_cancelled
@@ -44,6 +44,7 @@ def generate_durably(
         if stored is not None:
             hooks.progress(1.0, "from the result cache")
             return stored
+        _refuse_after_unknown_outcome(journal, provider, fingerprint)
         resume, notes = _resumable(journal, provider, fingerprint, asked if waited else None)
         try:
             result = generate(prepared, provider, hooks=hooks, settings=settings, journal=journal, resume=resume)
@@ -84,6 +85,20 @@ def _lock_for(prepared: PreparedRequest, fingerprint: str, cache: ResultCache | 
     if folder is None or prepared.request.seed is None:
         return nullcontext(False)
     return request_lock(folder / "locks", fingerprint, cancelled=lambda: raise_if_cancelled(hooks, None))
+
+
+def _refuse_after_unknown_outcome(journal: TaskJournal | None, provider: Provider, fingerprint: str) -> None:
+    """Once, before sending a request whose last submit may have created a task: say so instead."""
+    doubt = journal.unknown_outcome(provider.name, fingerprint) if journal is not None else None
+    if doubt is None:
+        return
+    journal.mark(doubt, UNKNOWN_REPORTED)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(doubt.created))
+    raise SubmitOutcomeUnknown(
+        f"Not sent: an earlier submit of this request ({when}) may have created a paid {provider.label} task "
+        f"({doubt.extra.get('reason', 'no answer')}). Check your {provider.label} dashboard; run again to send a "
+        "new request anyway.", provider=provider.name, billed=f"possibly {doubt.price}",
+    )
 
 
 def _resumable(journal: TaskJournal | None, provider: Provider, fingerprint: str,

@@ -32,6 +32,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,6 +45,8 @@ SUBMITTED = "submitted"  # accepted by the provider, image not yet delivered: re
 DELIVERED = "delivered"  # the image reached the caller
 FAILED = "failed"  # the provider ended the task without an image (failed, moderated)
 EXPIRED = "expired"  # the provider no longer has the task or its result
+UNKNOWN = "outcome unknown"  # the submit may have created a task (a 5xx, a broken connection): no id
+UNKNOWN_REPORTED = "outcome unknown, reported"  # a rerun was told once; the next one sends
 RESUME_WINDOW_SECONDS = 3600.0
 DELIVERED_KEPT_SECONDS = 7 * 24 * 3600.0  # finished records are pruned after this
 JOURNAL_VERSION = 1
@@ -111,6 +114,20 @@ class TaskJournal:
         self._write(entry)
         return entry
 
+    def record_unknown(self, provider: str, *, fingerprint: str, estimate: CostEstimate, summary: str,
+                       seed: int | None, reason: str) -> JournalEntry:
+        """A submit whose outcome is unknown: there is no task id, but a rerun must not pay blindly."""
+        now = time.time()
+        entry = JournalEntry(provider, f"unknown-{uuid.uuid4().hex[:12]}", "", fingerprint, asdict(estimate), UNKNOWN,
+                             now, now, summary, seed, None, {"reason": reason})
+        self._write(entry)
+        return entry
+
+    def unknown_outcome(self, provider: str, fingerprint: str) -> JournalEntry | None:
+        """An earlier submit of this request whose outcome is unknown and not yet reported to a rerun."""
+        return next((entry for entry in self.entries() if entry.provider == provider
+                     and entry.fingerprint == fingerprint and entry.state == UNKNOWN), None)
+
     def expired(self, entry: JournalEntry) -> bool:
         """Older than any provider keeps a task's result (see the module's notes)."""
         return time.time() - entry.created > RESUME_WINDOW_SECONDS
@@ -137,8 +154,9 @@ class TaskJournal:
         return sorted(found, key=lambda entry: entry.created)
 
     def undelivered(self) -> list[JournalEntry]:
-        """Paid tasks whose image has not reached anyone yet: what `flux-flex tasks` lists."""
-        return [entry for entry in self.entries() if entry.state == SUBMITTED]
+        """Paid tasks whose image has not reached anyone yet, and submits whose outcome is unknown:
+        what `flux-flex tasks` lists."""
+        return [entry for entry in self.entries() if entry.state in (SUBMITTED, UNKNOWN)]
 
     def claim(self, provider: str, fingerprint: str, *, delivered_after: float | None = None) -> JournalEntry | None:
         """An unfinished task of this request that no other thread here is resuming, now claimed.

@@ -25,7 +25,7 @@ from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
 from .polling import DURATIONS, PollSchedule
 from .pricing import CostEstimate, estimate
-from .providers.base import PollUpdate, Provider, SubmittedTask, TransientError
+from .providers.base import PollUpdate, Provider, SubmitOutcomeUnknown, SubmittedTask, TransientError
 from .request import FlexRequest, InputImage
 from .transport import DownloadStopped
 
@@ -140,7 +140,10 @@ def generate(
     notes = prepared.notes
     if resume is None:
         hooks.progress(0.0, "submitting")
-        task = _submit_once(prepared.request, provider, hooks, settings)
+        try:
+            task = _submit_once(prepared.request, provider, hooks, settings)
+        except SubmitOutcomeUnknown as unknown:
+            raise _record_unknown(journal, provider, prepared, unknown) from None
         entry, journal_note = _record(journal, task, prepared)
         notes += journal_note
     else:
@@ -225,15 +228,36 @@ def _record(journal: TaskJournal | None, task: SubmittedTask,
     if journal is None:
         return None, ()
     request = prepared.request
-    width, height = request.output_size()
-    summary = f"{width}x{height}, seed {request.seed if request.seed is not None else 'random'}: {request.prompt[:60]}"
     try:
         entry = journal.record(task, fingerprint=request_fingerprint(task.provider, request),
-                               estimate=prepared.estimate, summary=summary, seed=request.seed)
+                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed)
     except OSError as error:
         return None, (f"the journal of paid tasks could not be written ({error.strerror or error}): a crash now "
                       f"would lose task {task.task_id}",)
     return entry, ()
+
+
+def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: PreparedRequest,
+                    unknown: SubmitOutcomeUnknown) -> SubmitOutcomeUnknown:
+    """Journal a submit that may have created a task, so a rerun asks before paying again."""
+    unknown.provider, unknown.billed = provider.name, f"possibly {prepared.estimate.summary()}"
+    if journal is None:
+        return unknown
+    try:
+        journal.record_unknown(provider.name, fingerprint=request_fingerprint(provider.name, prepared.request),
+                               estimate=prepared.estimate, summary=describe_request(prepared.request),
+                               seed=prepared.request.seed, reason=str(unknown))
+    except OSError:
+        return unknown
+    unknown.args = (str(unknown) + " Running the same request again will first say so once; the run after "
+                    "that sends it.",)
+    return unknown
+
+
+def describe_request(request: FlexRequest) -> str:
+    """Size, seed and the prompt's start: enough to recognise a task in a list."""
+    width, height = request.output_size()
+    return f"{width}x{height}, seed {request.seed if request.seed is not None else 'random'}: {request.prompt[:60]}"
 
 
 def _mark(journal: TaskJournal, entry: JournalEntry, state: str) -> None:
