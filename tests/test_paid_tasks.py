@@ -237,3 +237,10 @@ def test_after_an_unknown_submit_outcome_a_rerun_says_so_once_before_sending(fak
     assert len(fake_bfl.submits) == 1
     assert run(bfl, journal).pixels.shape == (192, 256, 3)
     assert len(fake_bfl.submits) == 2 and journal.undelivered() == []
+
+
+def test_a_retry_after_beyond_the_wait_gives_up_at_once_saying_nothing_was_created(fake_bfl, bfl, journal) -> None:
+    fake_bfl.submit_script.append(Response.json({"detail": "Too many active tasks"}, 429, {"Retry-After": "3600"}))
+    with pytest.raises(errors.RateLimitedError, match="Nothing was created or billed"):
+        run(bfl, journal)
+    assert len(fake_bfl.submits) == 1 and not fake_bfl.tasks and journal.entries() == []

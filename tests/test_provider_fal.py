@@ -15,6 +15,8 @@ from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.fal import FalProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
+from comfyui_flux2_flex.nodes.engine.batch import generate_cached
+from comfyui_flux2_flex.nodes.engine.journal import TaskJournal
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 
 from fakes.fal_server import FakeFal, RequestPlan
@@ -260,3 +262,23 @@ def test_cli_generates_with_fal(fake_fal: FakeFal, monkeypatch, tmp_path: Path, 
     out = capsys.readouterr().out
     assert "fal: $0.050" in out and "seed 5" in out and "comes back as png" in out
     assert fake_fal.api_key not in out
+
+
+@pytest.mark.parametrize("status", ["FAILED", "CANCELED"])
+def test_an_ended_request_is_reported_at_once_instead_of_polled_to_the_timeout(fake_fal: FakeFal, fal: FalProvider,
+                                                                               status: str) -> None:
+    fake_fal.plans.append(RequestPlan(statuses=["IN_PROGRESS", status]))
+    with pytest.raises(errors.GenerationFailedError, match=f"ended as {status}"):
+        run(fal, settings=RunSettings(task_timeout_seconds=600.0))
+    assert len(fake_fal.submits) == 1
+    assert len([r for r in fake_fal.queue.requests if r.path.endswith("/status")]) == 2
+
+
+def test_a_request_is_resumed_from_the_journal_after_a_timeout(fake_fal: FakeFal, fal: FalProvider, tmp_path) -> None:
+    fake_fal.plans.append(RequestPlan(statuses=["IN_QUEUE"] * 4 + ["COMPLETED"]))
+    journal = TaskJournal(tmp_path / "journal")
+    prepared = prepare(FlexRequest(prompt="a red fox", width=320, height=256, seed=7), fal)
+    with pytest.raises(errors.GenerationTimeoutError):
+        generate_cached(prepared, fal, None, journal=journal, settings=RunSettings(task_timeout_seconds=0.2))
+    result = generate_cached(prepared, fal, None, journal=journal, settings=FAST)
+    assert result.pixels.shape == (256, 320, 3) and len(fake_fal.submits) == 1

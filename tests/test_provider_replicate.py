@@ -17,6 +17,8 @@ from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.replicate import ReplicateProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
+from comfyui_flux2_flex.nodes.engine.batch import generate_cached
+from comfyui_flux2_flex.nodes.engine.journal import TaskJournal
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 
 from fakes.loopback import Response
@@ -163,6 +165,28 @@ def test_a_canceled_prediction_is_not_resubmitted(fake_replicate: FakeReplicate,
     with pytest.raises(errors.GenerationFailedError, match="was canceled .* not resubmitted"):
         run(replicate)
     assert len(fake_replicate.submits) == 1
+
+
+def test_an_aborted_prediction_ends_at_once_instead_of_polling_to_the_timeout(
+    fake_replicate: FakeReplicate, replicate: ReplicateProvider
+) -> None:
+    fake_replicate.plans.append(PredictionPlan(statuses=["starting", "aborted"]))
+    with pytest.raises(errors.GenerationFailedError, match="aborted: it reached its deadline before it started"):
+        run(replicate, settings=RunSettings(task_timeout_seconds=600.0))
+    polls = [r for r in fake_replicate.all_requests() if r.method == "GET" and "/predictions/" in r.path]
+    assert len(fake_replicate.submits) == 1 and len(polls) == 1
+
+
+def test_a_prediction_is_resumed_from_the_journal_after_a_timeout(
+    fake_replicate: FakeReplicate, replicate: ReplicateProvider, tmp_path: Path
+) -> None:
+    fake_replicate.plans.append(PredictionPlan(statuses=["starting"] * 4 + ["succeeded"]))
+    journal = TaskJournal(tmp_path / "journal")
+    prepared = prepare(FlexRequest(prompt="a red fox", width=320, height=256, seed=7), replicate)
+    with pytest.raises(errors.GenerationTimeoutError):
+        generate_cached(prepared, replicate, None, journal=journal, settings=RunSettings(task_timeout_seconds=0.2))
+    result = generate_cached(prepared, replicate, None, journal=journal, settings=FAST)
+    assert result.pixels.shape == (256, 320, 3) and len(fake_replicate.submits) == 1
 
 
 def test_a_5xx_while_polling_keeps_polling(fake_replicate: FakeReplicate, replicate: ReplicateProvider) -> None:
