@@ -138,8 +138,7 @@ def run_interruptibly(action: Callable[[], Any]) -> Any:
         LOG.warning("%s", cancelled)
         raise comfy.model_management.InterruptProcessingException() from None
     except FluxFlexError as error:
-        if error.task_id:  # a paid task: its id, price and how to recover it reach the log too
-            LOG.error("%s", error)
+        LOG.error("%s", error)  # a paid task's id, price and how to recover it reach the log too
         raise
 
 

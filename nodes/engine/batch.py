@@ -121,5 +121,7 @@ def _batch_cancelled(results: dict[int, GenerationResult], failures: dict[int, F
     paid = ", ".join(stopped + finished) or "none"
     return CancelledError(
         f"Cancelled. {len(stopped) + len(finished)} task(s) had been submitted and are billed ({paid}); none was "
-        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced."
+        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced. Run the "
+        "same request again to resume the unfinished ones without paying again, or recover one by its id "
+        "(`flux-flex recover ID`, or the FLUX.2 [flex] Recover paid task node)."
     )

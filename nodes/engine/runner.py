@@ -194,18 +194,19 @@ def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks,
                     settings: RunSettings) -> tuple[PollUpdate, np.ndarray]:
     started = time.monotonic()
     polls = 0
-    for attempt in range(1, FETCH_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         update, polls = _poll_until_done(task, provider, hooks, settings, started, polls)
         hooks.progress(1.0, "downloading")
         try:
             return update, decode_image(_download(task, provider, update, hooks, settings))
         except DownloadStopped:
-            raise
+            raise  # its deadline is spent (or the user stopped it): a new try would wait as long again
         except (errors.ResultExpiredError, errors.ImageDecodeError, errors.ProviderUnavailableError) as failure:
             if attempt == FETCH_ATTEMPTS:
                 raise
+            attempt += 1
             hooks.progress(None, f"fetching the result again from task {task.task_id}: {failure}")
-    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks: RunHooks,
