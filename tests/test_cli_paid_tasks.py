@@ -16,6 +16,7 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.engine.cli import main
 
 from fakes.bfl_server import FakeBfl, TaskPlan
+from fakes.loopback import Response
 
 SCRIPT = Path(sys.executable).with_name("flux-flex")
 HANG_GUARD_SECONDS = 60  # only stops a broken run from hanging the suite; nothing is timed
@@ -114,3 +115,16 @@ def test_two_processes_asking_for_one_request_at_once_pay_once(bfl_env: FakeBfl,
 def test_recover_of_an_unknown_task_says_where_to_look(tmp_path: Path, capsys) -> None:
     assert main(["recover", "no-such-task", "--out", str(tmp_path / "x.png")]) == 1
     assert "flux-flex tasks" in capsys.readouterr().err
+
+
+def test_a_submit_with_an_unknown_outcome_is_listed_but_has_nothing_to_recover(bfl_env: FakeBfl, tmp_path: Path,
+                                                                              capsys) -> None:
+    bfl_env.after_create_script.append(Response(500, b"Internal Server Error"))
+    assert main(generate_args(tmp_path / "fox.png")) == 1
+    assert "may or may not have been created" in capsys.readouterr().err
+    assert main(["tasks"]) == 0
+    listed = capsys.readouterr().out
+    assert "outcome unknown" in listed
+    unknown_id = next(word for word in listed.split() if word.startswith("unknown-"))
+    assert main(["recover", unknown_id, "--out", str(tmp_path / "x.png")]) == 1
+    assert "dashboard" in capsys.readouterr().err and len(bfl_env.submits) == 1

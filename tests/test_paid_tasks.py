@@ -244,3 +244,14 @@ def test_a_retry_after_beyond_the_wait_gives_up_at_once_saying_nothing_was_creat
     with pytest.raises(errors.RateLimitedError, match="Nothing was created or billed"):
         run(bfl, journal)
     assert len(fake_bfl.submits) == 1 and not fake_bfl.tasks and journal.entries() == []
+
+
+def test_a_write_cut_short_by_a_crash_leaves_the_journal_readable(fake_bfl, bfl, journal) -> None:
+    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    with pytest.raises(errors.GenerationTimeoutError) as timed_out:
+        run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
+    [record] = journal.folder.glob("*.json")
+    (journal.folder / ".tmp-crashed.json").write_text(record.read_text().replace("submitted", "delivered"))
+    (journal.folder / "garbage.json").write_bytes(record.read_bytes()[:40])  # a file some other tool cut short
+    assert [entry.task_id for entry in journal.undelivered()] == [timed_out.value.task_id]
+    assert run(bfl, journal).task_id == timed_out.value.task_id and len(fake_bfl.submits) == 1

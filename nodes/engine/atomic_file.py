@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+TEMPORARY_PREFIX = ".tmp-"  # names of files being written; a reader skips them
+
 
 def write_atomically(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write to a temporary file beside `path` and rename it into place.
@@ -13,7 +15,7 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = False) -> None:
     `durable` also flushes the file and its folder to the disk before returning, for records that
     must survive a power cut (the journal of paid tasks), at the cost of a few milliseconds.
     """
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=path.suffix)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)

@@ -181,9 +181,6 @@ def recover_task(task_id: str, out: Path, journal: TaskJournal) -> None:
     entry = journal.find(task_id)
     if entry is None:
         raise FluxFlexError(f"No paid task {task_id} in the journal at {journal.folder}; `flux-flex tasks` lists them.")
-    if not entry.poll_url:
-        raise FluxFlexError(f"{task_id} is a submit whose outcome is unknown: there is no task to fetch. Check your "
-                            f"{entry.provider} dashboard.")
     check_out_path(out)
     provider = make_provider(entry.provider)
     save_result(with_ctrl_c(lambda hooks: recover(entry, provider, journal, hooks=hooks)), out)

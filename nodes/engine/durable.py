@@ -63,6 +63,9 @@ def recover(
     settings: RunSettings = RunSettings(),
 ) -> GenerationResult:
     """The image of a recorded paid task, fetched from the provider without paying again."""
+    if not entry.poll_url:
+        raise FluxFlexError(f"{entry.task_id} is a submit whose outcome is unknown: there is no task to fetch. "
+                            f"Check your {provider.label} dashboard.", provider=provider.name)
     started = time.monotonic()
     hooks.progress(0.0, f"recovering paid task {entry.task_id}")
     task = entry.task()

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .atomic_file import write_atomically
+from .atomic_file import TEMPORARY_PREFIX, write_atomically
 from .pricing import CostEstimate
 from .providers.base import SubmittedTask
 
@@ -144,6 +144,8 @@ class TaskJournal:
         """Every readable record, oldest first."""
         found = []
         for path in self.folder.glob("*.json"):
+            if path.name.startswith(TEMPORARY_PREFIX):
+                continue  # a write a crash cut short: the record it was replacing is still in place
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
                 if raw.pop("version", None) != JOURNAL_VERSION:
