@@ -255,3 +255,15 @@ def test_a_write_cut_short_by_a_crash_leaves_the_journal_readable(fake_bfl, bfl,
     (journal.folder / "garbage.json").write_bytes(record.read_bytes()[:40])  # a file some other tool cut short
     assert [entry.task_id for entry in journal.undelivered()] == [timed_out.value.task_id]
     assert run(bfl, journal).task_id == timed_out.value.task_id and len(fake_bfl.submits) == 1
+
+
+def test_records_a_week_old_are_forgotten(fake_bfl, bfl, journal) -> None:
+    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    with pytest.raises(errors.GenerationTimeoutError):
+        run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
+    [path] = journal.folder.glob("*.json")
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "created": record["created"] - 8 * 86400,
+                                "updated": record["updated"] - 8 * 86400}))
+    run(bfl, journal, request=REQUEST.with_seed(8))  # finishing another task prunes
+    assert [entry.seed for entry in journal.entries()] == [8]

@@ -48,7 +48,7 @@ EXPIRED = "expired"  # the provider no longer has the task or its result
 UNKNOWN = "outcome unknown"  # the submit may have created a task (a 5xx, a broken connection): no id
 UNKNOWN_REPORTED = "outcome unknown, reported"  # a rerun was told once; the next one sends
 RESUME_WINDOW_SECONDS = 3600.0
-DELIVERED_KEPT_SECONDS = 7 * 24 * 3600.0  # finished records are pruned after this
+KEPT_SECONDS = 7 * 24 * 3600.0  # records are pruned after this
 JOURNAL_VERSION = 1
 
 
@@ -184,7 +184,7 @@ class TaskJournal:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"version": JOURNAL_VERSION, **asdict(entry)}, indent=1).encode()
         write_atomically(self._path(entry.provider, entry.task_id), data, durable=True)
-        if entry.state != SUBMITTED:
+        if entry.state != SUBMITTED:  # pruning reads every record: not on the way to a task's first poll
             self._prune()
 
     def _path(self, provider: str, task_id: str) -> Path:
@@ -192,9 +192,10 @@ class TaskJournal:
         return self.folder / (hashlib.sha256(f"{provider}\n{task_id}".encode()).hexdigest()[:40] + ".json")
 
     def _prune(self) -> None:
-        cutoff = time.time() - DELIVERED_KEPT_SECONDS
+        """Forget records a week old: by then no provider still has the task (see the notes above)."""
+        cutoff = time.time() - KEPT_SECONDS
         for entry in self.entries():
-            if entry.state != SUBMITTED and entry.updated < cutoff:
+            if entry.updated < cutoff:
                 self._path(entry.provider, entry.task_id).unlink(missing_ok=True)
 
 
