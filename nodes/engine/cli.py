@@ -38,6 +38,7 @@ from .runner import GenerationResult, PreparedRequest, RunHooks, prepare
 
 EXIT_FAILURE = 1
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+OUT_HELP = f"where to save the image ({', '.join(SAVE_FORMATS)}); checked before anything is paid"
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024  # far above any photo; stops /dev/zero and the like
 CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is answered from disk, with no request "
                   "and no cost (off unless given); the journal of paid tasks is kept here too")
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     generate_cmd = commands.add_parser("generate", help="generate an image (a dry run without an API key)")
     _add_request_flags(generate_cmd)
-    generate_cmd.add_argument("--out", type=Path, required=True, help="where to save the image (.png, .jpg, .webp)")
+    generate_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     generate_cmd.add_argument("--dry-run", action="store_true", help="print the request and its price; send nothing")
     generate_cmd.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
     estimate_cmd = commands.add_parser("estimate", help="print the price of a request; needs no key")
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the runs used, if any")
     recover_cmd = commands.add_parser("recover", help="fetch the image of a paid task (see `tasks`); pays nothing")
     recover_cmd.add_argument("task_id", help="the task id, as `tasks` or an error message names it")
-    recover_cmd.add_argument("--out", type=Path, required=True, help="where to save the image (.png, .jpg, .webp)")
+    recover_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     recover_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the run used, if any")
     return parser
 
