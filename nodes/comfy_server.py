@@ -1,8 +1,10 @@
-"""Server-side half of the pack: routes that store provider keys, and the pack's user folder.
+"""Server-side half of the pack: routes that store provider keys and preview prices, and the
+pack's user folder.
 
 The browser posts a key once; the server writes it to ComfyUI's user folder (owner-only) and
 the engine reads it from there. No route ever sends a key back: GET says only which providers
-have one, and whether its environment variable (which takes precedence) is set.
+have one, and whether its environment variable (which takes precedence) is set. The price route
+answers from the engine's pricing, so the price on a node and the run's report agree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import folder_paths
 from aiohttp import web
+from PIL import Image
 from server import PromptServer
 
 from .engine.errors import InvalidRequestError
@@ -21,8 +24,12 @@ from .engine.keys import use_stored_keys_file
 from .engine.providers import KEY_ENV_VARS
 from .engine.result_cache import ResultCache
 from .key_store import KEYS_FILE_NAME, KeyStore
+from .price_preview import preview_for_browser
 
 ROUTE = "/flux2_flex/keys"
+PRICE_ROUTE = "/flux2_flex/price"
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
 EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input_images"
 
 
@@ -39,6 +46,11 @@ def stored_keys_file() -> Path:
 def result_cache() -> ResultCache:
     """One result cache per ComfyUI process, shared by every node."""
     return ResultCache(pack_user_folder() / "result_cache")
+
+
+def local_model_roots() -> list[Path]:
+    """ComfyUI's models/diffusers folders (extra_model_paths included), read when a model is listed or picked."""
+    return [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
 
 
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
@@ -69,6 +81,33 @@ def register_routes() -> None:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response(key_status(store))
 
+    @routes.post(PRICE_ROUTE)
+    async def post_price(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(preview_for_browser(await request.json(), loaded_image_size))
+        except (ValueError, TypeError, AttributeError) as error:
+            return web.json_response({"error": f"expected the node's widgets and inputs: {error}"}, status=400)
+
+
+def loaded_image_size(name: str) -> tuple[int, int] | None:
+    """The size LoadImage will give the image it picked by this name, from the file's header alone.
+
+    Only files inside ComfyUI's input, output and temp folders are read, so the route cannot be
+    used to probe the rest of the disk; anything else is "unknown" and priced as a range.
+    """
+    folders = (folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+               folder_paths.get_temp_directory())
+    try:
+        path = Path(folder_paths.get_annotated_filepath(name)).resolve()
+        if not any(path.is_relative_to(Path(folder).resolve()) for folder in folders):
+            return None
+        with Image.open(path) as picture:
+            width, height = picture.size
+            turned = picture.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return (height, width) if turned else (width, height)
+
 
 def install_example_inputs() -> None:
     """Copy the example workflows' images into ComfyUI's input folder, so their LoadImage nodes
@@ -82,14 +121,12 @@ def install_example_inputs() -> None:
 
 
 def connect_local_backend() -> None:
-    """Find local models where ComfyUI keeps diffusers models, and free the loaded pipeline
-    whenever ComfyUI unloads its own models (the Unload button, or running short of memory)."""
+    """Free the loaded local pipeline whenever ComfyUI unloads its own models (the Unload button,
+    or running short of memory)."""
     import comfy.model_management as model_management
 
     from .engine.local import free as free_local_pipeline
-    from .node_logic import LOCAL_MODEL_ROOTS
 
-    LOCAL_MODEL_ROOTS[:] = [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
     unload_comfy_models = model_management.unload_all_models
 
     def unload_all_models(*args, **kwargs):

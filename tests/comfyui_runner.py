@@ -1,7 +1,9 @@
 """A real ComfyUI server for integration tests, with this pack linked in and the loopback BFL.
 
 Needs a ComfyUI checkout (COMFYUI_PATH) and the Python that runs it (COMFYUI_PYTHON); tests that
-use it are skipped with that reason when either is absent.
+use it are skipped with that reason when either is absent. COMFYUI_FRONTEND_ROOT optionally
+points at another frontend build (the `static` folder of a comfyui-frontend-package), so the same
+tests run against the frontend a ComfyUI release ships and against the newest one.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from fakes.bfl_server import FakeBfl
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")
+COMFYUI_FRONTEND_ROOT = os.environ.get("COMFYUI_FRONTEND_ROOT")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 needs_comfyui = pytest.mark.skipif(
     not (COMFYUI_PATH and COMFYUI_PYTHON),
     reason="set COMFYUI_PATH (a ComfyUI checkout) and COMFYUI_PYTHON (its Python) to run ComfyUI integration tests",
 )
 STARTUP_SECONDS = 180
+LOCAL_EXAMPLE_MODEL = "FLUX.2-klein-4B"  # the folder name the local example workflow picks
 RUN_SECONDS = 120
 
 
@@ -40,24 +44,28 @@ def _free_port() -> int:
 class ComfyUI:
     """A ComfyUI server process with this pack linked in through extra_model_paths."""
 
-    def __init__(self, root: Path, bfl: FakeBfl) -> None:
+    def __init__(self, root: Path, bfl: FakeBfl, *, pack_copies: int = 1) -> None:
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "comfyui.log"
         for name in ("custom_nodes", "input", "output", "user"):
             (root / name).mkdir(exist_ok=True)  # a restart reuses the folders, the user folder's journal too
-        link = root / "custom_nodes" / "comfyui_flux2_flex"
-        if not link.exists():
-            link.symlink_to(REPO_ROOT, target_is_directory=True)
+        for copy in range(pack_copies):  # a second copy is what a manual clone beside a Manager install gives
+            link = root / "custom_nodes" / ("comfyui_flux2_flex" + (f"_copy{copy}" if copy else ""))
+            if not link.exists():
+                link.symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
-        config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n")
+        config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
+                          "  diffusers: models/diffusers/\n")
         env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
         command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--disable-auto-launch", "--input-directory", str(root / "input"),
                    "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
                    "--extra-model-paths-config", str(config)]
-        self.log = self.log_path.open("a")
+        if COMFYUI_FRONTEND_ROOT:
+            command += ["--front-end-root", COMFYUI_FRONTEND_ROOT]
+        self.log = self.log_path.open("a")  # a restart in the same folder keeps the earlier run's log
         self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -113,6 +121,18 @@ class ComfyUI:
         return self.wait_for(response.json()["prompt_id"])
 
 
+def prepare_local_models(root: Path) -> bool:
+    """Put a tiny random-weight FLUX.2 klein, under the name the local example uses, into the test
+    ComfyUI's models/diffusers, where ComfyUI's Python can run it (it needs diffusers)."""
+    probe = subprocess.run([COMFYUI_PYTHON, "-c", "import diffusers"], capture_output=True)
+    if probe.returncode != 0:
+        return False
+    from tiny_flux2_pipelines import build_tiny_flux2_klein
+
+    build_tiny_flux2_klein(root / "models" / "diffusers" / LOCAL_EXAMPLE_MODEL, distilled=True)
+    return True
+
+
 @pytest.fixture(scope="module")
 def comfy_bfl() -> Iterator[FakeBfl]:
     with FakeBfl() as server:
@@ -121,7 +141,9 @@ def comfy_bfl() -> Iterator[FakeBfl]:
 
 @pytest.fixture(scope="module")
 def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
-    server = ComfyUI(tmp_path_factory.mktemp("comfyui"), comfy_bfl)
+    root = tmp_path_factory.mktemp("comfyui")
+    prepare_local_models(root)
+    server = ComfyUI(root, comfy_bfl)
     try:
         server.wait_until_up()
         yield server
