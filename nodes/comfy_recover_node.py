@@ -16,9 +16,9 @@ from comfy_api.latest import io
 from .comfy_server import pack_user_folder
 from .engine.durable import recover
 from .engine.errors import FluxFlexError
-from .engine.images import arrays_to_tensor
 from .engine.journal import TaskJournal
 from .engine.providers import make_provider
+from .tensors import arrays_to_tensor
 
 RECOVER_NODE = "FluxFlexRecoverTask"
 MAX_LISTED = 10

@@ -20,9 +20,9 @@ from PIL import Image
 from server import PromptServer
 
 from .engine.errors import InvalidRequestError
-from .engine.keys import use_stored_keys_file
 from .engine.providers import KEY_ENV_VARS
 from .engine.result_cache import ResultCache
+from .engine.settings import configure
 from .key_store import KEYS_FILE_NAME, KeyStore
 from .price_preview import preview_for_browser
 
@@ -59,11 +59,14 @@ def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
             for name, env_var in KEY_ENV_VARS.items()}
 
 
+def configure_engine() -> None:
+    """Tell the engine where ComfyUI keeps the stored keys and the diffusers model folders."""
+    configure(stored_keys_file=stored_keys_file(), local_model_roots=tuple(local_model_roots()))
+
+
 def register_routes() -> None:
-    """Point the engine at the key file and add the routes; called once when ComfyUI loads the pack."""
-    path = stored_keys_file()
-    use_stored_keys_file(path)
-    store = KeyStore(path, tuple(KEY_ENV_VARS))
+    """Add the key routes; called once when ComfyUI loads the pack."""
+    store = KeyStore(stored_keys_file(), tuple(KEY_ENV_VARS))
     routes = PromptServer.instance.routes
 
     @routes.get(ROUTE)
@@ -120,17 +123,22 @@ def install_example_inputs() -> None:
             shutil.copyfile(image, destination)
 
 
-def connect_local_backend() -> None:
+def free_local_pipeline_on_unload() -> None:
     """Free the loaded local pipeline whenever ComfyUI unloads its own models (the Unload button,
-    or running short of memory)."""
+    or running short of memory). ComfyUI has no hook for this, so its function is wrapped, once:
+    a second call (a reloaded pack) finds the wrapper in place and leaves it."""
     import comfy.model_management as model_management
 
     from .engine.local import free as free_local_pipeline
 
     unload_comfy_models = model_management.unload_all_models
+    if getattr(unload_comfy_models, "frees_flux_flex_pipeline", False):
+        return
 
+    @functools.wraps(unload_comfy_models)
     def unload_all_models(*args, **kwargs):
         free_local_pipeline()
         return unload_comfy_models(*args, **kwargs)
 
+    unload_all_models.frees_flux_flex_pipeline = True
     model_management.unload_all_models = unload_all_models

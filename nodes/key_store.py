@@ -1,18 +1,17 @@
 """Provider keys pasted into ComfyUI's settings dialog, kept server-side and owner-only.
 
 Keys never live in a workflow or in ComfyUI's settings JSON (both get shared). They are written
-to one file in ComfyUI's user folder with mode 0600, atomically, and read by the engine through
-`keys.use_stored_keys_file`. The HTTP routes only ever say *whether* a key is stored.
+to one file in ComfyUI's user folder with mode 0600, atomically, and read by the engine from the
+file `engine.settings.configure` names. The HTTP routes only ever say *whether* a key is stored.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from .engine.errors import InvalidRequestError
+from .engine.files import write_atomically
 from .engine.keys import read_stored_keys
 
 KEYS_FILE_NAME = "keys.json"
@@ -48,12 +47,4 @@ class KeyStore:
 
     def _write(self, stored: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-", suffix=".tmp")
-        try:
-            os.fchmod(descriptor, OWNER_ONLY)  # before any secret is written
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(stored, handle)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(stored).encode("utf-8"), mode=OWNER_ONLY)

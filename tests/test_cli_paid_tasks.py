@@ -22,13 +22,6 @@ SCRIPT = Path(sys.executable).with_name("flux-flex")
 HANG_GUARD_SECONDS = 60  # only stops a broken run from hanging the suite; nothing is timed
 
 
-@pytest.fixture
-def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    return fake_bfl
-
-
 def generate_args(out: Path, *extra: str) -> list[str]:
     return ["generate", "--prompt", "fox", "--width", "256", "--height", "192", "--seed", "5", "--out", str(out),
             *extra]

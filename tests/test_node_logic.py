@@ -8,20 +8,14 @@ import pytest
 import torch
 
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError, MissingApiKeyError
-from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key, use_stored_keys_file
+from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key
+from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
 from comfyui_flux2_flex.nodes.price_preview import SocketImages, preview_for_browser, preview_price
 from comfyui_flux2_flex.nodes.references import collect_references
 from fakes.bfl_server import FakeBfl, TaskPlan
-
-
-@pytest.fixture
-def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    return fake_bfl
 
 
 def settings(**changes) -> NodeSettings:
@@ -133,12 +127,12 @@ def test_stored_keys_are_owner_only_and_used_by_the_engine(tmp_path) -> None:
     store.save("fal", "fal-secret-1")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.status() == {"bfl": False, "fal": True}
-    use_stored_keys_file(path)
+    configure(stored_keys_file=path)
     try:
         assert resolve_api_key("fal", "FAL_KEY", environ={}).reveal() == "fal-secret-1"
         assert resolve_api_key("fal", "FAL_KEY", environ={"FAL_KEY": "env-wins"}).reveal() == "env-wins"
     finally:
-        use_stored_keys_file(None)
+        configure()
     store.save("fal", "")
     assert store.status()["fal"] is False
     with pytest.raises(InvalidRequestError, match="provider"):

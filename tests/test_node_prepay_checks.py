@@ -14,13 +14,6 @@ from comfyui_flux2_flex.nodes.node_logic import NodeSettings, run_settings
 from fakes.bfl_server import FakeBfl
 
 
-@pytest.fixture
-def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    return fake_bfl
-
-
 def settings(**changes) -> NodeSettings:
     return NodeSettings(**{**dict(provider="bfl", prompt="a fox", width=256, height=192, seed=42, steps=4), **changes})
 

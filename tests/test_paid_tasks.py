@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 
 from comfyui_flux2_flex.nodes.engine import errors
-from comfyui_flux2_flex.nodes.engine.batch import generate_batch, generate_cached
-from comfyui_flux2_flex.nodes.engine.durable import recover
+from comfyui_flux2_flex.nodes.engine.batch import generate_batch
+from comfyui_flux2_flex.nodes.engine.durable import generate_cached, recover
 from comfyui_flux2_flex.nodes.engine.journal import DELIVERED, EXPIRED, SUBMITTED, TaskJournal
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmitOutcomeUnknown
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, prepare
 
-from fakes.bfl_server import FakeBfl, TaskPlan
+from fakes.bfl_server import TaskPlan
 from fakes.loopback import Response
 
 FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=60.0)
@@ -68,7 +67,8 @@ def test_a_key_refused_on_every_poll_names_the_task_and_a_rerun_resumes_it(fake_
         run(bfl, journal)
     task_id = refused.value.task_id
     assert task_id in str(refused.value) and f"flux-flex recover {task_id}" in str(refused.value)
-    assert refused.value.billed and refused.value.billed.startswith("bfl: $")
+    assert (refused.value.provider, refused.value.billed) == ("bfl", errors.MAYBE_BILLED)
+    assert "was paid (estimate bfl: $" in str(refused.value)
     result = run(bfl, journal)
     assert result.task_id == task_id and "resumed" in result.report()
     assert len(fake_bfl.submits) == 1
@@ -76,7 +76,7 @@ def test_a_key_refused_on_every_poll_names_the_task_and_a_rerun_resumes_it(fake_
 
 def test_a_503_after_the_task_was_created_is_not_resubmitted(fake_bfl, bfl, journal) -> None:
     fake_bfl.after_create_script.append(Response.json({"detail": "Service Unavailable"}, 503, {"Retry-After": "0"}))
-    with pytest.raises(SubmitOutcomeUnknown, match="may or may not have been created") as unknown:
+    with pytest.raises(errors.SubmitOutcomeUnknown, match="may or may not have been created") as unknown:
         run(bfl, journal)
     assert len(fake_bfl.submits) == 1 and len(fake_bfl.tasks) == 1
     assert "Nothing was created" not in str(unknown.value)
@@ -228,11 +228,11 @@ def test_two_runs_of_one_request_at_once_pay_once(fake_bfl, bfl, journal) -> Non
 
 def test_after_an_unknown_submit_outcome_a_rerun_says_so_once_before_sending(fake_bfl, bfl, journal) -> None:
     fake_bfl.after_create_script.append(Response(502, b"Bad Gateway"))
-    with pytest.raises(SubmitOutcomeUnknown, match="Running the same request again will first say so"):
+    with pytest.raises(errors.SubmitOutcomeUnknown, match="Running the same request again will first say so"):
         run(bfl, journal)
     [doubt] = journal.undelivered()
     assert doubt.state == "outcome unknown" and doubt.poll_url == ""
-    with pytest.raises(SubmitOutcomeUnknown, match="Not sent: an earlier submit of this request"):
+    with pytest.raises(errors.SubmitOutcomeUnknown, match="Not sent: an earlier submit of this request"):
         run(bfl, journal)
     assert len(fake_bfl.submits) == 1
     assert run(bfl, journal).pixels.shape == (192, 256, 3)

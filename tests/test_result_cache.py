@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from comfyui_flux2_flex.nodes.engine import errors
-from comfyui_flux2_flex.nodes.engine.batch import generate_batch, generate_cached
+from comfyui_flux2_flex.nodes.engine.batch import generate_batch
+from comfyui_flux2_flex.nodes.engine.durable import generate_cached
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage

@@ -11,23 +11,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from .errors import CancelledError, FluxFlexError
-from .providers.base import Provider
-from .request import FlexRequest
-from .durable import generate_durably
+from .durable import generate_cached
+from .errors import BILLED, NOT_BILLED, CancelledError, FluxFlexError
 from .journal import TaskJournal
+from .providers.base import Provider
 from .result_cache import ResultCache
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings
-
-
-def seeded_requests(request: FlexRequest, count: int) -> list[FlexRequest]:
-    """`count` copies of `request` with seeds seed, seed+1, ...; a random seed (None) stays random.
-
-    Counting up keeps each image of a batch reproducible on its own: its seed is in its report.
-    """
-    if request.seed is None:
-        return [request] * count
-    return [request.with_seed(request.seed + offset) for offset in range(count)]
 
 
 class BatchError(FluxFlexError):
@@ -61,20 +50,6 @@ class _BatchProgress:
 
         return RunHooks(on_progress=on_progress, is_cancelled=self._hooks.is_cancelled,
                         on_submitted=self._hooks.on_submitted)
-
-
-def generate_cached(
-    prepared: PreparedRequest,
-    provider: Provider,
-    cache: ResultCache | None,
-    *,
-    hooks: RunHooks = RunHooks(),
-    settings: RunSettings = RunSettings(),
-    journal: TaskJournal | None = None,
-) -> GenerationResult:
-    """A stored image for exactly this request when there is one, else a paid run that is stored
-    (resuming a paid task of the same request from the journal first: see durable.py)."""
-    return generate_durably(prepared, provider, cache, journal, hooks=hooks, settings=settings)
 
 
 def generate_batch(
@@ -123,5 +98,6 @@ def _batch_cancelled(results: dict[int, GenerationResult], failures: dict[int, F
         f"Cancelled. {len(stopped) + len(finished)} task(s) had been submitted and are billed ({paid}); none was "
         f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced. Run the "
         "same request again to resume the unfinished ones without paying again, or recover one by its id "
-        "(`flux-flex recover ID`, or the FLUX.2 [flex] Recover paid task node)."
+        "(`flux-flex recover ID`, or the FLUX.2 [flex] Recover paid task node).",
+        billed=BILLED if stopped or finished else NOT_BILLED,
     )

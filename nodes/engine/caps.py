@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from .errors import PaidRequestCapError
+from .errors import NOT_BILLED, PaidRequestCapError
 from .runner import PreparedRequest
 
 CAP_ENV_VAR = "FLUX_FLEX_MAX_PAID_REQUESTS"
@@ -23,7 +23,8 @@ def paid_request_cap(environ: Mapping[str, str] | None = None) -> int:
     try:
         return max(1, int(raw)) if raw else DEFAULT_MAX_PAID_REQUESTS
     except ValueError:
-        raise PaidRequestCapError(f"{CAP_ENV_VAR} = {raw!r} is not a whole number; unset it or set, say, 64.") from None
+        raise PaidRequestCapError(f"{CAP_ENV_VAR} = {raw!r} is not a whole number; unset it or set, say, 64.",
+                                  billed=NOT_BILLED) from None
 
 
 def check_paid_request_cap(prepared: Sequence[PreparedRequest], environ: Mapping[str, str] | None = None) -> None:
@@ -36,5 +37,6 @@ def check_paid_request_cap(prepared: Sequence[PreparedRequest], environ: Mapping
     raise PaidRequestCapError(
         f"This run would send {len(prepared)} paid requests ({total}), over the limit of {cap} per run. "
         f"Nothing was sent. Lower batch_size or the number of images, or allow more by setting the environment "
-        f"variable {CAP_ENV_VAR} (for example to {len(prepared)}) before starting ComfyUI or the CLI."
+        f"variable {CAP_ENV_VAR} (for example to {len(prepared)}) before starting ComfyUI or the CLI.",
+        billed=NOT_BILLED,
     )

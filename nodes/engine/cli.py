@@ -17,25 +17,25 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from PIL import Image
 
-from .batch import generate_cached
+from .backend import BACKEND_NAMES, Backend, backend_for
 from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
 from .journal import TaskJournal, default_journal_folder
-from .local import LOCAL, OPTION_SPECS, LocalOptions, generate_local, prepare_local, resolve_model
-from .providers import PROVIDER_NAMES, make_provider
-from .providers.base import Provider
+from .local import OPTION_SPECS, LocalOptions
+from .providers import make_provider
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
     SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks, prepare
+from .runner import GenerationResult, PreparedRequest, RunHooks
 
+T = TypeVar("T")
 EXIT_FAILURE = 1
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 OUT_HELP = f"where to save the image ({', '.join(SAVE_FORMATS)}); checked before anything is paid"
@@ -73,7 +73,7 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help=PROMPT_UPSAMPLING_HELP)
     parser.add_argument("--reference", action="append", type=Path, default=[], metavar="FILE",
                         help="an input image (repeat for several; the first is the image to edit)")
-    parser.add_argument("--provider", choices=(*PROVIDER_NAMES, LOCAL), default="bfl",
+    parser.add_argument("--provider", choices=BACKEND_NAMES, default="bfl",
                         help="which API to call (default bfl), or local with --local-model")
     parser.add_argument("--local-model", type=Path, default=None,
                         help="for --provider local: a FLUX.2 [dev] or [klein] folder in diffusers format")
@@ -141,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             list_tasks(journal_for(args.cache_dir))
         elif args.command == "recover":
             recover_task(args.task_id, args.out, journal_for(args.cache_dir))
-        elif args.provider == LOCAL:
-            run_local_command(args, request_from_args(args))
         else:
-            run_remote_command(args, request_from_args(args))
+            options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
+            journal = journal_for(args.cache_dir) if args.command == "generate" else None
+            backend = backend_for(args.provider, local_model=args.local_model or "", local_options=options,
+                                  journal=journal)
+            run_command(args, backend, request_from_args(args))
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -152,19 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flux-flex: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_FAILURE
     return 0
-
-
-def run_remote_command(args: argparse.Namespace, request: FlexRequest) -> None:
-    provider = make_provider(args.provider)
-    prepared = prepare(request, provider)
-    if args.command == "estimate":
-        print(prepared.estimate.as_text())
-    elif args.dry_run:
-        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
-    else:
-        check_out_path(args.out)
-        run_generate(prepared, provider, args.out, ResultCache(args.cache_dir) if args.cache_dir else None,
-                     journal_for(args.cache_dir))
 
 
 def list_tasks(journal: TaskJournal) -> None:
@@ -187,40 +176,38 @@ def recover_task(task_id: str, out: Path, journal: TaskJournal) -> None:
     save_result(with_ctrl_c(lambda hooks: recover(entry, provider, journal, hooks=hooks)), out)
 
 
-def run_local_command(args: argparse.Namespace, request: FlexRequest) -> None:
-    model = resolve_model(str(args.local_model or ""), ())
-    prepared = prepare_local(request, model)
+def run_command(args: argparse.Namespace, backend: Backend, request: FlexRequest) -> None:
+    prepared = backend.prepare(request)
     if args.command == "estimate":
         print(prepared.estimate.as_text())
     elif args.dry_run:
-        print_dry_run(prepared, f"local FLUX.2 [{model.kind}] from {model.path}", request.settings())
+        print_dry_run(prepared, backend)
     else:
         check_out_path(args.out)
-        options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
-        save_result(with_ctrl_c(lambda hooks: generate_local(prepared, model, options, hooks=hooks)), args.out)
+        run_generate(prepared, backend, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
 
 
-def print_dry_run(prepared: PreparedRequest, destination: str, body: dict) -> None:
-    print(destination)
-    print(json.dumps(body, indent=2))
+def print_dry_run(prepared: PreparedRequest, backend: Backend) -> None:
+    dry_run = backend.dry_run(prepared)
+    print(dry_run.destination)
+    print(json.dumps(dry_run.body, indent=2))
     for note in prepared.notes:
         print(f"note: {note}")
     print(prepared.estimate.as_text())
 
 
-def run_generate(prepared: PreparedRequest, provider: Provider, out: Path, cache: ResultCache | None,
-                 journal: TaskJournal) -> None:
+def run_generate(prepared: PreparedRequest, backend: Backend, out: Path, cache: ResultCache | None) -> None:
     try:
-        provider.api_key  # resolve now: without a key, fall back to a dry run
+        backend.check_ready()  # without a key, fall back to a dry run
     except MissingApiKeyError as missing:
         print(f"flux-flex: {missing} Showing a dry run instead; nothing was sent.", file=sys.stderr)
-        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
+        print_dry_run(prepared, backend)
         return
-    save_result(with_ctrl_c(lambda hooks: generate_cached(prepared, provider, cache, hooks=hooks, journal=journal)),
-                out)
+    (result,) = with_ctrl_c(lambda hooks: backend.run_batch([prepared], hooks, cache))
+    save_result(result, out)
 
 
-def with_ctrl_c(action: Callable[[RunHooks], GenerationResult]) -> GenerationResult:
+def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
     """Run with status lines on stderr; Ctrl-C cancels cleanly (naming any task already paid)."""
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())

@@ -18,25 +18,26 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 
-from .errors import FluxFlexError
+from .errors import MAYBE_BILLED, FluxFlexError, SubmitOutcomeUnknown
 from .fingerprint import request_fingerprint
 from .journal import EXPIRED, UNKNOWN_REPORTED, JournalEntry, TaskJournal
-from .providers.base import Provider, SubmitOutcomeUnknown
+from .providers.base import Provider
 from .request_lock import request_lock
 from .result_cache import ResultCache, cache_key
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, deliver, generate, raise_if_cancelled
 
 
-def generate_durably(
+def generate_cached(
     prepared: PreparedRequest,
     provider: Provider,
     cache: ResultCache | None,
-    journal: TaskJournal | None,
     *,
+    journal: TaskJournal | None = None,
     hooks: RunHooks = RunHooks(),
     settings: RunSettings = RunSettings(),
 ) -> GenerationResult:
-    """The image for `prepared`: from the cache, from a paid task of the same request, or paid now."""
+    """The image for `prepared`: from the cache, from a paid task of the same request (with a
+    journal), or paid now and stored."""
     fingerprint = request_fingerprint(provider.name, prepared.request)
     asked = time.time()
     with _lock_for(prepared, fingerprint, cache, journal, hooks) as waited:
@@ -100,7 +101,7 @@ def _refuse_after_unknown_outcome(journal: TaskJournal | None, provider: Provide
     raise SubmitOutcomeUnknown(
         f"Not sent: an earlier submit of this request ({when}) may have created a paid {provider.label} task "
         f"({doubt.extra.get('reason', 'no answer')}). Check your {provider.label} dashboard; run again to send a "
-        "new request anyway.", provider=provider.name, billed=f"possibly {doubt.price}",
+        f"new request anyway (it costs {doubt.price}).", provider=provider.name, billed=MAYBE_BILLED,
     )
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .atomic_file import TEMPORARY_PREFIX, write_atomically
+from .files import TEMPORARY_PREFIX, write_atomically
 from .pricing import CostEstimate
 from .providers.base import SubmittedTask
 

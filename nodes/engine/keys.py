@@ -15,9 +15,9 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from .errors import MissingApiKeyError, UnsafeUrlError
+from .settings import current as current_settings
 
 STORED_KEYS_FILE_ENV = "FLUX_FLEX_KEYS_FILE"
-_stored_keys_file: Path | None = None  # set by the ComfyUI adapter to the user folder's key file
 
 
 class ApiKey:
@@ -60,16 +60,11 @@ def read_stored_keys(path: Path | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items() if isinstance(v, str) and v.strip()} if isinstance(data, dict) else {}
 
 
-def use_stored_keys_file(path: Path | None) -> None:
-    """Tell the engine where keys saved through ComfyUI's settings dialog live."""
-    global _stored_keys_file
-    _stored_keys_file = path
-
-
 def stored_keys_path() -> Path | None:
     """The stored-keys file: the one ComfyUI configured, else FLUX_FLEX_KEYS_FILE if set."""
-    if _stored_keys_file is not None:
-        return _stored_keys_file
+    configured_file = current_settings().stored_keys_file
+    if configured_file is not None:
+        return configured_file
     configured = os.environ.get(STORED_KEYS_FILE_ENV)
     return Path(configured) if configured else None
 

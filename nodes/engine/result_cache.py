@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic_file import write_atomically
+from .files import write_atomically
 from .fingerprint import request_fingerprint
 from .pricing import CostEstimate
 from .request import FlexRequest

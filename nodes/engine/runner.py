@@ -19,13 +19,14 @@ from typing import Callable
 import numpy as np
 
 from . import errors
+from .errors import SubmitOutcomeUnknown, TransientError
 from .fingerprint import request_fingerprint
 from .images import decode_image, downscale_to_max_pixels
 from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
 from .polling import DURATIONS, PollSchedule
 from .pricing import CostEstimate, estimate
-from .providers.base import PollUpdate, Provider, SubmitOutcomeUnknown, SubmittedTask, TransientError
+from .providers.base import PollUpdate, Provider, SubmittedTask
 from .request import FlexRequest, InputImage
 from .transport import DownloadStopped
 
@@ -144,6 +145,9 @@ def generate(
             task = _submit_once(prepared.request, provider, hooks, settings)
         except SubmitOutcomeUnknown as unknown:
             raise _record_unknown(journal, provider, prepared, unknown) from None
+        except errors.FluxFlexError as error:
+            error.provider = error.provider or provider.name
+            raise
         entry, journal_note = _record(journal, task, prepared)
         notes += journal_note
     else:
@@ -214,7 +218,7 @@ def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks
     deadline = time.monotonic() + settings.download_seconds
 
     def fetch(stop: threading.Event) -> bytes:
-        return provider.fetch(update, deadline=deadline, stop=stop)
+        return provider.fetch(task, update, deadline=deadline, stop=stop)
 
     return call_interruptibly(
         fetch, deadline=deadline, check_cancelled=lambda: raise_if_cancelled(hooks, task),
@@ -241,7 +245,8 @@ def _record(journal: TaskJournal | None, task: SubmittedTask,
 def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: PreparedRequest,
                     unknown: SubmitOutcomeUnknown) -> SubmitOutcomeUnknown:
     """Journal a submit that may have created a task, so a rerun asks before paying again."""
-    unknown.provider, unknown.billed = provider.name, f"possibly {prepared.estimate.summary()}"
+    unknown.provider, unknown.billed = provider.name, errors.MAYBE_BILLED
+    unknown.args = (f"{unknown} If it was, it costs {prepared.estimate.summary()}.",)
     if journal is None:
         return unknown
     try:
@@ -270,8 +275,11 @@ def _mark(journal: TaskJournal, entry: JournalEntry, state: str) -> None:
 
 def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Provider, journal: TaskJournal | None,
                 entry: JournalEntry | None, price: str) -> errors.FluxFlexError:
-    """The same error, now naming the task, its price and how to get the image (or why not)."""
-    error.provider, error.task_id, error.billed = provider.name, task.task_id, price
+    """The same error, now naming the task, its price and how to get the image (or why not), and
+    carrying them in its fields, whoever raised it."""
+    error.provider = error.provider or provider.name
+    error.task_id = error.task_id or task.task_id
+    error.billed = error.billed or errors.MAYBE_BILLED
     named = task.task_id in str(error)
     if isinstance(error, (errors.GenerationFailedError, errors.ModeratedError)):
         state, advice = FAILED, "" if named else f" ({provider.label} task {task.task_id})"
@@ -304,13 +312,15 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
             if refusal.unreachable and connect_failures > settings.connect_retries:
                 raise errors.ProviderUnavailableError(
                     f"Could not reach {provider.label} at {provider.base_url}: {refusal.reason}. Nothing was sent "
-                    "or billed. Check the network, or the base URL if you set one."
+                    "or billed. Check the network, or the base URL if you set one.",
+                    provider=provider.name, billed=errors.NOT_BILLED,
                 ) from None
             wait = refusal.retry_after if refusal.retry_after is not None else delay
             if time.monotonic() + wait > deadline:
                 raise errors.RateLimitedError(
                     f"{provider.label} did not accept the request: {refusal.reason}. Nothing was created or "
-                    "billed. Wait for running tasks to finish, then run again.", provider=provider.name,
+                    "billed. Wait for running tasks to finish, then run again.",
+                    provider=provider.name, status=refusal.status, billed=errors.NOT_BILLED,
                 ) from None
             hooks.progress(0.0, f"waiting: {refusal.reason}")
             _wait(wait, hooks, None)
@@ -350,7 +360,8 @@ def _poll_until_done(
         if time.monotonic() > deadline:
             raise errors.GenerationTimeoutError(
                 f"{provider.label} task {task.task_id} did not finish within {settings.task_timeout_seconds:g} s "
-                f"(last status: {update.status}). It was not resubmitted; it may still finish on the provider's side."
+                f"(last status: {update.status}). It was not resubmitted; it may still finish on the provider's side.",
+                provider=task.provider, task_id=task.task_id, billed=errors.BILLED,
             )
 
 
@@ -381,10 +392,11 @@ def raise_if_cancelled(hooks: RunHooks, task: SubmittedTask | None) -> None:
     if not hooks.cancelled():
         return
     if task is None:
-        raise errors.CancelledError("Cancelled before the request was sent; nothing was billed.")
+        raise errors.CancelledError("Cancelled before the request was sent; nothing was billed.",
+                                    billed=errors.NOT_BILLED)
     cost = f" ({task.reported_cost:g} credits)" if task.reported_cost is not None else ""
     raise errors.CancelledError(
         f"Cancelled. {task.provider} task {task.task_id} had already been submitted{cost} and is billed; "
         "it was not resubmitted.",
-        task_id=task.task_id,
+        provider=task.provider, task_id=task.task_id, billed=errors.BILLED,
     )

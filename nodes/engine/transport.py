@@ -11,11 +11,12 @@ from __future__ import annotations
 import atexit
 import threading
 import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ProviderUnavailableError, ResultExpiredError, ResultTooLargeError
+from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
@@ -57,24 +58,47 @@ def describe_host(url: str) -> str:
     return parts.netloc or "an unknown host"
 
 
-def download_result(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0,
-                    deadline: float | None = None, stop: threading.Event | None = None) -> bytes:
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds: it may be a number of seconds or an HTTP date (RFC 9110
+    section 10.2.3); a date in the past means "now" (0), anything unreadable means "not said"."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def download_result(
+    url: str, *, client: httpx.Client | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0,
+    deadline: float | None = None, stop: threading.Event | None = None,
+) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
-    A download is free and idempotent, so transport failures are retried; a 403/404/410 means
-    the signed URL expired and is reported as such. `timeout` bounds each read; `deadline`
-    (time.monotonic()) bounds the whole download, so a server trickling bytes cannot hold it
-    forever; `stop` ends it between chunks when the caller has given up on it.
+    `client` is the caller's (a provider's injected client), else the shared one. A download is
+    free and idempotent, so transport failures are retried; a 403/404/410 means the signed URL
+    expired and is reported as such. `timeout` bounds each read; `deadline` (time.monotonic())
+    bounds the whole download, so a server trickling bytes cannot hold it forever; `stop` ends it
+    between chunks when the caller has given up on it.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, max_bytes=max_bytes, timeout=timeout, deadline=deadline, stop=stop)
+            return _download_once(url, client=client or shared_client(), max_bytes=max_bytes, timeout=timeout,
+                                  deadline=deadline, stop=stop)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
         f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
-        f"({type(last_error).__name__}). The task itself succeeded."
+        f"({type(last_error).__name__}). The task itself succeeded.",
+        status=last_error.status if isinstance(last_error, _RetryableStatus) else None, billed=BILLED,
     )
 
 
@@ -83,23 +107,27 @@ class DownloadStopped(ProviderUnavailableError):
 
 
 class _RetryableStatus(Exception):
-    pass
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(status)
 
 
-def _download_once(url: str, *, max_bytes: int, timeout: float, deadline: float | None,
+def _download_once(url: str, *, client: httpx.Client, max_bytes: int, timeout: float, deadline: float | None,
                    stop: threading.Event | None) -> bytes:
     # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
-    with shared_client().stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+    with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
         if response.status_code in (401, 403, 404, 410):
             raise ResultExpiredError(
                 f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-                "(BFL's links last 10 minutes) or was revoked."
+                "(BFL's links last 10 minutes) or was revoked.",
+                status=response.status_code, billed=BILLED,
             )
         if response.status_code >= 500:
             raise _RetryableStatus(response.status_code)
         if response.status_code != 200:
             raise ProviderUnavailableError(
-                f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}."
+                f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}.",
+                status=response.status_code, billed=BILLED,
             )
         declared = int(response.headers.get("content-length") or 0)
         if declared > max_bytes:
@@ -108,7 +136,8 @@ def _download_once(url: str, *, max_bytes: int, timeout: float, deadline: float 
         received = 0
         for chunk in response.iter_bytes():
             if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
-                raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.")
+                raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.",
+                                      billed=BILLED)
             received += len(chunk)
             if received > max_bytes:
                 raise ResultTooLargeError(_too_large(received, max_bytes))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FluxFlexError, InvalidRequestError
+from ..settings import current as current_settings
 
 PIPELINE_KINDS = {"Flux2Pipeline": "dev", "Flux2KleinPipeline": "klein"}
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder")  # the parts of both pipelines that hold weights
@@ -56,11 +57,11 @@ def identify_model(path: Path) -> LocalModel:
     return LocalModel(path.resolve(), kind, bool(index.get("is_distilled", False)))
 
 
-def find_models(roots: Iterable[Path]) -> list[LocalModel]:
-    """FLUX.2 model folders directly inside the given roots (ComfyUI's models/diffusers paths),
-    sorted by name within each root; other folders are skipped."""
+def find_models(roots: Iterable[Path] | None = None) -> list[LocalModel]:
+    """FLUX.2 model folders directly inside the given roots (by default the configured ones:
+    ComfyUI's models/diffusers paths), sorted by name within each root; other folders are skipped."""
     models = []
-    for root in roots:
+    for root in current_settings().local_model_roots if roots is None else roots:
         for folder in sorted(p for p in Path(root).glob("*") if (p / "model_index.json").is_file()):
             try:
                 models.append(identify_model(folder))
@@ -69,8 +70,9 @@ def find_models(roots: Iterable[Path]) -> list[LocalModel]:
     return models
 
 
-def resolve_model(choice: str, roots: Iterable[Path]) -> LocalModel:
-    """A model by folder path (CLI, tests) or by folder name inside the roots (ComfyUI's choice)."""
+def resolve_model(choice: str, roots: Iterable[Path] | None = None) -> LocalModel:
+    """A model by folder path (CLI, tests) or by folder name inside the roots (by default the
+    configured ones; ComfyUI's choice)."""
     if not choice:
         raise InvalidRequestError("local_model", choice, "a FLUX.2 [dev] or [klein] folder in models/diffusers")
     if Path(choice).is_dir():
