@@ -11,19 +11,20 @@ from typing import Any, Mapping
 
 import torch
 
-from .engine.batch import BatchError, generate_batch
+from .engine.backend import Backend, backend_for
+from .engine.batch import BatchError
 from .engine.caps import check_paid_request_cap
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.journal import TaskJournal
-from .engine.local import LocalModel, LocalOptions, generate_local_batch, prepare_local
+from .engine.local import LocalModel, LocalOptions
 from .engine.pricing import CostEstimate, estimate
-from .engine.providers import PROVIDER_NAMES, make_provider
+from .engine.providers import make_provider
 from .engine.request import (
     MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, seeded_requests,
     validate_request,
 )
 from .engine.result_cache import ResultCache
-from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
+from .engine.runner import GenerationResult, RunHooks
 from .references import ReferenceSet
 from .tensors import arrays_to_tensor, tensor_to_arrays
 
@@ -170,18 +171,20 @@ def build_requests(
     return requests, tuple(notes)
 
 
-def prepare_all(requests: list[FlexRequest], settings: NodeSettings,
-                local: LocalChoice | None = None) -> list[PreparedRequest]:
-    """Validate and price each request for where it will run: the chosen provider, or the local model."""
+def node_backend(settings: NodeSettings, local: LocalChoice | None = None,
+                 journal: TaskJournal | None = None) -> Backend:
+    """Where the node's requests run: the wired Local Model, else the provider chosen on the node
+    (its paid tasks recorded in `journal`)."""
     if local is not None:
-        return [prepare_local(request, local.model) for request in requests]
-    provider = make_provider(settings.provider)
-    return [prepare(request, provider) for request in requests]
+        return backend_for(local.model, local_options=local.options)
+    return backend_for(settings.provider, journal=journal)
 
 
-def local_run_notes(settings: NodeSettings) -> tuple[str, ...]:
-    """Said once per local run, so a provider left on the node is not mistaken for the one used."""
-    return (f"local model wired in: provider {settings.provider} was not used and nothing was billed",)
+def run_notes(settings: NodeSettings, backend: Backend) -> tuple[str, ...]:
+    """Said once per run when a local model replaced the provider still chosen on the node."""
+    if backend.name == settings.provider:
+        return ()
+    return (f"{backend.name} model wired in: provider {settings.provider} was not used and nothing was billed",)
 
 
 def estimate_cost(
@@ -194,7 +197,8 @@ def estimate_cost(
     """The price of everything the node would send, before anything is sent and without a key."""
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    prepared = prepare_all(requests, settings)
+    backend = node_backend(settings)
+    prepared = [backend.prepare(request) for request in requests]
     first = prepared[0].estimate
     total = estimate(prepared[0].request, settings.provider, count=len(prepared)) if first.usd is not None else first
     return replace(total, breakdown=total.breakdown + notes + prepared[0].notes)
@@ -237,15 +241,12 @@ def run_settings(
     check_settings_before_paying(settings)
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    prepared = prepare_all(requests, settings, local)
+    backend = node_backend(settings, local, journal)
+    prepared = [backend.prepare(request) for request in requests]
     check_paid_request_cap(prepared)
-    if local is not None:
-        results = generate_local_batch(prepared, local.model, local.options, hooks=hooks)
-        return results_to_node_result(results, settings, notes + local_run_notes(settings))
-    provider = make_provider(settings.provider)
+    notes += run_notes(settings, backend)
     try:
-        results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None,
-                                 journal=journal)
+        results = backend.run_batch(prepared, hooks, cache if settings.use_cache else None)
     except BatchError as partial:
         if not partial.results:
             raise
