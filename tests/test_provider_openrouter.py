@@ -15,6 +15,7 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.errors import SubmitOutcomeUnknown
+from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.openrouter import OpenRouterProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, prepare
@@ -131,9 +132,8 @@ def test_each_documented_failure_has_its_own_words_and_is_sent_once(fake, provid
     assert len(fake.submits) == 1 and fake.generated == []
 
 
-@pytest.mark.parametrize("status", [503, 529])
-def test_busy_answers_mean_nothing_was_made_so_it_waits_and_sends_again(fake, provider, status) -> None:
-    busy = error(status, "Rate limit exceeded")
+def test_an_overloaded_provider_means_nothing_was_made_so_it_waits_and_sends_again(fake, provider) -> None:
+    busy = error(529, "Provider returned error")
     busy.headers["Retry-After"] = "0.1"
     fake.submit_script.append(busy)
     run(provider)
@@ -187,3 +187,11 @@ def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_price(fake, m
     assert "openrouter reported 6 cents" in result.report and "aspect ratio 1:1" in result.report
     preview = preview_price(node)
     assert preview.text == f"${estimate_cost(node).usd:.3f}" == "$0.120"
+
+
+def test_a_paid_request_read_back_from_the_journal_cannot_be_fetched_again(provider) -> None:
+    """The journal of paid tasks never holds the image, and OpenRouter keeps nothing to poll."""
+    restored = SubmittedTask(provider="openrouter", task_id="created 1795455585", poll_url="")
+    with pytest.raises(errors.ResultExpiredError, match="with the image itself, so it cannot be fetched") as caught:
+        provider.poll(restored, polls_so_far=0)
+    assert (caught.value.task_id, caught.value.billed) == ("created 1795455585", errors.BILLED)

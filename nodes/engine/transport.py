@@ -77,25 +77,33 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 
 
 def download_result(
-    url: str, *, client: httpx.Client | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0
+    url: str, *, client: httpx.Client | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0,
+    deadline: float | None = None, stop: threading.Event | None = None,
 ) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
     `client` is the caller's (a provider's injected client), else the shared one. A download is
     free and idempotent, so transport failures are retried; a 403/404/410 means the signed URL
-    expired and is reported as such.
+    expired and is reported as such. `timeout` bounds each read; `deadline` (time.monotonic())
+    bounds the whole download, so a server trickling bytes cannot hold it forever; `stop` ends it
+    between chunks when the caller has given up on it.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, client=client or shared_client(), max_bytes=max_bytes, timeout=timeout)
+            return _download_once(url, client=client or shared_client(), max_bytes=max_bytes, timeout=timeout,
+                                  deadline=deadline, stop=stop)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
         f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
-        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes.",
+        f"({type(last_error).__name__}). The task itself succeeded.",
         status=last_error.status if isinstance(last_error, _RetryableStatus) else None, billed=BILLED,
     )
+
+
+class DownloadStopped(ProviderUnavailableError):
+    """The download passed its deadline or its caller stopped it; the task's result is still there."""
 
 
 class _RetryableStatus(Exception):
@@ -104,13 +112,14 @@ class _RetryableStatus(Exception):
         super().__init__(status)
 
 
-def _download_once(url: str, *, client: httpx.Client, max_bytes: int, timeout: float) -> bytes:
+def _download_once(url: str, *, client: httpx.Client, max_bytes: int, timeout: float, deadline: float | None,
+                   stop: threading.Event | None) -> bytes:
     # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
     with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
         if response.status_code in (401, 403, 404, 410):
             raise ResultExpiredError(
                 f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-                "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image.",
+                "(BFL's links last 10 minutes) or was revoked.",
                 status=response.status_code, billed=BILLED,
             )
         if response.status_code >= 500:
@@ -126,6 +135,9 @@ def _download_once(url: str, *, client: httpx.Client, max_bytes: int, timeout: f
         chunks: list[bytes] = []
         received = 0
         for chunk in response.iter_bytes():
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+                raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.",
+                                      billed=BILLED)
             received += len(chunk)
             if received > max_bytes:
                 raise ResultTooLargeError(_too_large(received, max_bytes))

@@ -17,8 +17,9 @@ Contract, from OpenRouter's public pages (read 2026-11-23):
   {"error": {code, message, metadata}} with 400 (bad parameters; `metadata.error_type`
   content_policy_violation or refusal for moderation), 401, 402 (no credits), 403 (permissions,
   guardrail, or moderation with `metadata.reasons`), 408, 429 and 503 (both with Retry-After), 502
-  (the model failed); the `/images` operation adds 413, 524 and 529 (provider overloaded). 524 and
-  500 are left to the pack's rule for an unknown outcome: reported, never resent.
+  (the model failed); the `/images` operation adds 413, 524 and 529 (provider overloaded). 529 is
+  waited out; 500, 503 and 524 follow the pack's rule for an unknown outcome: reported, never
+  resent.
 - Price, https://openrouter.ai/black-forest-labs/flux.2-flex: "$0.06 for each megapixel on both
   input and output side" (see pricing.py).
 
@@ -53,6 +54,7 @@ from .. import errors
 from ..errors import TransientError
 from ..images import encode_data_uri
 from ..request import ASPECT_PRESETS, FlexRequest
+from ..transport import retry_after_seconds
 from .base import ImageEncoder, ProviderLimits, SubmittedTask
 from .fields import as_number
 from .http_errors import error_envelope, provider_detail
@@ -65,7 +67,10 @@ PROVIDER_SLUG = "black-forest-labs"  # the key of BFL's endpoint in provider.opt
 MAX_REFERENCES = 8
 MODERATION_ERROR_TYPES = frozenset({"content_policy_violation", "refusal"})
 NOT_BILLED_STATUSES = frozenset({408, 502})  # the generation failed or timed out: not billed, per the docs
-OVERLOADED = 529  # nothing was generated; safe to submit again
+# The Image API's 529 "Provider Overloaded": nothing was generated, so it is waited out. Its 503
+# ("no available model provider that meets your routing requirements") reads as a refusal too,
+# but like every provider's 503 it is kept to the pack's rule: reported, never resent.
+OVERLOADED = 529
 CENTS_PER_USD = 100
 
 # References travel inside the body as data URIs (OpenRouter accepts them as input_references);
@@ -159,7 +164,8 @@ class OpenRouterProvider(SynchronousProvider):
                 provider=self.name, status=status, billed=errors.NOT_BILLED,
             )
         if status == OVERLOADED:
-            raise TransientError(f"{self.label}'s provider is overloaded (HTTP {status})", status=status)
+            raise TransientError(f"{self.label} has no provider free for flux.2-flex right now (HTTP {status})",
+                                 retry_after=retry_after_seconds(response.headers.get("retry-after")), status=status)
         super().raise_for_refusal(response, stage=stage, task_id=task_id)
 
 

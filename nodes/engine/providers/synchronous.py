@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from .. import errors
 from ..request import FlexRequest
 from .base import PollUpdate, Provider, SubmittedTask
 
@@ -38,7 +39,15 @@ class SynchronousProvider(Provider):
         return self.finished(self.read_json(response, stage="submit"), response)
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
-        return task.extra[FINISHED]
+        """The answer carried in the task. A task read back from the journal of paid tasks has none
+        (the image is never written there): there is nothing on the provider's side to fetch again."""
+        finished = task.extra.get(FINISHED)
+        if finished is None:
+            raise errors.ResultExpiredError(
+                f"{self.label} answered request {task.task_id} with the image itself, so it cannot be fetched again "
+                "later.", provider=self.name, task_id=task.task_id, billed=errors.BILLED,
+            )
+        return finished
 
 
 def request_id(answer: dict[str, Any], response: httpx.Response) -> str:
