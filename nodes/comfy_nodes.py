@@ -15,7 +15,7 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
-from .comfy_server import result_cache
+from .comfy_server import current_user, result_cache
 from .engine.errors import CancelledError
 from .engine.local import OPTION_SPECS, find_models
 from .engine.pricing import CostEstimate
@@ -69,6 +69,11 @@ def settings_inputs(*, sends: bool = True) -> list:
                        "models/diffusers. Loaded from disk only, never downloaded."),
         *(io.Combo.Input(spec.name, options=list(spec.choices), default=spec.default, tooltip=spec.help)
           for spec in OPTION_SPECS),
+        # Last, so the widget values of workflows saved before it existed still line up.
+        io.String.Input("key_name", default="",
+                        tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex "
+                        "(personal, client, ...). Empty (default): the provider's default key. The workflow holds "
+                        "only this name; where it is unknown, the default key is used and the report says so."),
     ]
     return [
         io.Combo.Input("provider", options=list(PROVIDER_CHOICES), default="bfl",
@@ -159,6 +164,12 @@ class _ValidatedNode(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values: Any) -> bool | str:
         return check_settings(settings_from(values)) or True
+
+    @classmethod
+    def fingerprint_inputs(cls, **values: Any) -> str:
+        """Part of ComfyUI's key for reusing a node's outputs: on multi-user ComfyUI the user who
+        queued the prompt, so one user's paid images are never handed to another."""
+        return current_user() or ""
 
 
 class FluxFlexGenerate(_ValidatedNode):

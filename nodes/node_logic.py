@@ -13,6 +13,7 @@ import torch
 
 from .engine.batch import BatchError, generate_batch, seeded_requests
 from .engine.errors import FluxFlexError, InvalidRequestError
+from .engine.keys import key_choice_note
 from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.local import (
     DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
@@ -53,6 +54,7 @@ class NodeSettings:
     prompt_upsampling: bool = True
     batch_size: int = 1
     use_cache: bool = True
+    key_name: str = ""  # a stored key's name (personal, client); empty: the provider's default key
     local_model: str = ""
     local_dtype: str = DTYPE.default
     local_offload: str = OFFLOAD.default
@@ -200,7 +202,8 @@ def run_settings(
         model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
         results = generate_local_batch(prepared, model, settings.local_options(), hooks=hooks)
         return results_to_node_result(results, settings, notes)
-    provider = make_provider(settings.provider)
+    provider = make_provider(settings.provider, key_choice=settings.key_name)
+    notes += tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
     try:
         results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None)
     except BatchError as partial:

@@ -62,7 +62,7 @@ def test_the_settings_form_stores_a_key_server_side_only(page, comfy: ComfyUI) -
     page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state').textContent === 'key stored'")
     assert form.locator("input[type=password]").input_value() == ""
     key_file = comfy.root / "user" / "flux2_flex" / "keys.json"
-    assert json.loads(key_file.read_text())["fal"] == secret
+    assert json.loads(key_file.read_text())["keys"]["fal"] == {"default": secret}
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     settings_files = list((comfy.root / "user").rglob("comfy.settings.json"))
     assert all(secret not in path.read_text() for path in settings_files)

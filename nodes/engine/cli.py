@@ -122,7 +122,8 @@ def run_remote_command(args: argparse.Namespace, request: FlexRequest) -> None:
 
 
 def run_local_command(args: argparse.Namespace, request: FlexRequest) -> None:
-    model = resolve_model(str(args.local_model or ""), ())
+    folder = args.local_model.resolve() if args.local_model else None  # the CLI's user names any folder
+    model = resolve_model(folder.name, [folder.parent]) if folder else resolve_model("", ())
     prepared = prepare_local(request, model)
     if args.command == "estimate":
         print(prepared.estimate.as_text())

@@ -1,14 +1,20 @@
 """Errors a user can act on.
 
 Every message says what failed and what to do next. None of them ever contains an API key:
-messages are built from our own words and from provider responses, never from request headers.
+messages are built from our own words and from provider responses, never from request headers,
+and any key a provider echoes back in its response is redacted when the error is made.
 """
 
 from __future__ import annotations
 
+from .redaction import redact
+
 
 class FluxFlexError(Exception):
-    """Base class: the message is meant to be shown to the user as it is."""
+    """Base class: the message is meant to be shown to the user as it is (keys redacted)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InvalidRequestError(FluxFlexError, ValueError):

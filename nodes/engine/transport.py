@@ -3,22 +3,24 @@
 Reusing one httpx.Client keeps connections to the provider alive between submit, polls and
 downloads (and between tasks), which removes a TLS handshake from every call. Every call has an
 explicit timeout. The client never carries a key as a default header: keys are attached per
-request by the provider, after its KeyScope approved the URL.
+request by the provider, after its KeyScope approved the URL. A result download follows a
+redirect only to the result URL's own host or to a domain the provider delivers results from.
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .errors import ProviderUnavailableError, ResultExpiredError, ResultTooLargeError
+from .errors import ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
+MAX_REDIRECTS = 5
 _MAX_CONNECTIONS = 64  # above BFL's 24 concurrent tasks, so batches never queue on the pool
 
 _client: httpx.Client | None = None
@@ -56,16 +58,30 @@ def describe_host(url: str) -> str:
     return parts.netloc or "an unknown host"
 
 
-def download_result(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0) -> bytes:
+def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool:
+    """Whether a download of `origin` may follow a redirect to `target`: the same host and scheme,
+    or https on one of `domains` or a subdomain of it. Never from https down to http."""
+    start, goal = urlsplit(origin), urlsplit(target)
+    host = (goal.hostname or "").lower()
+    if not host or goal.scheme not in ("http", "https") or (start.scheme == "https" and goal.scheme != "https"):
+        return False
+    if host == (start.hostname or "").lower():
+        return True
+    return goal.scheme == "https" and any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+def download_result(url: str, *, redirect_domains: tuple[str, ...] = (), max_bytes: int = MAX_DOWNLOAD_BYTES,
+                    timeout: float = 120.0) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
     A download is free and idempotent, so transport failures are retried; a 403/404/410 means
-    the signed URL expired and is reported as such.
+    the signed URL expired and is reported as such. Redirects are followed only as
+    `redirect_allowed` says, at most MAX_REDIRECTS of them.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, max_bytes=max_bytes, timeout=timeout)
+            return _download_once(url, redirect_domains, max_bytes=max_bytes, timeout=timeout)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
@@ -78,31 +94,48 @@ class _RetryableStatus(Exception):
     pass
 
 
-def _download_once(url: str, *, max_bytes: int, timeout: float) -> bytes:
-    # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
-    with shared_client().stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-        if response.status_code in (401, 403, 404, 410):
-            raise ResultExpiredError(
-                f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-                "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image."
+def _download_once(url: str, redirect_domains: tuple[str, ...], *, max_bytes: int, timeout: float) -> bytes:
+    # Delivery hosts may redirect to their storage; each hop is checked before it is requested.
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        with shared_client().stream("GET", current, timeout=timeout, follow_redirects=False) as response:
+            if not response.is_redirect:
+                return _read_result(response, url, max_bytes=max_bytes)
+            target = urljoin(current, response.headers["location"])
+        if not redirect_allowed(current, target, redirect_domains):
+            raise UnsafeUrlError(
+                f"The result download from {describe_host(current)} was redirected to {describe_host(target)}, "
+                "which is not a host this provider delivers results from; the redirect was not followed."
             )
-        if response.status_code >= 500:
-            raise _RetryableStatus(response.status_code)
-        if response.status_code != 200:
-            raise ProviderUnavailableError(
-                f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}."
-            )
-        declared = int(response.headers.get("content-length") or 0)
-        if declared > max_bytes:
-            raise ResultTooLargeError(_too_large(declared, max_bytes))
-        chunks: list[bytes] = []
-        received = 0
-        for chunk in response.iter_bytes():
-            received += len(chunk)
-            if received > max_bytes:
-                raise ResultTooLargeError(_too_large(received, max_bytes))
-            chunks.append(chunk)
-        return b"".join(chunks)
+        current = target
+    raise ProviderUnavailableError(f"The result download from {describe_host(url)} redirected more than "
+                                   f"{MAX_REDIRECTS} times; it was stopped.")
+
+
+def _read_result(response: httpx.Response, url: str, *, max_bytes: int) -> bytes:
+    """The body of a final (non-redirect) answer, or the error its status means."""
+    if response.status_code in (401, 403, 404, 410):
+        raise ResultExpiredError(
+            f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
+            "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image."
+        )
+    if response.status_code >= 500:
+        raise _RetryableStatus(response.status_code)
+    if response.status_code != 200:
+        raise ProviderUnavailableError(
+            f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}."
+        )
+    declared = int(response.headers.get("content-length") or 0)
+    if declared > max_bytes:
+        raise ResultTooLargeError(_too_large(declared, max_bytes))
+    chunks: list[bytes] = []
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > max_bytes:
+            raise ResultTooLargeError(_too_large(received, max_bytes))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> str:

@@ -43,6 +43,7 @@ class ApiframeProvider(Provider):
     key_env_var = "APIFRAME_API_KEY"
     default_base_url = "https://api.apiframe.ai"
     trusted_domain = "apiframe.ai"
+    result_domains = ("apiframe.ai",)  # its docs name no other delivery host
     limits = ProviderLimits(max_images=MAX_REFERENCES)
 
     def validate(self, request: FlexRequest) -> FlexRequest:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import errors
 from ..keys import ApiKey, KeyScope, resolve_api_key
+from ..redaction import redact
 from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request
 from ..transport import describe_host, download_result, shared_client
 
@@ -83,6 +84,9 @@ class Provider(ABC):
     key_name: str | None = None  # name of the stored key when shared with another provider (bfl-eu uses bfl's)
     default_base_url: str
     trusted_domain: str | None = None
+    # Domains the provider delivers results from: a download is redirected only within these (and
+    # the result URL's own host), so a compromised link cannot bounce it to an arbitrary server.
+    result_domains: tuple[str, ...] = ()
     limits: ProviderLimits = ProviderLimits()
 
     def __init__(
@@ -92,8 +96,10 @@ class Provider(ABC):
         api_key: ApiKey | None = None,
         client: httpx.Client | None = None,
         environ: Mapping[str, str] | None = None,
+        key_choice: str = "",
     ) -> None:
         env = os.environ if environ is None else environ
+        self.key_choice = key_choice  # the name of a stored key; empty: the default key
         self.base_url = (base_url or env.get(self.base_url_env_var()) or self.default_base_url).rstrip("/")
         self._api_key = api_key
         self._environ = env
@@ -108,7 +114,8 @@ class Provider(ABC):
     def api_key(self) -> ApiKey:
         """Resolved on first use, so validation and estimates never need a key."""
         if self._api_key is None:
-            self._api_key = resolve_api_key(self.key_name or self.name, self.key_env_var, environ=self._environ)
+            self._api_key = resolve_api_key(self.key_name or self.name, self.key_env_var, name=self.key_choice,
+                                           environ=self._environ)
         return self._api_key
 
     def validate(self, request: FlexRequest) -> FlexRequest:
@@ -143,7 +150,7 @@ class Provider(ABC):
         assert update.result_url is not None
         if update.result_url.startswith("data:"):
             return _decode_data_uri(update.result_url)
-        return download_result(update.result_url)
+        return download_result(update.result_url, redirect_domains=self.result_domains)
 
     # Helpers shared by the concrete providers -------------------------------------------
 
@@ -229,16 +236,17 @@ def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) ->
 
 
 def provider_detail(response: httpx.Response) -> str:
-    """The provider's explanation from a FastAPI-style body ({"detail": ...}) or similar."""
+    """The provider's explanation from a FastAPI-style body ({"detail": ...}) or similar, with any
+    key it echoes redacted (before truncation, so no fragment of a key survives)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300]
+        return redact(response.text.strip())[:300]
     if isinstance(body, dict):
         for key in ("detail", "error", "message", "title"):
             if body.get(key):
                 return format_detail(body[key])
-    return json.dumps(body)[:300]
+    return redact(json.dumps(body))[:300]
 
 
 def format_detail(detail: Any) -> str:
@@ -254,7 +262,7 @@ def format_detail(detail: Any) -> str:
         return "; ".join(parts)
     if isinstance(detail, dict):
         return format_detail(detail.get("message") or detail.get("msg") or json.dumps(detail))
-    return str(detail)[:300]
+    return redact(str(detail))[:300]
 
 
 # Words resellers use when their moderation refuses a task they report only as "failed".

@@ -21,6 +21,7 @@ class CometApiProvider(BflProvider):
     key_env_var = "COMETAPI_KEY"
     default_base_url = "https://api.cometapi.com"
     trusted_domain = "cometapi.com"
+    result_domains = ("bfl.ai", "cometapi.com")  # it passes BFL's delivery links through
     endpoint_path = f"{API_PREFIX}/flux-2-flex"
 
     def headers(self) -> dict[str, str]:
