@@ -1,7 +1,8 @@
 """A real ComfyUI server for integration tests, with this pack linked in and the loopback BFL.
 
 Needs a ComfyUI checkout (COMFYUI_PATH) and the Python that runs it (COMFYUI_PYTHON); tests that
-use it are skipped with that reason when either is absent.
+use it are skipped with that reason when either is absent. COMFYUI_EXTRA_ARGS adds arguments to
+every ComfyUI started, such as `--front-end-root <folder>` to test against another frontend.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ComfyUI:
         command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", listen, "--port", str(self.port), *extra_args,
                    "--disable-auto-launch", "--input-directory", str(root / "input"),
                    "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
-                   "--extra-model-paths-config", str(config)]
+                   "--extra-model-paths-config", str(config), *os.environ.get("COMFYUI_EXTRA_ARGS", "").split()]
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)

@@ -49,10 +49,17 @@ def dismiss_first_run_templates(tab) -> None:
     greeting.wait_for(state="detached")
 
 
-def test_the_settings_form_stores_a_key_server_side_only(page, comfy: ComfyUI) -> None:
-    secret = "fal-browser-secret-42"
+def open_the_packs_settings(page) -> None:
+    """The settings dialog at the pack's category: a listbox option in older frontends, a plain
+    entry in the dialog's navigation in newer ones."""
     page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
-    page.get_by_role("option", name="FLUX.2 Flex").click()
+    listbox_option = page.get_by_role("option", name="FLUX.2 Flex")
+    listbox_option.or_(page.get_by_role("dialog").get_by_text("FLUX.2 Flex", exact=True)).first.click()
+
+
+def test_the_settings_form_stores_keys_server_side_only_also_under_names(page, comfy: ComfyUI) -> None:
+    secret = "fal-browser-secret-42"
+    open_the_packs_settings(page)
     form = page.locator(".flux2-flex-keys")
     form.locator("select option[value='fal']").wait_for(state="attached")
     form.locator("select").select_option("fal")
@@ -66,6 +73,15 @@ def test_the_settings_form_stores_a_key_server_side_only(page, comfy: ComfyUI) -
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     settings_files = list((comfy.root / "user").rglob("comfy.settings.json"))
     assert all(secret not in path.read_text() for path in settings_files)
+
+    # A second account of another provider, under a name the node's key_name picks.
+    form.locator("select").select_option("bfl")
+    form.locator(".flux2-flex-key-name").fill("client")
+    form.locator("input[type=password]").fill("bfl-client-account-77")
+    form.locator("button").click()
+    page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state')"
+                           ".textContent.includes('named keys: client')")
+    assert json.loads(key_file.read_text())["keys"]["bfl"] == {"client": "bfl-client-account-77"}
     page.keyboard.press("Escape")
 
 
