@@ -1,9 +1,10 @@
 """Which requests may read or change the stored keys: the pack's own check, not ComfyUI's.
 
-ComfyUI compares Origin and Host only when the Host is a loopback name, so a page the user
-visits can post a plain cross-site form to ComfyUI opened by its LAN address, and a DNS-rebound
-name passes too. The key routes therefore check, themselves and whatever address ComfyUI is
-opened by:
+ComfyUI's own middleware (0.3.64 and 0.33.0) compares Origin and Host only when the Host is a
+loopback name; 0.33.0 also refuses `Sec-Fetch-Site: cross-site`, which older browsers do not
+send; with `--enable-cors-header` neither check runs. So a page the user visits can post a plain
+cross-site form to ComfyUI opened by its LAN address, and a DNS-rebound name passes too. The key
+routes therefore check, themselves and whatever address ComfyUI is opened by:
 
 - the `X-Flux2-Flex: 1` header, which the pack's settings form sends and a cross-site form or
   image cannot: a foreign page needs a CORS preflight for it, which ComfyUI never grants for

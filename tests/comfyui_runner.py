@@ -50,7 +50,7 @@ class ComfyUI:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "comfyui.log"
         for name in ("custom_nodes", "input", "output", "user"):
-            (root / name).mkdir()
+            (root / name).mkdir(exist_ok=True)  # a test may have put files into the user folder first
         (root / "custom_nodes" / "comfyui_flux2_flex").symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n")

@@ -26,10 +26,23 @@ LAN_HOST = "192.168.1.20"  # the address a LAN browser would use; the connection
 ATTACKER_KEY = "attacker-key-0000000000"
 
 
+LEGACY_KEY = "r8_stored_before_names_1234"
+
+
 @pytest.fixture(scope="module")
 def lan_comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
-    with running_comfyui(tmp_path_factory.mktemp("comfyui_lan"), comfy_bfl, listen="0.0.0.0") as server:
+    root = tmp_path_factory.mktemp("comfyui_lan")
+    legacy = root / "user" / "flux2_flex" / "keys.json"  # a key file of the first format, {provider: key}
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({"replicate": LEGACY_KEY}))
+    with running_comfyui(root, comfy_bfl, listen="0.0.0.0") as server:
         yield server
+
+
+def test_keys_stored_before_are_migrated_on_start(lan_comfy: ComfyUI) -> None:
+    assert stored(lan_comfy) == {"replicate": {"default": LEGACY_KEY}}
+    assert lan_comfy.client.get(ROUTE, headers=lan_comfy.key_headers()).json()["replicate"]["stored"] is True
+    assert LEGACY_KEY not in lan_comfy.log_path.read_text()
 
 
 def key_file(comfy: ComfyUI, user: str | None = None) -> Path:

@@ -173,6 +173,13 @@ def test_keys_in_log_lines_and_tracebacks_of_any_origin_are_redacted(caplog) -> 
     assert redact("short") == "short", "values too short to be keys are left alone"
 
 
+def test_provider_text_kept_on_an_error_is_redacted_too() -> None:
+    key = "cometapi-key-987654321"
+    register_secret(key)
+    error = errors.ModeratedError(f"refused {key}", stage="content", reasons=(f"flagged for {key}",), task_id="t1")
+    assert key not in str(error) and key not in " ".join(error.reasons)
+
+
 def test_result_urls_are_logged_without_their_query_string(fake_bfl: FakeBfl, bfl: BflProvider, caplog) -> None:
     caplog.set_level(logging.INFO)
     install_log_redaction()

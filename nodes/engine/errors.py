@@ -68,7 +68,7 @@ class ModeratedError(FluxFlexError):
 
     def __init__(self, message: str, *, stage: str, reasons: tuple[str, ...], task_id: str | None) -> None:
         self.stage = stage
-        self.reasons = reasons
+        self.reasons = tuple(redact(reason) for reason in reasons)  # provider text, like the message
         self.task_id = task_id
         super().__init__(message)
 
