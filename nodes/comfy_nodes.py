@@ -1,13 +1,15 @@
-"""The four nodes as ComfyUI sees them: schemas and thin adapters over node_logic.
+"""The pack's nodes as ComfyUI sees them: schemas and thin adapters over node_logic.
 
 Imported only by ComfyUI (through the entry point in the top-level __init__.py), never by the
-engine or the tests that run without ComfyUI. Features newer than ComfyUI 0.3.64 (the price
-badge) are used where this ComfyUI has them and left out where it does not.
+engine or the tests that run without ComfyUI. No node is marked `is_api_node`: that flag means a
+comfy.org partner node, billed through a comfy.org account, and current frontends then hide Run
+behind a comfy.org sign-in. These nodes bill the user's own provider key; the web extension shows
+their price itself (from the engine's pricing, through the /flux2_flex/price route), in the
+classic canvas and in the Vue node view alike.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any, Callable
 
@@ -15,11 +17,11 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
-from .comfy_server import current_user, result_cache
-from .engine.errors import CancelledError
-from .engine.local import OPTION_SPECS, find_models
+from .comfy_server import current_user, local_model_roots, result_cache
+from .engine.errors import CancelledError, FluxFlexError
+from .engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
 from .engine.pricing import CostEstimate
-from .engine.providers import KEY_ENV_VARS
+from .engine.providers import KEY_ENV_VARS, PROVIDER_NAMES
 from .engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
@@ -27,25 +29,23 @@ from .engine.request import (
 )
 from .engine.runner import RunHooks
 from .node_logic import (
-    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_ROOTS, MAX_BATCH, PROVIDER_CHOICES,
-    REFERENCE_BATCH_NODE, NodeSettings, check_settings, estimate_cost, run_settings,
+    COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_NODE, MAX_BATCH, REFERENCE_BATCH_NODE,
+    LocalChoice, NodeSettings, check_settings, estimate_cost, run_settings,
 )
-from .price_badge import BADGE_WIDGETS, price_badge_expression
 from .references import ReferenceSet, collect_references
 
 LOG = logging.getLogger("comfyui_flux2_flex")
 CATEGORY = "FLUX.2 Flex"
 REFERENCES = io.Custom("FLUX2_FLEX_REFERENCES")
+LOCAL_MODEL = io.Custom("FLUX2_FLEX_LOCAL_MODEL")
 UI_KEY = "flux2_flex"  # the key the web extension reads from a node's "executed" message
-SCHEMA_FIELDS = {field.name for field in dataclasses.fields(io.Schema)}
-HAS_PRICE_BADGE = "price_badge" in SCHEMA_FIELDS and hasattr(io, "PriceBadge")
 PROGRESS_STEPS = 100
 NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
 
 
 def local_model_choices() -> list[str]:
     """FLUX.2 folders in ComfyUI's models/diffusers, listed afresh whenever the node list is built."""
-    return [model.name for model in find_models(LOCAL_MODEL_ROOTS)] or [NO_LOCAL_MODEL]
+    return [model.name for model in find_models(local_model_roots())] or [NO_LOCAL_MODEL]
 
 
 def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
@@ -56,29 +56,24 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
 def settings_inputs(*, sends: bool = True) -> list:
     """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
 
-    `sends` adds the result-cache switch and the local-run options, which mean nothing on
-    CostEstimate (it runs nothing).
+    `sends` adds the result-cache switch and the key's name, which mean nothing on CostEstimate
+    (it sends nothing).
+    Local runs take their options from the Local Model node instead, so a remote run shows no
+    widget that does nothing for it.
     """
-    run_options = [
-        io.Boolean.Input(
-            "use_cache", default=True,
-            tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
-            "stored image with no request and no cost, also after a restart. Off: always send."),
-        io.Combo.Input("local_model", options=local_model_choices(),
-                       tooltip="For provider local: a FLUX.2 [dev] or [klein] folder (diffusers format) in "
-                       "models/diffusers. Loaded from disk only, never downloaded."),
-        *(io.Combo.Input(spec.name, options=list(spec.choices), default=spec.default, tooltip=spec.help)
-          for spec in OPTION_SPECS),
-        # Last, so the widget values of workflows saved before it existed still line up.
-        io.String.Input("key_name", default="",
-                        tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex "
-                        "(personal, client, ...). Empty (default): the provider's default key. The workflow holds "
-                        "only this name; where it is unknown, the default key is used and the report says so."),
-    ]
+    use_cache = io.Boolean.Input(
+        "use_cache", default=True,
+        tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
+        "stored image with no request and no cost, also after a restart. Off: always send.")
+    key_name = io.String.Input(
+        "key_name", default="",
+        tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex (personal, "
+        "client, ...). Empty (default): the provider's default key. The workflow holds only this name; where it "
+        "is unknown, the default key is used and the report says so.")
     return [
-        io.Combo.Input("provider", options=list(PROVIDER_CHOICES), default="bfl",
+        io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
-                       "stored in Settings > FLUX.2 Flex), or local: your own GPU with a FLUX.2 model folder (free)."),
+                       "stored in Settings > FLUX.2 Flex). Ignored when a Local Model node is wired in."),
         io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
         io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
                        tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),
@@ -96,31 +91,8 @@ def settings_inputs(*, sends: bool = True) -> list:
         io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
         io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
-        *(run_options if sends else []),
+        *([use_cache, key_name] if sends else []),  # last, so workflows saved before them still line up
     ]
-
-
-def settings_from(values: dict[str, Any]) -> NodeSettings:
-    """NodeSettings from widget values; values ComfyUI did not pass (linked sockets) keep defaults."""
-    known = {f.name for f in dataclasses.fields(NodeSettings)}
-    chosen = {k: v for k, v in values.items() if k in known and v is not None}
-    if "megapixels" in chosen:
-        chosen["megapixels"] = float(chosen["megapixels"])
-    chosen.setdefault("prompt", "(linked)")
-    chosen.setdefault("provider", "bfl")
-    return NodeSettings(**chosen)
-
-
-def price_badge(*, edit_image: bool, references_socket: str | None) -> dict[str, Any]:
-    """Schema keyword for the price badge, or nothing on a ComfyUI without badges."""
-    if not HAS_PRICE_BADGE:
-        return {}
-    depends = io.PriceBadgeDepends(widgets=list(BADGE_WIDGETS),
-                                   inputs=[references_socket] if references_socket else [])
-    badge = io.PriceBadge(expr=price_badge_expression(edit_image=edit_image, references_socket=references_socket),
-                          depends_on=depends)
-    # The frontend draws badges on API nodes only; these nodes do call paid APIs.
-    return {"price_badge": badge, "is_api_node": True}
 
 
 def comfy_hooks(node_id: str | None) -> RunHooks:
@@ -143,14 +115,15 @@ def run_interruptibly(action: Callable[[], Any]) -> Any:
         raise comfy.model_management.InterruptProcessingException() from None
 
 
-def ui_report(report: str, reported_cost: float | None = None) -> dict[str, list]:
-    return {UI_KEY: [{"report": report, "reported_cost": reported_cost}]}
+def ui_report(report: str) -> dict[str, list]:
+    """What the web extension shows on the node after it ran."""
+    return {UI_KEY: [{"report": report}]}
 
 
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
     result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(), **run_args))
-    return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report, result.reported_cost))
+    return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report))
 
 
 def image_node_outputs() -> list:
@@ -158,12 +131,22 @@ def image_node_outputs() -> list:
             io.String.Output(display_name="report")]
 
 
+def image_node_extra_inputs() -> list:
+    """The optional sockets Generate and Edit share, after their widgets."""
+    return [
+        REFERENCES.Input("references", optional=True, tooltip="Reference images from a Reference Batch node."),
+        LOCAL_MODEL.Input("local_model", optional=True,
+                          tooltip="Wire a FLUX.2 [flex] Local Model node here to run on your own GPU, free; the "
+                          "provider is then not used. Several nodes can share one loaded model."),
+    ]
+
+
 class _ValidatedNode(io.ComfyNode):
     """Shared validation: the engine's own message, at queue time, before anything is sent."""
 
     @classmethod
     def validate_inputs(cls, **values: Any) -> bool | str:
-        return check_settings(settings_from(values)) or True
+        return check_settings(NodeSettings.from_widgets(values)) or True
 
     @classmethod
     def fingerprint_inputs(cls, **values: Any) -> str:
@@ -182,16 +165,16 @@ class FluxFlexGenerate(_ValidatedNode):
             description="Text to image with FLUX.2 [flex] through your own provider key. Great at typography: put "
             "text in quotes. Optional references guide style and content. Outputs the images, the seed used and "
             "a report with the cost.",
-            inputs=[*settings_inputs(), REFERENCES.Input("references", optional=True,
-                                                         tooltip="Reference images from a Reference Batch node.")],
+            inputs=[*settings_inputs(), *image_node_extra_inputs()],
             outputs=image_node_outputs(),
             hidden=[io.Hidden.unique_id],
-            **price_badge(edit_image=False, references_socket="references"),
         )
 
     @classmethod
-    def execute(cls, references: ReferenceSet | None = None, **values: Any) -> io.NodeOutput:
-        return image_node_output(cls.hidden.unique_id, settings_from(values), references=references)
+    def execute(cls, references: ReferenceSet | None = None, local_model: LocalChoice | None = None,
+                **values: Any) -> io.NodeOutput:
+        return image_node_output(cls.hidden.unique_id, NodeSettings.from_widgets(values), references=references,
+                                 local=local_model)
 
 
 class FluxFlexEdit(_ValidatedNode):
@@ -210,18 +193,17 @@ class FluxFlexEdit(_ValidatedNode):
                                  tooltip="On (default): output the input image's size, rounded to multiples of 16 "
                                  "and capped at 4 MP. Off: use aspect_ratio/megapixels or width/height."),
                 *settings_inputs(),
-                REFERENCES.Input("references", optional=True, tooltip="Reference images from a Reference Batch node."),
+                *image_node_extra_inputs(),
             ],
             outputs=image_node_outputs(),
             hidden=[io.Hidden.unique_id],
-            **price_badge(edit_image=True, references_socket="references"),
         )
 
     @classmethod
     def execute(cls, image, match_input_size: bool = True, references: ReferenceSet | None = None,
-                **values: Any) -> io.NodeOutput:
-        return image_node_output(cls.hidden.unique_id, settings_from(values), edit_image=image,
-                                 references=references, match_input_size=match_input_size)
+                local_model: LocalChoice | None = None, **values: Any) -> io.NodeOutput:
+        return image_node_output(cls.hidden.unique_id, NodeSettings.from_widgets(values), edit_image=image,
+                                 references=references, match_input_size=match_input_size, local=local_model)
 
 
 def _reference_image_inputs() -> list:
@@ -272,22 +254,61 @@ class FluxFlexCostEstimate(_ValidatedNode):
             outputs=[io.Float.Output(display_name="usd"), io.Float.Output(display_name="credits"),
                      io.String.Output(display_name="breakdown")],
             is_output_node=True,
-            **price_badge(edit_image=False, references_socket="references"),
         )
 
     @classmethod
     def execute(cls, image=None, match_input_size: bool = True, references: ReferenceSet | None = None,
                 **values: Any) -> io.NodeOutput:
-        estimate: CostEstimate = estimate_cost(settings_from(values), edit_image=image, references=references,
-                                               match_input_size=match_input_size)
+        estimate: CostEstimate = estimate_cost(NodeSettings.from_widgets(values), edit_image=image,
+                                               references=references, match_input_size=match_input_size)
         text = estimate.as_text()
         return io.NodeOutput(estimate.usd if estimate.usd is not None else -1.0,
                              estimate.credits if estimate.credits is not None else -1.0, text, ui=ui_report(text))
 
 
-NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate]
+class FluxFlexLocalModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=LOCAL_MODEL_NODE,
+            display_name="FLUX.2 [flex] Local Model (diffusers)",
+            category=CATEGORY,
+            description="Picks a FLUX.2 [dev] or [klein] model folder (diffusers format, in models/diffusers) and "
+            "how to run it. Wire its output into Generate or Edit to run there on your own GPU, free of charge; "
+            "nodes that share one Local Model share one loaded pipeline. Nothing is ever downloaded.",
+            inputs=[
+                io.Combo.Input("model", options=local_model_choices(),
+                               tooltip="A FLUX.2 [dev] or [klein] folder in diffusers format inside "
+                               "models/diffusers. Loaded from disk only, never downloaded."),
+                *(io.Combo.Input(spec.name, options=list(spec.choices), default=spec.default, tooltip=spec.help)
+                  for spec in OPTION_SPECS),
+            ],
+            outputs=[LOCAL_MODEL.Output(display_name="local_model")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, model: str, local_dtype: str, local_offload: str, local_quantization: str) -> bool | str:
+        try:
+            cls.choice(model, local_dtype, local_offload, local_quantization)
+        except FluxFlexError as error:
+            return str(error)
+        return True
+
+    @classmethod
+    def execute(cls, model: str, local_dtype: str, local_offload: str, local_quantization: str) -> io.NodeOutput:
+        return io.NodeOutput(cls.choice(model, local_dtype, local_offload, local_quantization))
+
+    @staticmethod
+    def choice(model: str, dtype: str, offload: str, quantization: str) -> LocalChoice:
+        """The model folder (only a name inside models/diffusers) and validated options."""
+        return LocalChoice(resolve_model(model, local_model_roots()), LocalOptions(dtype, offload, quantization).validate())
+
+
+NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate,
+                                   FluxFlexLocalModel]
 
 
 class FluxFlexExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return NODES
+

@@ -1,11 +1,13 @@
-"""Server-side half of the pack: routes that store provider keys, and the pack's user folders.
+"""Server-side half of the pack: routes that store provider keys and preview prices, and the
+pack's user folders.
 
 The browser posts a key once; the server writes it to the pack's folder in ComfyUI's user folder
 (owner-only) and the engine reads it from there. No route ever sends a key back: GET says only
 which key names each provider has, and whether its environment variable (which takes precedence
 for the default key) is set. Every key route is guarded by `request_guard` (same origin, the
 pack's header, changes only from this machine) and every change is logged with the client's
-address, never with the key.
+address, never with the key. The price route answers from the engine's pricing, so the price
+on a node and the run's report agree.
 
 Multi-user ComfyUI (`--multi-user`): each ComfyUI user has their own folder, so their own keys,
 result cache and journal: user/flux2_flex/users/<user id>/ (outside user/<user id>/, which
@@ -32,6 +34,7 @@ import folder_paths
 from aiohttp import web
 from comfy.cli_args import args
 from comfy_execution.utils import get_executing_context
+from PIL import Image
 from server import PromptServer
 
 from .engine.errors import FluxFlexError, InvalidRequestError
@@ -40,9 +43,13 @@ from .engine.providers import KEY_ENV_VARS
 from .engine.redaction import install_log_redaction, register_secret
 from .engine.result_cache import ResultCache
 from .key_store import KEYS_FILE_NAME, KeyStore
+from .price_preview import preview_for_browser
 from .request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
+PRICE_ROUTE = "/flux2_flex/price"
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
 EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input_images"
 PROMPT_USER_FIELD = "flux2_flex_user"  # in a prompt's extra_data: the ComfyUI user who queued it
 USERS_FOLDER = "users"
@@ -112,6 +119,11 @@ def result_cache() -> ResultCache:
 @functools.cache
 def _result_cache_in(folder: Path) -> ResultCache:
     return ResultCache(folder)
+
+
+def local_model_roots() -> list[Path]:
+    """ComfyUI's models/diffusers folders (extra_model_paths included), read when a model is listed or picked."""
+    return [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
 
 
 def key_store(user: str | None) -> KeyStore:
@@ -205,6 +217,13 @@ def register_routes() -> None:
                  f" of ComfyUI user {user}" if user else "", request.remote)
         return web.json_response(key_status(store))
 
+    @routes.post(PRICE_ROUTE)
+    async def post_price(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(preview_for_browser(await request.json(), loaded_image_size))
+        except (ValueError, TypeError, AttributeError) as error:
+            return web.json_response({"error": f"expected the node's widgets and inputs: {error}"}, status=400)
+
 
 def prepare_stored_keys() -> None:
     """Migrate a key file of the first format, and make every known key redactable in log lines
@@ -225,6 +244,26 @@ def prepare_stored_keys() -> None:
     install_log_redaction(*logging.getLogger().handlers)
 
 
+def loaded_image_size(name: str) -> tuple[int, int] | None:
+    """The size LoadImage will give the image it picked by this name, from the file's header alone.
+
+    Only files inside ComfyUI's input, output and temp folders are read, so the route cannot be
+    used to probe the rest of the disk; anything else is "unknown" and priced as a range.
+    """
+    folders = (folder_paths.get_input_directory(), folder_paths.get_output_directory(),
+               folder_paths.get_temp_directory())
+    try:
+        path = Path(folder_paths.get_annotated_filepath(name)).resolve()
+        if not any(path.is_relative_to(Path(folder).resolve()) for folder in folders):
+            return None
+        with Image.open(path) as picture:
+            width, height = picture.size
+            turned = picture.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return (height, width) if turned else (width, height)
+
+
 def install_example_inputs() -> None:
     """Copy the example workflows' images into ComfyUI's input folder, so their LoadImage nodes
     find them; a user's file of the same name is never overwritten."""
@@ -237,14 +276,12 @@ def install_example_inputs() -> None:
 
 
 def connect_local_backend() -> None:
-    """Find local models where ComfyUI keeps diffusers models, and free the loaded pipeline
-    whenever ComfyUI unloads its own models (the Unload button, or running short of memory)."""
+    """Free the loaded local pipeline whenever ComfyUI unloads its own models (the Unload button,
+    or running short of memory)."""
     import comfy.model_management as model_management
 
     from .engine.local import free as free_local_pipeline
-    from .node_logic import LOCAL_MODEL_ROOTS
 
-    LOCAL_MODEL_ROOTS[:] = [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
     unload_comfy_models = model_management.unload_all_models
 
     def unload_all_models(*args, **kwargs):

@@ -6,22 +6,20 @@ ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
 
 import torch
 
 from .engine.batch import BatchError, generate_batch, seeded_requests
 from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.keys import key_choice_note
 from .engine.images import arrays_to_tensor, tensor_to_arrays
-from .engine.local import (
-    DTYPE, LOCAL, OFFLOAD, QUANTIZE, LocalOptions, generate_local_batch, prepare_local, resolve_model,
-)
+from .engine.keys import key_choice_note
+from .engine.local import LocalModel, LocalOptions, generate_local_batch, prepare_local
 from .engine.pricing import CostEstimate, estimate
 from .engine.providers import PROVIDER_NAMES, make_provider
 from .engine.request import (
-    MAX_OUTPUT_PIXELS, SEED, FlexRequest, InputImage, fit_size, preset_size, validate_request,
+    MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, validate_request,
 )
 from .engine.result_cache import ResultCache
 from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
@@ -31,9 +29,20 @@ CUSTOM_SIZE = "custom"
 MAX_BATCH = 16
 GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
-NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE)
-PROVIDER_CHOICES = (*PROVIDER_NAMES, LOCAL)
-LOCAL_MODEL_ROOTS: list[Path] = []  # ComfyUI's models/diffusers folders, set by the ComfyUI adapter
+LOCAL_MODEL_NODE = "FluxFlexLocalModel"
+NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE, LOCAL_MODEL_NODE)
+PRICED_NODE_IDS = (GENERATE_NODE, EDIT_NODE, COST_ESTIMATE_NODE)  # the nodes that show a price before running
+
+
+@dataclass(frozen=True)
+class LocalChoice:
+    """A local FLUX.2 model and how to run it: what the Local Model node hands to Generate and Edit.
+
+    Wiring it in replaces the provider: the run happens on this machine, free of charge.
+    """
+
+    model: LocalModel
+    options: LocalOptions = LocalOptions()
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,21 @@ class NodeSettings:
     batch_size: int = 1
     use_cache: bool = True
     key_name: str = ""  # a stored key's name (personal, client); empty: the provider's default key
-    local_model: str = ""
-    local_dtype: str = DTYPE.default
-    local_offload: str = OFFLOAD.default
-    local_quantization: str = QUANTIZE.default
 
-    def local_options(self) -> LocalOptions:
-        return LocalOptions(self.local_dtype, self.local_offload, self.local_quantization).validate()
+    @classmethod
+    def from_widgets(cls, values: Mapping[str, Any]) -> "NodeSettings":
+        """Settings from a node's widget values; values not given (linked sockets) keep defaults.
+
+        Keys that are not settings (other inputs, or values a workflow saved for widgets this
+        version no longer has) are left out rather than refused.
+        """
+        known = {f.name for f in fields(cls)}
+        chosen = {k: v for k, v in values.items() if k in known and v is not None}
+        if "megapixels" in chosen:
+            chosen["megapixels"] = float(chosen["megapixels"])
+        chosen.setdefault("prompt", "(linked)")
+        chosen.setdefault("provider", "bfl")
+        return cls(**chosen)
 
     def output_size(self) -> tuple[int, int]:
         """Width and height from the preset when one is chosen, else from the width/height widgets."""
@@ -87,30 +104,34 @@ class NodeResult:
 
 
 def check_settings(settings: NodeSettings) -> str | None:
-    """The engine's message for the first bad widget value, or None: used at validation time."""
+    """The engine's message for the first bad widget value, or None: used at validation time.
+
+    The provider is checked even when a local model will be wired in: its widget is still part of
+    the workflow, and a local run validates the request again before it starts.
+    """
     try:
         if not 1 <= settings.batch_size <= MAX_BATCH:
             raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
         if settings.seed + settings.batch_size - 1 > SEED.maximum:
             raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
                                       f"with batch_size {settings.batch_size} (seeds count up per image)")
-        if settings.provider == LOCAL:
-            settings.local_options()
-            prepare_local(settings.base_request(), resolve_model(settings.local_model, LOCAL_MODEL_ROOTS))
-        else:
-            make_provider(settings.provider).validate(settings.base_request())
+        make_provider(settings.provider).validate(settings.base_request())
     except FluxFlexError as error:
         return str(error)
     return None
 
 
-def edit_size(settings: NodeSettings, image: torch.Tensor, match_input_size: bool) -> tuple[tuple[int, int], tuple[str, ...]]:
+def edit_output_size(settings: NodeSettings, width: int, height: int, match_input_size: bool) -> FittedSize:
     """Edit's output size: the input image's (rounded to 16, capped at 4 MP) unless overridden."""
     if not match_input_size:
-        return settings.output_size(), ()
-    height, width = (image.shape[0], image.shape[1]) if image.dim() == 3 else (image.shape[1], image.shape[2])
-    fitted = fit_size(int(width), int(height), max_pixels=MAX_OUTPUT_PIXELS)
-    return fitted.size, fitted.notes
+        return FittedSize(*settings.output_size(), ())
+    return fit_size(width, height, max_pixels=MAX_OUTPUT_PIXELS)
+
+
+def image_size(image: torch.Tensor) -> tuple[int, int]:
+    """Width and height of an IMAGE tensor, a single [H, W, C] frame or a [B, H, W, C] batch."""
+    height, width = image.shape[-3], image.shape[-2]
+    return int(width), int(height)
 
 
 def build_requests(
@@ -132,8 +153,9 @@ def build_requests(
         size = settings.output_size()
     else:
         frames = [(InputImage(frame),) for frame in tensor_to_arrays(edit_image, name="image")]
-        size, size_notes = edit_size(settings, edit_image, match_input_size)
-        notes.extend(size_notes)
+        fitted = edit_output_size(settings, *image_size(edit_image), match_input_size)
+        size = fitted.size
+        notes.extend(fitted.notes)
     requests = []
     for index, frame in enumerate(frames):
         first = settings.base_request(frame + ref_images, size).with_seed(settings.seed + index * settings.batch_size)
@@ -141,13 +163,18 @@ def build_requests(
     return requests, tuple(notes)
 
 
-def prepare_all(requests: list[FlexRequest], settings: NodeSettings) -> list[PreparedRequest]:
-    """Validate and price each request for the chosen provider (the local one included)."""
-    if settings.provider == LOCAL:
-        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
-        return [prepare_local(request, model) for request in requests]
+def prepare_all(requests: list[FlexRequest], settings: NodeSettings,
+                local: LocalChoice | None = None) -> list[PreparedRequest]:
+    """Validate and price each request for where it will run: the chosen provider, or the local model."""
+    if local is not None:
+        return [prepare_local(request, local.model) for request in requests]
     provider = make_provider(settings.provider)
     return [prepare(request, provider) for request in requests]
+
+
+def local_run_notes(settings: NodeSettings) -> tuple[str, ...]:
+    """Said once per local run, so a provider left on the node is not mistaken for the one used."""
+    return (f"local model wired in: provider {settings.provider} was not used and nothing was billed",)
 
 
 def estimate_cost(
@@ -189,6 +216,7 @@ def run_settings(
     references: ReferenceSet | None = None,
     match_input_size: bool = True,
     cache: ResultCache | None = None,
+    local: LocalChoice | None = None,
 ) -> NodeResult:
     """Build, price and run every request of a node concurrently; stack the images in order.
 
@@ -197,11 +225,10 @@ def run_settings(
     """
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    prepared = prepare_all(requests, settings)
-    if settings.provider == LOCAL:
-        model = resolve_model(settings.local_model, LOCAL_MODEL_ROOTS)
-        results = generate_local_batch(prepared, model, settings.local_options(), hooks=hooks)
-        return results_to_node_result(results, settings, notes)
+    prepared = prepare_all(requests, settings, local)
+    if local is not None:
+        results = generate_local_batch(prepared, local.model, local.options, hooks=hooks)
+        return results_to_node_result(results, settings, notes + local_run_notes(settings))
     provider = make_provider(settings.provider, key_choice=settings.key_name)
     notes += tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
     try:

@@ -1,8 +1,9 @@
 """A real ComfyUI server for integration tests, with this pack linked in and the loopback BFL.
 
 Needs a ComfyUI checkout (COMFYUI_PATH) and the Python that runs it (COMFYUI_PYTHON); tests that
-use it are skipped with that reason when either is absent. COMFYUI_EXTRA_ARGS adds arguments to
-every ComfyUI started, such as `--front-end-root <folder>` to test against another frontend.
+use it are skipped with that reason when either is absent. COMFYUI_FRONTEND_ROOT optionally
+points at another frontend build (the `static` folder of a comfyui-frontend-package), so the same
+tests run against the frontend a ComfyUI release ships and against the newest one.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from fakes.bfl_server import FakeBfl
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON")
+COMFYUI_FRONTEND_ROOT = os.environ.get("COMFYUI_FRONTEND_ROOT")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 needs_comfyui = pytest.mark.skipif(
     not (COMFYUI_PATH and COMFYUI_PYTHON),
     reason="set COMFYUI_PATH (a ComfyUI checkout) and COMFYUI_PYTHON (its Python) to run ComfyUI integration tests",
 )
 STARTUP_SECONDS = 180
+LOCAL_EXAMPLE_MODEL = "FLUX.2-klein-4B"  # the folder name the local example workflow picks
 RUN_SECONDS = 120
 
 
@@ -42,8 +45,8 @@ def _free_port() -> int:
 class ComfyUI:
     """A ComfyUI server process with this pack linked in through extra_model_paths."""
 
-    def __init__(self, root: Path, bfl: FakeBfl, *, listen: str = "127.0.0.1", extra_args: tuple[str, ...] = (),
-                 key_in_environment: bool = True) -> None:
+    def __init__(self, root: Path, bfl: FakeBfl, *, pack_copies: int = 1, listen: str = "127.0.0.1",
+                 extra_args: tuple[str, ...] = (), key_in_environment: bool = True) -> None:
         """`listen` is the address ComfyUI binds; the tests always connect to 127.0.0.1."""
         self.root = root
         self.port = _free_port()
@@ -51,16 +54,21 @@ class ComfyUI:
         self.log_path = root / "comfyui.log"
         for name in ("custom_nodes", "input", "output", "user"):
             (root / name).mkdir(exist_ok=True)  # a test may have put files into the user folder first
-        (root / "custom_nodes" / "comfyui_flux2_flex").symlink_to(REPO_ROOT, target_is_directory=True)
+        for copy in range(pack_copies):  # a second copy is what a manual clone beside a Manager install gives
+            name = "comfyui_flux2_flex" + (f"_copy{copy}" if copy else "")
+            (root / "custom_nodes" / name).symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
-        config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n")
+        config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
+                          "  diffusers: models/diffusers/\n")
         env = {**os.environ, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
         if key_in_environment:
             env["BFL_API_KEY"] = bfl.api_key
         command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", listen, "--port", str(self.port), *extra_args,
                    "--disable-auto-launch", "--input-directory", str(root / "input"),
                    "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
-                   "--extra-model-paths-config", str(config), *os.environ.get("COMFYUI_EXTRA_ARGS", "").split()]
+                   "--extra-model-paths-config", str(config)]
+        if COMFYUI_FRONTEND_ROOT:
+            command += ["--front-end-root", COMFYUI_FRONTEND_ROOT]
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
@@ -115,6 +123,18 @@ class ComfyUI:
         return self.wait_for(response.json()["prompt_id"])
 
 
+def prepare_local_models(root: Path) -> bool:
+    """Put a tiny random-weight FLUX.2 klein, under the name the local example uses, into the test
+    ComfyUI's models/diffusers, where ComfyUI's Python can run it (it needs diffusers)."""
+    probe = subprocess.run([COMFYUI_PYTHON, "-c", "import diffusers"], capture_output=True)
+    if probe.returncode != 0:
+        return False
+    from tiny_flux2_pipelines import build_tiny_flux2_klein
+
+    build_tiny_flux2_klein(root / "models" / "diffusers" / LOCAL_EXAMPLE_MODEL, distilled=True)
+    return True
+
+
 @pytest.fixture(scope="module")
 def comfy_bfl() -> Iterator[FakeBfl]:
     with FakeBfl() as server:
@@ -134,7 +154,9 @@ def running_comfyui(root: Path, bfl: FakeBfl, **options: Any) -> Iterator[ComfyU
 
 @pytest.fixture(scope="module")
 def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
-    with running_comfyui(tmp_path_factory.mktemp("comfyui"), comfy_bfl) as server:
+    root = tmp_path_factory.mktemp("comfyui")
+    prepare_local_models(root)
+    with running_comfyui(root, comfy_bfl) as server:
         yield server
 
 

@@ -38,8 +38,48 @@ def test_object_info_lists_the_four_nodes_with_their_inputs(object_info: dict[st
         assert spec[1].get("tooltip"), "every input has a tooltip"
 
 
+def test_no_node_is_a_comfy_org_partner_node_and_remote_runs_show_no_local_widgets(object_info) -> None:
+    for node_id in NODE_IDS:
+        definition = object_info[node_id]
+        assert not definition.get("api_node"), "partner nodes send a signed-out user to a comfy.org sign-in"
+        hidden = json.dumps(definition["input"].get("hidden", {}))
+        assert "comfy_org" not in hidden and not definition.get("price_badge")
+    for node_id in ("FluxFlexGenerate", "FluxFlexEdit"):
+        inputs = object_info[node_id]["input"]
+        assert not any(name.startswith("local_") for name in inputs["required"])
+        assert inputs["optional"]["local_model"][0] == "FLUX2_FLEX_LOCAL_MODEL"
+    loader = object_info["FluxFlexLocalModel"]
+    assert loader["output"] == ["FLUX2_FLEX_LOCAL_MODEL"]
+    assert {"model", "local_dtype", "local_offload", "local_quantization"} == set(loader["input"]["required"])
+
+
+def test_the_price_route_answers_from_the_engine_with_the_picked_files_size(comfy: ComfyUI) -> None:
+    question = {"node": "FluxFlexEdit", "widgets": {"provider": "bfl", "prompt": "x", "batch_size": 2},
+                "image": {"files": ["flux2_flex_street.png"], "unknown": 0}, "references": None, "local": False}
+    answer = comfy.client.post("/flux2_flex/price", json=question).json()
+    assert answer["text"] == "$0.200" and "768x512" in answer["detail"]
+    question["image"]["files"] = ["../../../etc/passwd"]
+    assert comfy.client.post("/flux2_flex/price", json=question).json()["text"].startswith("~"), \
+        "a file outside ComfyUI's folders is never read: its size is unknown"
+    assert comfy.client.post("/flux2_flex/price", json={"widgets": 3}).status_code == 400
+
+
+def test_two_copies_of_the_pack_load_once_and_the_second_is_named(comfy_bfl: FakeBfl, tmp_path: Path) -> None:
+    twice = ComfyUI(tmp_path, comfy_bfl, pack_copies=2)
+    try:
+        twice.wait_until_up()
+        assert "FluxFlexGenerate" in twice.client.get("/object_info").json()
+        log = twice.log_path.read_text()
+        assert "a second copy of the pack at" in log and "comfyui_flux2_flex_copy1" in log
+        assert "IMPORT FAILED" not in log
+    finally:
+        twice.stop()
+
+
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
 def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
+    if "local_model" in path.stem and not (comfy.root / "models" / "diffusers").is_dir():
+        pytest.skip("ComfyUI's Python has no diffusers: the local example cannot run")
     workflow = load(path)
     entry = comfy.run(to_api_prompt(workflow, object_info), workflow)
     assert entry["status"]["status_str"] == "success", entry["status"]
@@ -60,7 +100,7 @@ def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: Fake
 
 
 def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bfl, object_info) -> None:
-    workflow = load(workflow_files()[-1])  # text to image
+    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
     prompt = to_api_prompt(workflow, object_info)
     generate = next(node for node in prompt.values() if node["class_type"] == "FluxFlexGenerate")
     generate["inputs"]["guidance"] = 12.0
@@ -72,7 +112,7 @@ def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bf
 
 
 def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(workflow_files()[-1])
+    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
     prompt = to_api_prompt(workflow, object_info)
     comfy.run(prompt)
     submits = len(comfy_bfl.submits)
@@ -81,7 +121,7 @@ def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, obje
 
 
 def test_cancel_stops_polling_and_interrupts(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(workflow_files()[-1])
+    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
     prompt = to_api_prompt(workflow, object_info)
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["seed"] = 999
     comfy_bfl.plans.append(TaskPlan(statuses=["Pending"]))

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_flux2_flex.nodes import node_logic
 from comfyui_flux2_flex.nodes.engine import local
 from comfyui_flux2_flex.nodes.engine.errors import CancelledError, FluxFlexError, InvalidRequestError
 from comfyui_flux2_flex.nodes.engine.local import (
@@ -27,7 +26,8 @@ from comfyui_flux2_flex.nodes.engine.local import (
 )
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, estimate_cost, run_settings
+from comfyui_flux2_flex.nodes.node_logic import LocalChoice, NodeSettings, run_settings
+from comfyui_flux2_flex.nodes.price_preview import preview_price
 from tiny_flux2_pipelines import build_tiny_flux2_dev, build_tiny_flux2_klein
 
 DEV, KLEIN, KLEIN_BASE = "flux2-dev-tiny", "flux2-klein-tiny", "flux2-klein-base-tiny"
@@ -341,14 +341,12 @@ def test_importing_the_engine_and_nodes_logic_loads_no_diffusers() -> None:
 # Through the nodes' logic and the CLI
 
 
-def test_the_nodes_switch_to_local_by_one_setting(model_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = NodeSettings(provider="local", prompt="a fox", width=64, height=64, steps=2, seed=3, batch_size=2,
-                            local_model=DEV)
-    monkeypatch.setattr(node_logic, "LOCAL_MODEL_ROOTS", [model_root])
-    result = run_settings(settings, RunHooks())
+def test_a_wired_local_model_replaces_the_provider_and_is_free(models) -> None:
+    settings = NodeSettings(provider="bfl", prompt="a fox", width=64, height=64, steps=2, seed=3, batch_size=2)
+    result = run_settings(settings, RunHooks(), local=LocalChoice(models[DEV]))
     assert tuple(result.images.shape) == (2, 64, 64, 3) and result.images.dtype == torch.float32
-    assert "local: free" in result.report
-    assert estimate_cost(settings).usd == 0
+    assert "local: free" in result.report and "provider bfl was not used" in result.report
+    assert preview_price(settings, local=True).usd_high == 0
     local.free()
 
 

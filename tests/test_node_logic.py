@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import stat
 
-import jsonata
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key, use_stored_key
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
-from comfyui_flux2_flex.nodes.price_badge import price_badge_expression
+from comfyui_flux2_flex.nodes.price_preview import SocketImages, preview_for_browser, preview_price
 from comfyui_flux2_flex.nodes.references import collect_references
 from fakes.bfl_server import FakeBfl, TaskPlan
 
@@ -149,28 +148,46 @@ def test_stored_keys_are_owner_only_and_used_by_the_engine(tmp_path) -> None:
     assert "two words" not in str(caught.value)
 
 
-def badge(expression: str, connected: bool = False, **widgets) -> dict:
-    values = {"provider": "bfl", "aspect_ratio": "custom", "megapixels": "1", "width": 1024, "height": 1024,
-              "batch_size": 1, **widgets}
-    return jsonata.Jsonata(expression).evaluate({"widgets": values, "inputs": {"references": {"connected": connected}},
-                                                 "inputGroups": {}})
+def test_the_price_before_a_run_is_the_engines_estimate() -> None:
+    for changes in ({}, {"width": 1920, "height": 1072}, {"aspect_ratio": "16:9", "megapixels": 2.0},
+                    {"batch_size": 3}, {"provider": "fal", "width": 2048, "height": 2048}):
+        expected = estimate_cost(settings(**changes))
+        preview = preview_price(settings(**changes))
+        assert preview.text == f"${expected.usd:.3f}" and preview.usd_low == preview.usd_high == expected.usd
 
 
-@pytest.mark.parametrize(
-    "widgets",
-    [{}, {"width": 1920, "height": 1072}, {"aspect_ratio": "16:9", "megapixels": "2"}, {"batch_size": 3},
-     {"provider": "fal", "width": 2048, "height": 2048}, {"aspect_ratio": "9:21", "megapixels": "0.5"}],
-)
-def test_price_badge_matches_the_estimate(widgets) -> None:
-    expected = estimate_cost(settings(**{**widgets, "megapixels": float(widgets.get("megapixels", 1))}))
-    assert badge(price_badge_expression(edit_image=False, references_socket="references"), **widgets) == {
-        "type": "text", "text": f"${expected.usd:.3f}"}
+def test_edit_and_reference_sizes_known_from_their_files_give_the_exact_price() -> None:
+    refs = collect_references([("image_1", image_batch(1, 2100, 2100)), ("image_2", image_batch(1, 384, 384))])
+    exact = estimate_cost(settings(batch_size=2), edit_image=image_batch(1, 600, 1000), references=refs)
+    preview = preview_price(settings(batch_size=2), edit_image=SocketImages(((1000, 600),)),
+                            references=SocketImages(((2100, 2100), (384, 384))))
+    assert preview.text == f"${exact.usd:.3f}" and "input 2: 2048x2048" in preview.detail, "downscaled as sent"
+    fixed = preview_price(settings(width=2048, height=2048), edit_image=SocketImages(((1000, 600),)),
+                          match_input_size=False)
+    assert fixed.text == "$0.250", "match_input_size off: the widgets' size is billed, 4 MP out and 1 MP in"
 
 
-def test_price_badge_gives_a_range_for_references_and_text_for_unknown_prices() -> None:
-    generate = price_badge_expression(edit_image=False, references_socket="references")
-    assert badge(generate, connected=True) == {"type": "text", "text": f"~$0.100-${0.05 + 8 * 4 * 0.05:.3f}"}
-    assert badge(generate, provider="cometapi") == {"type": "text", "text": "price unknown"}
-    assert badge(generate, provider="local") == {"type": "text", "text": "free (local)"}
-    edit = badge(price_badge_expression(edit_image=True, references_socket="references"))
-    assert edit == {"type": "text", "text": "~$0.100-$0.250"}
+def test_images_known_only_when_the_graph_runs_give_a_range() -> None:
+    assert preview_price(settings(), references=SocketImages(unknown=1)).text == f"~$0.100-${0.05 + 8 * 4 * 0.05:.3f}"
+    assert preview_price(settings(), edit_image=SocketImages(unknown=1)).text == "~$0.100-$0.400"
+    partly = preview_price(settings(), references=SocketImages(((64, 64),), unknown=1))
+    assert partly.text == f"~$0.150-${0.10 + 7 * 0.20:.3f}"
+
+
+def test_the_price_preview_says_what_is_wrong_or_unknown() -> None:
+    assert preview_price(settings(provider="cometapi")).text == "price unknown"
+    bad = preview_price(settings(width=1000))
+    assert bad.problem and "width = 1000 is not allowed" in bad.detail
+    assert preview_price(settings(provider="bfl"), local=True).text == "free (local run)"
+
+
+def test_the_browser_asks_with_widget_values_and_file_names() -> None:
+    sizes = {"street.png": (768, 512)}
+    answer = preview_for_browser(
+        {"widgets": {"provider": "bfl", "prompt": "x", "megapixels": "1", "match_input_size": True, "batch_size": 2},
+         "image": {"files": ["street.png"], "unknown": 0}, "references": None, "local": False}, sizes.get)
+    assert answer["text"] == "$0.200" and not answer["problem"]
+    unreadable = preview_for_browser({"widgets": {"prompt": "x"}, "image": {"files": ["gone.png"]}}, sizes.get)
+    assert unreadable["text"].startswith("~"), "a file whose size cannot be read counts as unknown"
+    with pytest.raises(ValueError):
+        preview_for_browser({"widgets": "nope"}, sizes.get)

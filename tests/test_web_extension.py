@@ -1,7 +1,9 @@
-"""The web extension in a real headless Chromium against real ComfyUI: the key form and the cost label.
+"""The pack in a real browser, used as a user uses it: open an example, read the price, press Run.
 
-Skipped unless ComfyUI (see comfyui_runner), Debian's Chromium and the playwright package are
-present. Playwright drives the system Chromium; it downloads no browser of its own.
+Runs headless Chromium against a real ComfyUI (see comfyui_runner: COMFYUI_PATH, COMFYUI_PYTHON
+and optionally COMFYUI_FRONTEND_ROOT for a newer frontend), once in the classic canvas and once
+in the Vue node view where the frontend has it. Skipped unless ComfyUI, Debian's Chromium and the
+playwright package are present. Playwright drives the system Chromium; it downloads no browser.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import json
 import shutil
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from comfyui_runner import ComfyUI, needs_comfyui
+from comfyui_runner import ComfyUI, needs_comfyui, prepare_local_models
 from fakes.bfl_server import FakeBfl
 from workflow_format import load, workflow_files
 
@@ -23,43 +27,159 @@ pytestmark = [needs_comfyui, pytest.mark.skipif(not CHROMIUM, reason="apt-get in
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                   "--disable-background-networking", "--disable-component-update"]
 EXTENSION = "FLUX2Flex.Nodes"
+VUE_NODES_SETTING = "Comfy.VueNodes.Enabled"
+SIGN_IN_GATE = ("Sign in to run", "Partner nodes require an account")
+RUN_SECONDS = 120
+RUN_BUTTON = "[data-testid='queue-button']"  # the Run button in frontends 1.27 to 1.58
 
 
-@pytest.fixture(scope="module")
-def page(comfy: ComfyUI) -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        tab = browser.new_page(viewport={"width": 1600, "height": 1000})
-        tab.goto(comfy.url)
-        tab.wait_for_function(f"window.app?.graph && app.extensions?.some(e => e.name === '{EXTENSION}')",
-                              timeout=90_000)
-        dismiss_first_run_templates(tab)
-        yield tab
-        browser.close()
+@dataclass
+class BrowserSession:
+    page: object
+    comfy: ComfyUI
+    bfl: FakeBfl
+    view: str
+    local_ready: bool  # ComfyUI's Python has diffusers and a tiny FLUX.2 klein is in models/diffusers
 
 
-def dismiss_first_run_templates(tab) -> None:
-    """A new ComfyUI user is greeted by the template browser, which covers the page."""
-    greeting = tab.get_by_text("Get Started with a Template")
-    try:
-        greeting.wait_for(timeout=15_000)
-    except sync_api.TimeoutError:
-        return
-    tab.keyboard.press("Escape")
-    greeting.wait_for(state="detached")
+@pytest.fixture(scope="module", params=["classic", "vue"])
+def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserSession]:
+    """A fresh ComfyUI and browser per node view, so ComfyUI's output cache never spans the two."""
+    view = request.param
+    with FakeBfl() as bfl:
+        root = tmp_path_factory.mktemp(f"comfyui-{view}")
+        local_ready = prepare_local_models(root)
+        comfy = ComfyUI(root, bfl)
+        try:
+            comfy.wait_until_up()
+            with sync_api.sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                open_comfyui(page, comfy)
+                if view == "vue":
+                    choose_vue_nodes(page)
+                yield BrowserSession(page, comfy, bfl, view, local_ready)
+                browser.close()
+        finally:
+            comfy.stop()
 
 
-def open_the_packs_settings(page) -> None:
-    """The settings dialog at the pack's category: a listbox option in older frontends, a plain
-    entry in the dialog's navigation in newer ones."""
-    page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
-    listbox_option = page.get_by_role("option", name="FLUX.2 Flex")
-    listbox_option.or_(page.get_by_role("dialog").get_by_text("FLUX.2 Flex", exact=True)).first.click()
+def open_comfyui(page, comfy: ComfyUI) -> None:
+    """Open ComfyUI as a returning user: a first visit opens the template browser over the page."""
+    assert comfy.client.post("/settings/Comfy.TutorialCompleted", json=True).status_code == 200
+    page.goto(comfy.url)
+    page.wait_for_function(f"window.app?.graph && app.extensions?.some(e => e.name === '{EXTENSION}')",
+                           timeout=90_000)
 
 
-def test_the_settings_form_stores_keys_server_side_only_also_under_names(page, comfy: ComfyUI) -> None:
+def choose_vue_nodes(page) -> None:
+    """Switch the Vue node view on through the frontend's own setting, or skip where it has none."""
+    known = page.evaluate(f"app.extensionManager?.setting?.get?.('{VUE_NODES_SETTING}') !== undefined")
+    if not known:
+        pytest.skip(f"this frontend ({frontend_version(page)}) has no Vue node view")
+    page.evaluate(f"app.extensionManager.setting.set('{VUE_NODES_SETTING}', true)")
+
+
+def frontend_version(page) -> str:
+    return str(page.evaluate("window.__COMFYUI_FRONTEND_VERSION__ ?? 'unknown'"))
+
+
+def open_workflow(page, path: Path) -> None:
+    page.evaluate("async (graph) => { await app.loadGraphData(graph); }", load(path))
+
+
+def shown_prices(page, count: int) -> list[str]:
+    """The price line of every priced node, once each has its answer from the server."""
+    prices = page.locator(".flux2-flex-price")
+    page.wait_for_function(
+        "(count) => { const all = [...document.querySelectorAll('.flux2-flex-price')];"
+        " return all.length === count && all.every(e => e.textContent.startsWith('Price: ') && "
+        "!e.textContent.includes('…')) }", arg=count, timeout=30_000)
+    for index in range(count):
+        assert prices.nth(index).is_visible(), "the price is on screen, not only in the DOM"
+    return prices.all_inner_texts()
+
+
+def press_run(page) -> None:
+    """The Run button a user clicks, not app.queuePrompt: a sign-in gate would replace it."""
+    for text in SIGN_IN_GATE:
+        assert page.get_by_text(text).count() == 0, f"'{text}' is shown before Run"
+    button = page.locator(f"{RUN_BUTTON}:visible")
+    assert button.inner_text().strip() == "Run"
+    button.click()
+
+
+def priced_node_count(path: Path) -> int:
+    return sum(node["type"] in ("FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate")
+               for node in load(path)["nodes"])
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
+def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(session: BrowserSession,
+                                                                          path: Path) -> None:
+    page = session.page
+    local = "local_model" in path.stem
+    if local and not session.local_ready:
+        pytest.skip("ComfyUI's Python has no diffusers: the local example cannot run")
+    open_workflow(page, path)
+    count = priced_node_count(path)
+    prices = shown_prices(page, count)
+    submits = len(session.bfl.submits)
+    press_run(page)
+    page.wait_for_function(
+        "(count) => [...document.querySelectorAll('.flux2-flex-report')].filter(e => "
+        "e.textContent.startsWith('Last run')).length === count", arg=count, timeout=RUN_SECONDS * 1000)
+    for text in SIGN_IN_GATE:
+        assert page.get_by_text(text).count() == 0, f"'{text}' appeared after pressing Run"
+    sends = 0 if local or "cost_preview" in path.stem else 1
+    assert len(session.bfl.submits) - submits == sends, "exactly the requests the workflow makes reach the provider"
+    reports = page.locator(".flux2-flex-report").all_inner_texts()
+    for price, report in zip(prices, reports):
+        assert report.splitlines()[1:] and report.count("reported") <= 1
+        if local:
+            assert price == "Price: free (local run)" and "free" in report
+        else:
+            assert price.startswith("Price: $"), price
+            assert price.removeprefix("Price: ") in report, "the run costs what the node said before it ran"
+    assert session.bfl.api_key not in page.evaluate("JSON.stringify(app.graph.serialize())")
+
+
+def test_the_price_follows_provider_batch_size_and_wired_images(session: BrowserSession) -> None:
+    page = session.page
+    open_workflow(page, next(p for p in workflow_files() if "multi_reference" in p.stem))
+    assert shown_prices(page, 1) == ["Price: $0.200"]
+    set_widget(page, "FluxFlexEdit", "batch_size", 3)
+    page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: $0.600'")
+    set_widget(page, "FluxFlexEdit", "provider", "replicate")
+    page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: price unknown'")
+    set_widget(page, "FluxFlexEdit", "provider", "bfl")
+    page.evaluate("(() => { const n = app.graph._nodes.find(n => n.type === 'FluxFlexEdit');"
+                  " n.disconnectInput(n.findInputSlot('references')); })()")
+    page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: $0.300'")
+
+
+def test_cost_estimate_follows_its_image_and_match_input_size(session: BrowserSession) -> None:
+    page = session.page
+    open_workflow(page, next(p for p in workflow_files() if "cost_preview" in p.stem))
+    assert shown_prices(page, 1) == ["Price: $0.600"], "4 edits of the 768x512 image (1 MP out, 1 MP in) + 1 reference"
+    set_widget(page, "FluxFlexCostEstimate", "match_input_size", False)
+    page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: $0.800'")
+
+
+def set_widget(page, node_type: str, name: str, value: object) -> None:
+    page.evaluate(
+        "([type, name, value]) => { const node = app.graph._nodes.find(n => n.type === type);"
+        " const widget = node.widgets.find(w => w.name === name); widget.value = value;"
+        " widget.callback?.(value); }", [node_type, name, value])
+
+
+def test_the_settings_form_stores_keys_server_side_only_also_under_names(session: BrowserSession) -> None:
+    if session.view != "classic":
+        pytest.skip("the settings dialog is the same in both node views")
+    page, comfy = session.page, session.comfy
     secret = "fal-browser-secret-42"
-    open_the_packs_settings(page)
+    page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+    page.get_by_text("FLUX.2 Flex", exact=True).first.click()
     form = page.locator(".flux2-flex-keys")
     form.locator("select option[value='fal']").wait_for(state="attached")
     form.locator("select").select_option("fal")
@@ -83,14 +203,3 @@ def test_the_settings_form_stores_keys_server_side_only_also_under_names(page, c
                            ".textContent.includes('named keys: client')")
     assert json.loads(key_file.read_text())["keys"]["bfl"] == {"client": "bfl-client-account-77"}
     page.keyboard.press("Escape")
-
-
-def test_a_run_shows_its_cost_on_the_node_and_the_saved_graph_has_no_key(page, comfy_bfl: FakeBfl) -> None:
-    workflow = next(path for path in workflow_files() if "typography" in path.stem)
-    page.evaluate("async (graph) => { await app.loadGraphData(graph); await app.queuePrompt(0, 1); }", load(workflow))
-    page.wait_for_function("app.graph._nodes.some(n => n.type === 'FluxFlexGenerate' && n.flux2FlexCost)",
-                           timeout=60_000)
-    label = page.evaluate("app.graph._nodes.find(n => n.type === 'FluxFlexGenerate').flux2FlexCost")
-    assert "$0.050" in label and "provider reported 5 credits" in label
-    saved = page.evaluate("JSON.stringify(app.graph.serialize())")
-    assert comfy_bfl.api_key not in saved

@@ -17,7 +17,7 @@ FILES = workflow_files()
 def test_one_workflow_per_use_is_bundled() -> None:
     names = {path.stem for path in FILES}
     assert names == {"flux2_flex_text_to_image_typography", "flux2_flex_edit_image",
-                     "flux2_flex_multi_reference_edit", "flux2_flex_cost_preview"}
+                     "flux2_flex_multi_reference_edit", "flux2_flex_cost_preview", "flux2_flex_local_model"}
     used = {node["type"] for path in FILES for node in load(path)["nodes"]}
     assert set(NODE_IDS) <= used, "every node of the pack appears in an example"
 

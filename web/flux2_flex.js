@@ -1,4 +1,5 @@
-// FLUX.2 [flex] nodes: a settings entry for provider keys, and each run's cost shown on its node.
+// FLUX.2 [flex] nodes: a settings entry for provider keys, and on each node its price before a run
+// and what the run cost after it.
 //
 // Keys are posted once to the pack's own route and stored server-side, owner-only, in ComfyUI's
 // user folder. The settings entry uses a custom renderer and never calls the setter, so a key is
@@ -9,7 +10,6 @@ import { api } from "../../scripts/api.js";
 
 const KEYS_ROUTE = "/flux2_flex/keys";
 const UI_KEY = "flux2_flex";
-const NODE_PREFIX = "FluxFlex";
 
 // The pack's key routes refuse any request without this header: a foreign page cannot send it.
 const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
@@ -85,27 +85,129 @@ function renderKeyForm() {
   return form;
 }
 
+// --- The price before a run and the cost after it, on the node itself -------------------------
+//
+// Shown in a DOM widget rather than drawn on the canvas: the Vue node view renders nodes as DOM
+// elements and never calls onDrawForeground, while a DOM widget appears in both views and on old
+// frontends. The widget is not serialized, so it never enters a workflow or the queued prompt.
+// The figures come from the server (the engine's pricing), asked whenever what they depend on
+// changes; the browser only says which widgets are set and which images are wired.
+const PRICE_ROUTE = "/flux2_flex/price";
+const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
+const PANEL_WIDGET = "flux2_flex_price";
+const REFERENCE_BATCH = "FluxFlexReferenceBatch";
+const LOCAL_MODEL_NODE = "FluxFlexLocalModel";
+const LOAD_IMAGE = "LoadImage";
+const REFRESH_MS = 400;
+
+function widgetValues(node) {
+  const values = {};
+  for (const widget of node.widgets ?? []) {
+    if (widget.name === PANEL_WIDGET || widget.options?.serialize === false) continue;
+    if (widget.name === "control_after_generate") continue;
+    values[widget.name] = widget.value;
+  }
+  return values;
+}
+
+function inputNode(node, name) {
+  const slot = node.findInputSlot?.(name) ?? -1;
+  return slot >= 0 ? node.getInputNode(slot) ?? null : null;
+}
+
+// What is known about the images on one socket: files picked in LoadImage nodes (the server reads
+// their size) and how many other sources there are (their size is known only when the graph runs).
+function socketImages(node, name, into = { files: [], unknown: 0 }) {
+  const source = inputNode(node, name);
+  if (!source) return into;
+  if (source.type === LOAD_IMAGE) {
+    const file = source.widgets?.find((w) => w.name === "image")?.value;
+    if (file) into.files.push(String(file));
+    else into.unknown += 1;
+  } else if (source.type === REFERENCE_BATCH) {
+    for (const input of source.inputs ?? []) socketImages(source, input.name, into);
+  } else {
+    into.unknown += 1;
+  }
+  return into;
+}
+
+function priceQuestion(node) {
+  const connected = (name) => inputNode(node, name) != null;
+  return {
+    node: node.type,
+    widgets: widgetValues(node),
+    image: connected("image") ? socketImages(node, "image") : null,
+    references: connected("references") ? socketImages(node, "references") : null,
+    local: inputNode(node, "local_model")?.type === LOCAL_MODEL_NODE,
+  };
+}
+
+function addPricePanel(node) {
+  const panel = document.createElement("div");
+  panel.className = "flux2-flex-panel";
+  panel.style.cssText = "font:12px sans-serif;line-height:1.35;padding:2px 4px;overflow:auto;white-space:pre-wrap;"
+    + "color:var(--input-text,#ddd);";
+  const price = document.createElement("div");
+  price.className = "flux2-flex-price";
+  price.style.cssText = "color:#f5b642;font-weight:600";
+  price.textContent = "Price: …";
+  const report = document.createElement("div");
+  report.className = "flux2-flex-report";
+  report.style.cssText = "opacity:0.9";
+  panel.append(price, report);
+  const widget = node.addDOMWidget(PANEL_WIDGET, "flux2flex_price", panel, {
+    serialize: false,
+    hideOnZoom: false,
+    getValue: () => undefined,
+    setValue: () => {},
+    getMinHeight: () => 40,
+    getMaxHeight: () => 200,
+  });
+  widget.serialize = false;
+  node.flux2Flex = { widget, price, report, asked: null };
+}
+
+async function refreshPrice(node) {
+  const state = node.flux2Flex;
+  const question = JSON.stringify(priceQuestion(node));
+  if (question === state.asked) return;
+  state.asked = question;
+  try {
+    const response = await api.fetchApi(PRICE_ROUTE, { method: "POST", body: question,
+      headers: { "Content-Type": "application/json" } });
+    const answer = await response.json();
+    if (state.asked !== question) return; // the node changed again meanwhile
+    if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+    state.price.textContent = answer.problem ? `Price: ${answer.text} (${answer.detail})` : `Price: ${answer.text}`;
+    state.price.title = answer.detail;
+    state.price.style.color = answer.problem ? "#ff6b6b" : "#f5b642";
+  } catch (error) {
+    state.asked = null; // ask again on the next tick
+    state.price.textContent = `Price: not available (${error.message})`;
+  }
+}
+
+function refreshAllPrices() {
+  for (const node of app.graph?._nodes ?? []) {
+    if (node.flux2Flex) refreshPrice(node);
+  }
+}
+
 function showReportOnNode(nodeType) {
+  const onNodeCreated = nodeType.prototype.onNodeCreated;
+  nodeType.prototype.onNodeCreated = function () {
+    const result = onNodeCreated?.apply(this, arguments);
+    addPricePanel(this);
+    return result;
+  };
   const onExecuted = nodeType.prototype.onExecuted;
   nodeType.prototype.onExecuted = function (message) {
     onExecuted?.apply(this, arguments);
     const entry = message?.[UI_KEY]?.[0];
-    if (!entry) return;
-    const firstLine = String(entry.report).split("\n").find((line) => line.includes("$")) || "";
-    this.flux2FlexCost = entry.reported_cost != null
-      ? `${firstLine} · provider reported ${entry.reported_cost} credits`
-      : firstLine;
-    this.setDirtyCanvas(true, false);
-  };
-  const onDrawForeground = nodeType.prototype.onDrawForeground;
-  nodeType.prototype.onDrawForeground = function (ctx) {
-    onDrawForeground?.apply(this, arguments);
-    if (!this.flux2FlexCost || this.flags?.collapsed) return;
-    ctx.save();
-    ctx.font = "12px sans-serif";
-    ctx.fillStyle = "#f5b642";
-    ctx.fillText(this.flux2FlexCost, 4, this.size[1] + 16);
-    ctx.restore();
+    if (!entry || !this.flux2Flex) return;
+    this.flux2Flex.report.textContent = `Last run:\n${entry.report}`;
+    this.setDirtyCanvas?.(true, false);
   };
 }
 
@@ -121,6 +223,9 @@ app.registerExtension({
     },
   ],
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData?.name?.startsWith(NODE_PREFIX)) showReportOnNode(nodeType);
+    if (PRICED_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
+  },
+  async setup() {
+    setInterval(refreshAllPrices, REFRESH_MS);
   },
 });

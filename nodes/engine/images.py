@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
-from .request import MEGAPIXEL
+from .request import MEGAPIXEL, downscaled_size
 
 # Measured with bench/bench_throughput.py on photo-like 1 MP and 4 MP images: zlib level 1 takes
 # about 0.95 of the default level 6's time for files 3% larger; level 0 (no compression) takes
@@ -81,10 +81,9 @@ class Downscaled:
 def downscale_to_max_pixels(pixels: np.ndarray, max_pixels: int, *, label: str) -> Downscaled:
     """Shrink an image over the provider's cap with a Lanczos filter, keeping its aspect."""
     height, width = pixels.shape[:2]
-    if width * height <= max_pixels:
+    new_w, new_h = downscaled_size(width, height, max_pixels)
+    if (new_w, new_h) == (width, height):
         return Downscaled(pixels, None)
-    scale = (max_pixels / (width * height)) ** 0.5
-    new_w, new_h = max(1, int(width * scale)), max(1, int(height * scale))
     resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.LANCZOS)
     note = f"{label} downscaled from {width}x{height} to {new_w}x{new_h} (limit {max_pixels / MEGAPIXEL:g} MP)"
     return Downscaled(np.asarray(resized), note)

@@ -235,6 +235,18 @@ def fit_size(width: int, height: int, *, max_pixels: int = MAX_OUTPUT_PIXELS) ->
     return FittedSize(fw, fh, tuple(notes))
 
 
+def downscaled_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The size an input image is shrunk to (keeping its aspect) so it has at most max_pixels.
+
+    Inputs are not rounded to 16: only outputs must be multiples of it. Sizes within the limit
+    are returned unchanged.
+    """
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
 def _round_to_multiple(value: float, minimum: int) -> int:
     return max(minimum, math.floor(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)  # half rounds up
 
