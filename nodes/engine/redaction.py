@@ -14,6 +14,8 @@ import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
 REDACTED = "[redacted key]"
 # Shorter values are not keys (providers' keys are 30+ characters) and replacing them would
 # mangle ordinary text; the key store refuses keys this short.
@@ -68,7 +70,7 @@ class RedactingFilter(logging.Filter):
 
 
 def _is_url(value: object) -> bool:
-    return type(value).__name__ == "URL" or (isinstance(value, str) and value.startswith(("http://", "https://")))
+    return isinstance(value, httpx.URL) or (isinstance(value, str) and value.startswith(("http://", "https://")))
 
 
 LOGGERS = ("comfyui_flux2_flex", "httpx")
