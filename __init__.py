@@ -49,15 +49,19 @@ def _no_nodes_extension():
 
 
 async def comfy_entrypoint():
-    """Called by ComfyUI (V3 API): set up keys, example inputs and local models; hand over the nodes."""
+    """Called by ComfyUI (V3 API): configure the engine, add the key routes, example inputs and the
+    unload hook; hand over the nodes."""
     if _IN_USE_ELSEWHERE is not None:
         LOG.warning("FLUX.2 [flex] nodes: a second copy of the pack at %s was not loaded; the copy at %s is in "
                     "use. Remove one of them from custom_nodes.", PACK_ROOT, _IN_USE_ELSEWHERE)
         return _no_nodes_extension()
     from .nodes.comfy_nodes import FluxFlexExtension
-    from .nodes.comfy_server import connect_local_backend, install_example_inputs, register_routes
+    from .nodes.comfy_server import (
+        configure_engine, free_local_pipeline_on_unload, install_example_inputs, register_routes,
+    )
 
+    configure_engine()
     register_routes()
     install_example_inputs()
-    connect_local_backend()
+    free_local_pipeline_on_unload()
     return FluxFlexExtension()

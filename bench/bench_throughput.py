@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from fakes.bfl_server import FakeBfl, TaskPlan  # noqa: E402
 
 from comfyui_flux2_flex.nodes.engine import runner  # noqa: E402
-from comfyui_flux2_flex.nodes.engine.batch import generate_batch, generate_cached  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.batch import generate_batch  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.result_cache import generate_cached  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.images import encode_base64  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider  # noqa: E402

@@ -38,10 +38,11 @@ from PIL import Image
 from server import PromptServer
 
 from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.keys import DEFAULT_KEY_NAME, use_stored_keys_file
+from .engine.keys import DEFAULT_KEY_NAME
 from .engine.providers import KEY_ENV_VARS
 from .engine.redaction import install_log_redaction, register_secret
 from .engine.result_cache import ResultCache
+from .engine.settings import configure
 from .key_store import KEYS_FILE_NAME, KeyStore
 from .price_preview import preview_for_browser
 from .request_guard import key_route_refusal, machine_names
@@ -167,11 +168,15 @@ def stamp_prompt_user(json_data: dict) -> dict:
     return json_data
 
 
+def configure_engine() -> None:
+    """Tell the engine where ComfyUI keeps the stored keys (the file of whoever queued the running
+    prompt, on multi-user ComfyUI) and the diffusers model folders."""
+    configure(stored_keys_file=lambda: stored_keys_file(), local_model_roots=tuple(local_model_roots()))
+
+
 def register_routes() -> None:
-    """Point the engine at the key files, prepare redaction and add the routes; called once
-    when ComfyUI loads the pack."""
+    """Prepare the stored keys' redaction and add the routes; called once when ComfyUI loads the pack."""
     server = PromptServer.instance
-    use_stored_keys_file(lambda: stored_keys_file())
     prepare_stored_keys()
     if multi_user():
         server.app.middlewares.append(note_queuing_user)
@@ -275,17 +280,22 @@ def install_example_inputs() -> None:
             shutil.copyfile(image, destination)
 
 
-def connect_local_backend() -> None:
+def free_local_pipeline_on_unload() -> None:
     """Free the loaded local pipeline whenever ComfyUI unloads its own models (the Unload button,
-    or running short of memory)."""
+    or running short of memory). ComfyUI has no hook for this, so its function is wrapped, once:
+    a second call (a reloaded pack) finds the wrapper in place and leaves it."""
     import comfy.model_management as model_management
 
     from .engine.local import free as free_local_pipeline
 
     unload_comfy_models = model_management.unload_all_models
+    if getattr(unload_comfy_models, "frees_flux_flex_pipeline", False):
+        return
 
+    @functools.wraps(unload_comfy_models)
     def unload_all_models(*args, **kwargs):
         free_local_pipeline()
         return unload_comfy_models(*args, **kwargs)
 
+    unload_all_models.frees_flux_flex_pipeline = True
     model_management.unload_all_models = unload_all_models

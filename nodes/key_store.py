@@ -1,20 +1,19 @@
 """Provider keys pasted into ComfyUI's settings dialog, kept server-side and owner-only.
 
 Keys never live in a workflow or in ComfyUI's settings JSON (both get shared). They are written
-to one file per ComfyUI user with mode 0600, atomically, and read by the engine through
-`keys.use_stored_keys_file`. Several keys per provider can be stored under names (personal,
+to one file per ComfyUI user with mode 0600, atomically, and read by the engine from the file
+`engine.settings.configure` names. Several keys per provider can be stored under names (personal,
 client); a workflow holds only the name. The HTTP routes only ever say *which* names are stored.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from .engine.errors import InvalidRequestError
+from .engine.files import write_atomically
 from .engine.keys import (
     DEFAULT_KEY_NAME, KEYS_FORMAT_VERSION, StoredKeys, is_default_name, is_legacy_keys_file, read_stored_keys,
 )
@@ -81,12 +80,5 @@ class KeyStore:
 
     def _write(self, stored: StoredKeys) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-", suffix=".tmp")
-        try:
-            os.fchmod(descriptor, OWNER_ONLY)  # before any secret is written
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump({"version": KEYS_FORMAT_VERSION, "keys": stored}, handle)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps({"version": KEYS_FORMAT_VERSION, "keys": stored}).encode("utf-8"),
+                         mode=OWNER_ONLY)

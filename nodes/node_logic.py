@@ -11,19 +11,20 @@ from typing import Any, Mapping
 
 import torch
 
-from .engine.batch import BatchError, generate_batch, seeded_requests
+from .engine.batch import BatchError, generate_batch
 from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.images import arrays_to_tensor, tensor_to_arrays
 from .engine.keys import key_choice_note
 from .engine.local import LocalModel, LocalOptions, generate_local_batch, prepare_local
 from .engine.pricing import CostEstimate, estimate
 from .engine.providers import PROVIDER_NAMES, make_provider
 from .engine.request import (
-    MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, validate_request,
+    MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, seeded_requests,
+    validate_request,
 )
 from .engine.result_cache import ResultCache
 from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
 from .references import ReferenceSet
+from .tensors import arrays_to_tensor, tensor_to_arrays
 
 CUSTOM_SIZE = "custom"
 MAX_BATCH = 16

@@ -1,4 +1,8 @@
-"""Shared fixtures: a loopback BFL, a provider pointed at it, and no path to real keys or hubs."""
+"""Shared fixtures: a loopback BFL, a provider pointed at it, and no path to real keys or hubs.
+
+The provider fixtures (`stand_in`, `fake`, `key`, `provider`) follow a `name` fixture: the shared
+suite (test_providers.py) gives every provider name in turn, each provider's own test file its own.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,14 @@ import pytest
 
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.polling import DURATIONS
+from comfyui_flux2_flex.nodes.engine.providers import make_provider
+from comfyui_flux2_flex.nodes.engine.providers.base import Provider
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 
 from comfyui_runner import comfy, comfy_bfl, object_info  # noqa: F401 (fixtures for the ComfyUI tests)
 from fakes.bfl_server import FakeBfl
+from fakes.loopback import LoopbackFake
+from fakes.stand_ins import STAND_INS, StandIn
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 _connect = socket.socket.connect
@@ -48,3 +56,26 @@ def fake_bfl() -> Iterator[FakeBfl]:
 @pytest.fixture
 def bfl(fake_bfl: FakeBfl) -> BflProvider:
     return BflProvider(base_url=fake_bfl.api_url, api_key=ApiKey(fake_bfl.api_key))
+
+
+@pytest.fixture
+def stand_in(name: str) -> StandIn:
+    if name not in STAND_INS:
+        pytest.fail(f"provider {name} has no stand-in: register one in tests/fakes (see fakes/stand_ins.py)")
+    return STAND_INS[name]
+
+
+@pytest.fixture
+def fake(stand_in: StandIn) -> Iterator[LoopbackFake]:
+    with stand_in.start() as server:
+        yield server
+
+
+@pytest.fixture
+def key(fake: LoopbackFake) -> str:
+    return fake.api_key
+
+
+@pytest.fixture
+def provider(name: str, fake: LoopbackFake, key: str) -> Provider:
+    return make_provider(name, base_url=fake.api_url, api_key=ApiKey(key), environ={})

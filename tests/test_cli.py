@@ -39,6 +39,7 @@ def test_dry_run_prints_the_body_without_images_and_sends_nothing(bfl_env: FakeB
     assert body["input_image"] == "<image 96x64, omitted>"
     assert body["seed"] == 3 and body["prompt_upsampling"] is False
     assert "$0.100" in out
+    assert out.startswith(f"POST {bfl_env.api_url}/v1/flux-2-flex (BFL)\n")  # the URL it would post to
     assert bfl_env.all_requests() == [] and not (tmp_path / "o.png").exists()
     assert bfl_env.api_key not in out
 
@@ -74,3 +75,21 @@ def test_the_installed_console_script_runs(tmp_path: Path) -> None:
                                timeout=60, check=False)
     assert completed.returncode == 0, completed.stderr
     assert "5 credits" in completed.stdout
+
+
+def test_the_command_line_never_imports_torch(bfl_env: FakeBfl, tmp_path: Path) -> None:
+    """`pip install .` has no torch: estimate, dry run and generate must not need it."""
+    program = """if True:
+        import sys
+        from comfyui_flux2_flex.nodes.engine.cli import main
+        out = sys.argv[1]
+        assert main(["estimate", "--prompt", "fox"]) == 0
+        assert main(["generate", "--prompt", "fox", "--out", out, "--dry-run"]) == 0
+        assert main(["generate", "--prompt", "fox", "--width", "64", "--height", "64", "--out", out]) == 0
+        print("torch imported:", "torch" in sys.modules)
+    """
+    completed = subprocess.run([sys.executable, "-c", program, str(tmp_path / "o.png")], capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().endswith("torch imported: False")
+    assert (tmp_path / "o.png").is_file() and len(bfl_env.submits) == 1

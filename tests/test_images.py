@@ -14,9 +14,9 @@ from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from comfyui_flux2_flex.nodes.engine.images import (
-    arrays_to_tensor, decode_image, downscale_to_max_pixels, encode_base64, encode_data_uri, encode_image,
-    tensor_to_arrays,
+    decode_image, downscale_to_max_pixels, encode_base64, encode_data_uri, encode_image,
 )
+from comfyui_flux2_flex.nodes.tensors import arrays_to_tensor, tensor_to_arrays
 
 
 def random_batch(batch: int = 2, height: int = 48, width: int = 64, channels: int = 3) -> torch.Tensor:

@@ -11,12 +11,13 @@ import pytest
 
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.keys import (
-    ApiKey, key_choice_note, read_stored_keys, resolve_api_key, use_stored_keys_file,
+    ApiKey, key_choice_note, read_stored_keys, resolve_api_key,
 )
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.redaction import REDACTED, install_log_redaction, redact, register_secret
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
+from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.engine.transport import download_result, redirect_allowed
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, run_settings
@@ -128,7 +129,7 @@ def test_a_workflow_naming_an_unknown_key_runs_on_the_default_key_and_says_so(fa
     store.save("bfl", "a-wrong-client-key", "client")
     monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
     monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    use_stored_keys_file(store.path)
+    configure(stored_keys_file=store.path)
     try:
         settings = NodeSettings(provider="bfl", prompt="a fox", width=256, height=256, seed=5, key_name="personal")
         result = run_settings(settings, RunHooks())
@@ -137,7 +138,7 @@ def test_a_workflow_naming_an_unknown_key_runs_on_the_default_key_and_says_so(fa
             run_settings(NodeSettings(provider="bfl", prompt="a fox", width=256, height=256, seed=6,
                                       key_name="client"), RunHooks())
     finally:
-        use_stored_keys_file(None)
+        configure()
     assert fake_bfl.submits[-1].headers["x-key"] == "a-wrong-client-key", "the named key was the one sent"
 
 

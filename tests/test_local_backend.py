@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from comfyui_flux2_flex.nodes.engine import local
+from comfyui_flux2_flex.nodes.engine.backend import LocalBackend, RemoteBackend, backend_for
 from comfyui_flux2_flex.nodes.engine.errors import CancelledError, FluxFlexError, InvalidRequestError
 from comfyui_flux2_flex.nodes.engine.local import (
     DTYPE, OFFLOAD, QUANTIZE, LoadedPipeline, LocalModel, LocalOptions, PipelineCache, find_models, generate_local,
@@ -26,6 +27,7 @@ from comfyui_flux2_flex.nodes.engine.local import (
 )
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
+from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.node_logic import LocalChoice, NodeSettings, run_settings
 from comfyui_flux2_flex.nodes.price_preview import preview_price
 from tiny_flux2_pipelines import build_tiny_flux2_dev, build_tiny_flux2_klein
@@ -339,6 +341,29 @@ def test_importing_the_engine_and_nodes_logic_loads_no_diffusers() -> None:
 
 
 # Through the nodes' logic and the CLI
+
+
+def test_local_runs_go_through_the_backend_seam_the_providers_use(models, pipelines) -> None:
+    backend = backend_for(models[KLEIN], local_options=LocalOptions(dtype="float32"))
+    assert isinstance(backend, LocalBackend) and isinstance(backend_for("fal"), RemoteBackend)
+    prepared = [backend.prepare(request(seed=seed)) for seed in (1, 2)]
+    backend.check_ready()  # no key to look for
+    assert backend.dry_run(prepared[0]).body["seed"] == 1
+    assert backend.dry_run(prepared[0]).destination == f"local {models[KLEIN].label}"
+    results = LocalBackend(models[KLEIN], LocalOptions(dtype="float32"), pipelines).run_batch(prepared)
+    assert [result.seed for result in results] == [1, 2] and results[0].pixels.shape == (64, 64, 3)
+    assert results[0].estimate.usd == 0 and not np.array_equal(results[0].pixels, results[1].pixels)
+
+
+def test_configured_model_roots_let_a_folder_name_choose_the_model(model_root: Path, models) -> None:
+    with pytest.raises(InvalidRequestError, match="local_model"):
+        backend_for("local", local_model=KLEIN)
+    configure(local_model_roots=(model_root,))
+    try:
+        assert backend_for("local", local_model=KLEIN).model == models[KLEIN]
+        assert {model.name for model in find_models()} == {DEV, KLEIN, KLEIN_BASE}
+    finally:
+        configure()
 
 
 def test_a_wired_local_model_replaces_the_provider_and_is_free(models) -> None:

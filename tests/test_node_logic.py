@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError, MissingApiKeyError
-from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key, use_stored_keys_file
+from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key
+from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
 from comfyui_flux2_flex.nodes.key_store import KeyStore
 from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
@@ -133,12 +134,12 @@ def test_stored_keys_are_owner_only_and_used_by_the_engine(tmp_path) -> None:
     store.save("fal", "fal-secret-1")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.names() == {"bfl": [], "fal": ["default"]}
-    use_stored_keys_file(path)
+    configure(stored_keys_file=path)
     try:
         assert resolve_api_key("fal", "FAL_KEY", environ={}).reveal() == "fal-secret-1"
         assert resolve_api_key("fal", "FAL_KEY", environ={"FAL_KEY": "env-wins"}).reveal() == "env-wins"
     finally:
-        use_stored_keys_file(None)
+        configure()
     store.save("fal", "")
     assert store.names()["fal"] == []
     with pytest.raises(InvalidRequestError, match="provider"):

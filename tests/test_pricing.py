@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comfyui_flux2_flex.nodes.engine.pricing import billable_megapixels, estimate
+from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError
+from comfyui_flux2_flex.nodes.engine.pricing import billable_megapixels, estimate, price_for
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 
 
@@ -48,3 +49,11 @@ def test_billable_megapixels_uses_exact_integer_rounding() -> None:
     assert billable_megapixels(1024, 1024) == 1
     assert billable_megapixels(1024, 1025) == 2
     assert billable_megapixels(1, 1) == 1
+
+
+def test_a_provider_without_a_pricing_entry_gets_the_packs_error() -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        price_for("no-such-provider")
+    assert (caught.value.field, caught.value.value, caught.value.provider) == ("provider", "no-such-provider",
+                                                                              "no-such-provider")
+    assert "bfl" in caught.value.allowed

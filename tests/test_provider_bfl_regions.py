@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.providers import make_provider
 
 from fakes.bfl_server import FakeBfl
@@ -22,22 +20,6 @@ def test_each_region_defaults_to_its_own_host(region: str, host: str) -> None:
     provider = make_provider(region, environ={})
     assert provider.base_url == host
     assert provider.base_url_env_var() == "FLUX_FLEX_" + region.upper().replace("-", "_") + "_URL"
-
-
-@pytest.mark.parametrize("region", REGIONS)
-def test_a_region_runs_from_the_cli_with_its_url_override_and_the_bfl_key(
-    region: str, fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
-) -> None:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv(make_provider(region).base_url_env_var(), fake_bfl.api_url)
-    out_file = tmp_path / "x.png"
-    assert main(["generate", "--provider", region, "--prompt", "fox", "--width", "256", "--height", "192",
-                 "--out", str(out_file)]) == 0
-    with Image.open(out_file) as saved:
-        assert saved.size == (256, 192)
-    assert len(fake_bfl.submits) == 1 and fake_bfl.submits[0].headers["x-key"] == fake_bfl.api_key
-    out = capsys.readouterr().out
-    assert f"{region} reported 5 credits" in out and fake_bfl.api_key not in out
 
 
 def test_a_key_stored_for_bfl_serves_both_regions(fake_bfl: FakeBfl, monkeypatch, tmp_path: Path) -> None:

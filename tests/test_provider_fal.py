@@ -2,158 +2,140 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine import errors
-from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.fal import FalProvider
-from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
-from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
+from comfyui_flux2_flex.nodes.engine.request import FlexRequest
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, generate, prepare
 
 from fakes.fal_server import FakeFal, RequestPlan
 from fakes.loopback import Response
+from provider_runs import FAST, picture, run
 
-FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=10.0)
 APP = "/fal-ai/flux-2-flex"
 
 
 @pytest.fixture
-def fake_fal() -> Iterator[FakeFal]:
-    with FakeFal() as server:
-        yield server
-
-
-@pytest.fixture
-def fal(fake_fal: FakeFal) -> FalProvider:
-    return FalProvider(base_url=fake_fal.api_url, api_key=ApiKey(fake_fal.api_key))
-
-
-def run(provider: FalProvider, request: FlexRequest | None = None, **kwargs):
-    request = request or FlexRequest(prompt="a red fox", width=320, height=256, seed=7)
-    return generate(prepare(request, provider), provider, settings=kwargs.pop("settings", FAST), **kwargs)
-
-
-def reference(width: int, height: int) -> InputImage:
-    return InputImage(np.full((height, width, 3), 120, np.uint8))
+def name() -> str:
+    """The provider these tests are about (the conftest fixtures `fake` and `provider` follow it)."""
+    return "fal"
 
 
 def test_text_to_image_polls_the_returned_urls_and_downloads_without_the_key(
-    fake_fal: FakeFal, fal: FalProvider
+    fake: FakeFal, provider: FalProvider
 ) -> None:
-    fake_fal.plans.append(RequestPlan(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]))
+    fake.plans.append(RequestPlan(statuses=["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]))
     statuses: list[str] = []
-    result = run(fal, hooks=RunHooks(on_progress=lambda fraction, status: statuses.append(status)))
+    result = run(provider, hooks=RunHooks(on_progress=lambda fraction, status: statuses.append(status)))
     assert result.pixels.shape == (256, 320, 3) and result.seed == 7
     request_id = result.task_id
-    assert [(r.method, r.path) for r in fake_fal.queue.requests] == [
+    assert [(r.method, r.path) for r in fake.queue.requests] == [
         ("POST", APP),
         *[("GET", f"{APP}/requests/{request_id}/status")] * 3,
         ("GET", f"{APP}/requests/{request_id}"),
     ]
-    assert all(r.headers["authorization"] == f"Key {fake_fal.api_key}" for r in fake_fal.queue.requests)
+    assert all(r.headers["authorization"] == f"Key {fake.api_key}" for r in fake.queue.requests)
     assert "in queue (position 2)" in statuses and "in progress" in statuses
-    (download,) = fake_fal.cdn.requests
-    assert "authorization" not in download.headers and fake_fal.api_key not in str(download.headers)
+    (download,) = fake.cdn.requests
+    assert "authorization" not in download.headers and fake.api_key not in str(download.headers)
 
 
-def test_every_setting_is_mapped_to_fals_input(fake_fal: FakeFal, fal: FalProvider) -> None:
+def test_every_setting_is_mapped_to_fals_input(fake: FakeFal, provider: FalProvider) -> None:
     request = FlexRequest(prompt="p", width=512, height=384, steps=12, guidance=3.5, seed=11, safety_tolerance=4,
                           output_format="jpeg", prompt_upsampling=False)
-    run(fal, request)
-    assert fake_fal.submits[0].json() == {
+    run(provider, request)
+    assert fake.submits[0].json() == {
         "prompt": "p", "image_size": {"width": 512, "height": 384}, "num_inference_steps": 12, "guidance_scale": 3.5,
         "seed": 11, "safety_tolerance": "4", "enable_prompt_expansion": False, "output_format": "jpeg",
         "sync_mode": False}
 
 
 def test_edits_go_to_the_edit_endpoint_but_poll_the_returned_urls_without_it(
-    fake_fal: FakeFal, fal: FalProvider
+    fake: FakeFal, provider: FalProvider
 ) -> None:
-    images = (reference(320, 240), reference(64, 48))
+    images = (picture(320, 240), picture(64, 48))
     request = FlexRequest(prompt="make it blue", width=None, height=None, images=images)
-    result = run(fal, request)
-    submit = fake_fal.submits[0]
+    result = run(provider, request)
+    submit = fake.submits[0]
     assert submit.path == APP + "/edit"
     body = submit.json()
     assert body["image_size"] == "auto"
     assert [uri[:23] for uri in body["image_urls"]] == ["data:image/jpeg;base64,"] * 2
-    assert all("/edit" not in r.path for r in fake_fal.queue.requests if r.method == "GET")
+    assert all("/edit" not in r.path for r in fake.queue.requests if r.method == "GET")
     assert result.pixels.shape == (240, 320, 3)
 
 
-def test_an_edit_with_an_explicit_size_sends_it(fake_fal: FakeFal, fal: FalProvider) -> None:
-    run(fal, FlexRequest(prompt="p", width=256, height=256, images=(reference(64, 64),)))
-    assert fake_fal.submits[0].json()["image_size"] == {"width": 256, "height": 256}
+def test_an_edit_with_an_explicit_size_sends_it(fake: FakeFal, provider: FalProvider) -> None:
+    run(provider, FlexRequest(prompt="p", width=256, height=256, images=(picture(64, 64),)))
+    assert fake.submits[0].json()["image_size"] == {"width": 256, "height": 256}
 
 
-def test_ten_references_are_allowed_and_eleven_refused_before_sending(fake_fal: FakeFal, fal: FalProvider) -> None:
-    run(fal, FlexRequest(prompt="p", width=256, height=256, images=(reference(32, 32),) * 10))
-    assert len(fake_fal.submits[0].json()["image_urls"]) == 10
+def test_ten_references_are_allowed_and_eleven_refused_before_sending(fake: FakeFal, provider: FalProvider) -> None:
+    run(provider, FlexRequest(prompt="p", width=256, height=256, images=(picture(32, 32),) * 10))
+    assert len(fake.submits[0].json()["image_urls"]) == 10
     with pytest.raises(errors.InvalidRequestError, match="at most 10 images"):
-        prepare(FlexRequest(prompt="p", width=256, height=256, images=(reference(32, 32),) * 11), fal)
-    assert len(fake_fal.submits) == 1
+        prepare(FlexRequest(prompt="p", width=256, height=256, images=(picture(32, 32),) * 11), provider)
+    assert len(fake.submits) == 1
 
 
-def test_one_step_is_refused_naming_fals_range(fake_fal: FakeFal, fal: FalProvider) -> None:
+def test_one_step_is_refused_naming_fals_range(fake: FakeFal, provider: FalProvider) -> None:
     with pytest.raises(errors.InvalidRequestError, match="steps = 1 is not allowed: from 2 to 50 on fal"):
-        prepare(FlexRequest(prompt="p", steps=1), fal)
-    assert fake_fal.all_requests() == []
+        prepare(FlexRequest(prompt="p", steps=1), provider)
+    assert fake.all_requests() == []
 
 
-def test_unmappable_settings_are_sent_as_the_nearest_with_notes(fake_fal: FakeFal, fal: FalProvider) -> None:
-    prepared = prepare(FlexRequest(prompt="p", width=256, height=256, safety_tolerance=0, output_format="webp"), fal)
+def test_unmappable_settings_are_sent_as_the_nearest_with_notes(fake: FakeFal, provider: FalProvider) -> None:
+    prepared = prepare(FlexRequest(prompt="p", width=256, height=256, safety_tolerance=0, output_format="webp"), provider)
     assert prepared.notes == (
         "safety_tolerance 0 does not exist on fal (range 1-5): sent 1, the strictest it offers",
         "fal cannot encode webp: the image comes back as png",
     )
-    generate(prepared, fal, settings=FAST)
-    body = fake_fal.submits[0].json()
+    generate(prepared, provider, settings=FAST)
+    body = fake.submits[0].json()
     assert body["safety_tolerance"] == "1" and body["output_format"] == "png"
-    assert prepare(FlexRequest(prompt="p", safety_tolerance=1, output_format="png"), fal).notes == ()
+    assert prepare(FlexRequest(prompt="p", safety_tolerance=1, output_format="png"), provider).notes == ()
 
 
 def test_the_price_is_five_cents_per_megapixel_in_and_out() -> None:
-    request = FlexRequest(prompt="p", width=1920, height=1072, images=(reference(512, 512),))
+    request = FlexRequest(prompt="p", width=1920, height=1072, images=(picture(512, 512),))
     estimate = prepare(request, FalProvider(api_key=ApiKey("unused"))).estimate
     assert estimate.usd == pytest.approx(0.15) and estimate.credits == 15
     assert "fal.ai model page (2026-11-23)" in estimate.as_text() and "1 cent = $0.01" in estimate.as_text()
 
 
-def test_a_completed_status_with_an_error_is_a_failure(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.plans.append(RequestPlan(status_error=("Runner crashed", "runner_disconnected")))
+def test_a_completed_status_with_an_error_is_a_failure(fake: FakeFal, provider: FalProvider) -> None:
+    fake.plans.append(RequestPlan(status_error=("Runner crashed", "runner_disconnected")))
     with pytest.raises(errors.GenerationFailedError, match=r"failed \(runner_disconnected\): Runner crashed"):
-        run(fal)
-    assert len(fake_fal.submits) == 1 and fake_fal.cdn.requests == []
+        run(provider)
+    assert len(fake.submits) == 1 and fake.cdn.requests == []
 
 
 def test_a_model_error_on_the_response_url_is_final_and_says_whether_to_retry(
-    fake_fal: FakeFal, fal: FalProvider
+    fake: FakeFal, provider: FalProvider
 ) -> None:
-    fake_fal.plans.append(RequestPlan(result_error=Response.json(
+    fake.plans.append(RequestPlan(result_error=Response.json(
         {"detail": [{"loc": ["body"], "msg": "Internal error while generating", "type": "internal_server_error"}]},
         500, {"X-Fal-Retryable": "true"})))
-    with pytest.raises(errors.GenerationFailedError, match="HTTP 500.*Internal error.*running it again may work"):
-        run(fal)
-    assert len([r for r in fake_fal.queue.requests if r.path.endswith("/status")]) == 1  # not polled past
+    words = "HTTP 500.*Internal error.*running it again may work"
+    with pytest.raises(errors.GenerationFailedError, match=words) as caught:
+        run(provider)
+    assert (caught.value.status, caught.value.billed) == (500, errors.NOT_BILLED)  # fal bills no server error
+    assert len([r for r in fake.queue.requests if r.path.endswith("/status")]) == 1  # not polled past
 
 
-def test_an_input_fal_rejects_shows_its_detail(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.plans.append(RequestPlan(result_error=Response.json(
+def test_an_input_fal_rejects_shows_its_detail(fake: FakeFal, provider: FalProvider) -> None:
+    fake.plans.append(RequestPlan(result_error=Response.json(
         {"detail": [{"loc": ["body", "image_urls", 0], "msg": "Could not load the image", "type": "image_load_error"}]},
         422, {"X-Fal-Retryable": "false"})))
     with pytest.raises(errors.ProviderRejectedError, match=r"HTTP 422\): image_urls.0: Could not load the image"):
-        run(fal)
+        run(provider)
 
 
 @pytest.mark.parametrize("where", ["status", "response"])
-def test_content_policy_refusals_are_moderation(fake_fal: FakeFal, fal: FalProvider, where: str) -> None:
+def test_content_policy_refusals_are_moderation(fake: FakeFal, provider: FalProvider, where: str) -> None:
     message = "The content could not be processed because it contained material flagged by a content checker."
     if where == "status":
         plan = RequestPlan(status_error=(message, "content_policy_violation"))
@@ -161,29 +143,22 @@ def test_content_policy_refusals_are_moderation(fake_fal: FakeFal, fal: FalProvi
         plan = RequestPlan(result_error=Response.json(
             {"detail": [{"loc": ["body", "prompt"], "msg": message, "type": "content_policy_violation"}]},
             422, {"X-Fal-Retryable": "false"}))
-    fake_fal.plans.append(plan)
+    fake.plans.append(plan)
     with pytest.raises(errors.ModeratedError, match="content policy: .*flagged by a content checker") as caught:
-        run(fal)
+        run(provider)
     assert caught.value.stage == "request"
 
 
-def test_an_image_flagged_by_the_safety_checker_is_moderation(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.plans.append(RequestPlan(nsfw=True))
+def test_an_image_flagged_by_the_safety_checker_is_moderation(fake: FakeFal, provider: FalProvider) -> None:
+    fake.plans.append(RequestPlan(nsfw=True))
     with pytest.raises(errors.ModeratedError, match="safety checker withheld the image") as caught:
-        run(fal)
-    assert caught.value.stage == "content" and fake_fal.cdn.requests == []
+        run(provider)
+    assert caught.value.stage == "content" and fake.cdn.requests == []
 
 
-def test_a_5xx_while_polling_keeps_polling(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.plans.append(RequestPlan(statuses=["IN_QUEUE", "IN_PROGRESS", "IN_PROGRESS", "COMPLETED"],
-                                      poll_http_errors={1: 502, 2: 503}))
-    assert run(fal).pixels.shape == (256, 320, 3)
-    assert len(fake_fal.submits) == 1
-
-
-def test_a_gateway_error_on_the_response_url_is_read_again(fake_fal: FakeFal, fal: FalProvider) -> None:
+def test_a_gateway_error_on_the_response_url_is_read_again(fake: FakeFal, provider: FalProvider) -> None:
     plan = RequestPlan(statuses=["COMPLETED"], result_error=Response(502, b"<html>Bad Gateway</html>"))
-    fake_fal.plans.append(plan)
+    fake.plans.append(plan)
     statuses: list[str] = []
 
     def clear_after_first_failure(fraction: float | None, status: str) -> None:
@@ -191,14 +166,8 @@ def test_a_gateway_error_on_the_response_url_is_read_again(fake_fal: FakeFal, fa
         if "retrying" in status:
             plan.result_error = None
 
-    assert run(fal, hooks=RunHooks(on_progress=clear_after_first_failure)).pixels.shape == (256, 320, 3)
-    assert any("HTTP 502" in status for status in statuses) and len(fake_fal.submits) == 1
-
-
-def test_a_429_on_submit_waits_and_submits_again(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.submit_script.append(Response.json({"detail": "Too many requests"}, 429, {"Retry-After": "0.1"}))
-    run(fal)
-    assert len(fake_fal.submits) == 2 and len(fake_fal.requests) == 1
+    assert run(provider, hooks=RunHooks(on_progress=clear_after_first_failure)).pixels.shape == (256, 320, 3)
+    assert any("HTTP 502" in status for status in statuses) and len(fake.submits) == 1
 
 
 @pytest.mark.parametrize(
@@ -212,51 +181,18 @@ def test_a_429_on_submit_waits_and_submits_again(fake_fal: FakeFal, fal: FalProv
                 "type": "less_than_equal"}], errors.ProviderRejectedError, "num_inference_steps: Input should be"),
     ],
 )
-def test_submit_errors_show_fals_detail(fake_fal, fal, status, detail, error, words) -> None:
-    fake_fal.submit_script.append(Response.json({"detail": detail}, status, {"X-Fal-Retryable": "false"}))
-    with pytest.raises(error, match=words):
-        run(fal)
-    assert len(fake_fal.submits) == 1
-
-
-def test_a_wrong_key_is_refused_and_never_shown(fake_fal: FakeFal) -> None:
-    provider = FalProvider(base_url=fake_fal.api_url, api_key=ApiKey("fal-wrong:key"))
-    with pytest.raises(errors.AuthenticationError, match="HTTP 401") as caught:
+def test_submit_errors_show_fals_detail(fake, provider, status, detail, error, words) -> None:
+    fake.submit_script.append(Response.json({"detail": detail}, status, {"X-Fal-Retryable": "false"}))
+    with pytest.raises(error, match=words) as caught:
         run(provider)
-    assert "fal-wrong:key" not in str(caught.value)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == ("fal", status, errors.NOT_BILLED)
+    assert len(fake.submits) == 1
 
 
-def test_status_and_response_urls_off_the_api_host_never_get_the_key(fake_fal: FakeFal, fal: FalProvider) -> None:
-    fake_fal.submit_script.append(Response.json({
+def test_status_and_response_urls_off_the_api_host_never_get_the_key(fake: FakeFal, provider: FalProvider) -> None:
+    fake.submit_script.append(Response.json({
         "request_id": "r1", "status_url": "http://localhost:9/requests/r1/status",
         "response_url": "http://localhost:9/requests/r1", "cancel_url": "http://localhost:9/requests/r1/cancel"}))
     with pytest.raises(errors.UnsafeUrlError, match="will not send your API key"):
-        run(fal)
-    assert len(fake_fal.queue.requests) == 1
-
-
-def test_the_key_appears_in_no_log_error_or_report(fake_fal: FakeFal, fal: FalProvider, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
-    fake_fal.submit_script.append(Response.json({"detail": "bad"}, 422))
-    fake_fal.plans.append(RequestPlan(status_error=("boom", "internal_server_error")))
-    texts = [repr(fal), str(vars(fal))]
-    for _ in range(2):
-        with pytest.raises(errors.FluxFlexError) as caught:
-            run(fal)
-        texts.append(str(caught.value))
-    texts += [run(fal).report(), caplog.text]
-    assert "/requests/" in caplog.text, "httpx logs requests at DEBUG, so real log lines are checked"
-    assert all(fake_fal.api_key not in text for text in texts)
-
-
-def test_cli_generates_with_fal(fake_fal: FakeFal, monkeypatch, tmp_path: Path, capsys) -> None:
-    monkeypatch.setenv("FAL_KEY", fake_fal.api_key)
-    monkeypatch.setenv("FLUX_FLEX_FAL_URL", fake_fal.api_url)
-    out_file = tmp_path / "x.png"
-    assert main(["generate", "--provider", "fal", "--prompt", "fox", "--width", "320", "--height", "256",
-                 "--seed", "5", "--output-format", "webp", "--out", str(out_file)]) == 0
-    with Image.open(out_file) as saved:
-        assert saved.size == (320, 256) and saved.format == "PNG"
-    out = capsys.readouterr().out
-    assert "fal: $0.050" in out and "seed 5" in out and "comes back as png" in out
-    assert fake_fal.api_key not in out
+        run(provider)
+    assert len(fake.queue.requests) == 1

@@ -11,21 +11,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from .errors import CancelledError, FluxFlexError
+from .errors import BILLED, NOT_BILLED, CancelledError, FluxFlexError
 from .providers.base import Provider
-from .request import FlexRequest
-from .result_cache import ResultCache, cache_key
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
-
-
-def seeded_requests(request: FlexRequest, count: int) -> list[FlexRequest]:
-    """`count` copies of `request` with seeds seed, seed+1, ...; a random seed (None) stays random.
-
-    Counting up keeps each image of a batch reproducible on its own: its seed is in its report.
-    """
-    if request.seed is None:
-        return [request] * count
-    return [request.with_seed(request.seed + offset) for offset in range(count)]
+from .result_cache import ResultCache, generate_cached
+from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings
 
 
 class BatchError(FluxFlexError):
@@ -59,27 +48,6 @@ class _BatchProgress:
 
         return RunHooks(on_progress=on_progress, is_cancelled=self._hooks.is_cancelled,
                         on_submitted=self._hooks.on_submitted)
-
-
-def generate_cached(
-    prepared: PreparedRequest,
-    provider: Provider,
-    cache: ResultCache | None,
-    *,
-    hooks: RunHooks = RunHooks(),
-    settings: RunSettings = RunSettings(),
-) -> GenerationResult:
-    """A stored image for exactly this request when there is one, else a paid run that is stored."""
-    key = cache_key(provider.name, prepared.request) if cache else None
-    if key is not None:
-        stored = cache.get(key)
-        if stored is not None:
-            hooks.progress(1.0, "from the result cache")
-            return stored
-    result = generate(prepared, provider, hooks=hooks, settings=settings)
-    if key is not None:
-        cache.put(key, result)
-    return result
 
 
 def generate_batch(
@@ -123,5 +91,6 @@ def _batch_cancelled(results: dict[int, GenerationResult], failures: dict[int, F
     paid = ", ".join(stopped + finished) or "none"
     return CancelledError(
         f"Cancelled. {len(stopped) + len(finished)} task(s) had been submitted and are billed ({paid}); none was "
-        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced."
+        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced.",
+        billed=BILLED if stopped or finished else NOT_BILLED,
     )

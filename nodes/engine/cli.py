@@ -18,18 +18,16 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from .batch import generate_cached
+from .backend import BACKEND_NAMES, Backend, backend_for
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
-from .local import LOCAL, OPTION_SPECS, LocalOptions, generate_local, prepare_local, resolve_model
-from .providers import PROVIDER_NAMES, make_provider
-from .providers.base import Provider
+from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
     SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks, prepare
+from .runner import GenerationResult, PreparedRequest, RunHooks
 
 EXIT_FAILURE = 1
 
@@ -59,7 +57,7 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help=PROMPT_UPSAMPLING_HELP)
     parser.add_argument("--reference", action="append", type=Path, default=[], metavar="FILE",
                         help="an input image (repeat for several; the first is the image to edit)")
-    parser.add_argument("--provider", choices=(*PROVIDER_NAMES, LOCAL), default="bfl",
+    parser.add_argument("--provider", choices=BACKEND_NAMES, default="bfl",
                         help="which API to call (default bfl), or local with --local-model")
     parser.add_argument("--local-model", type=Path, default=None,
                         help="for --provider local: a FLUX.2 [dev] or [klein] folder in diffusers format")
@@ -100,59 +98,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         request = request_from_args(args)
-        if args.provider == LOCAL:
-            run_local_command(args, request)
-        else:
-            run_remote_command(args, request)
+        options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
+        # The command line's user names any model folder by its path; a workflow only by name.
+        target = identify_model(args.local_model) if args.provider == LOCAL and args.local_model else args.provider
+        run_command(args, backend_for(target, local_options=options), request)
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 
 
-def run_remote_command(args: argparse.Namespace, request: FlexRequest) -> None:
-    provider = make_provider(args.provider)
-    prepared = prepare(request, provider)
+def run_command(args: argparse.Namespace, backend: Backend, request: FlexRequest) -> None:
+    prepared = backend.prepare(request)
     if args.command == "estimate":
         print(prepared.estimate.as_text())
     elif args.dry_run:
-        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
+        print_dry_run(prepared, backend)
     else:
-        run_generate(prepared, provider, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
+        run_generate(prepared, backend, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
 
 
-def run_local_command(args: argparse.Namespace, request: FlexRequest) -> None:
-    folder = args.local_model.resolve() if args.local_model else None  # the CLI's user names any folder
-    model = resolve_model(folder.name, [folder.parent]) if folder else resolve_model("", ())
-    prepared = prepare_local(request, model)
-    if args.command == "estimate":
-        print(prepared.estimate.as_text())
-    elif args.dry_run:
-        print_dry_run(prepared, f"local FLUX.2 [{model.kind}] from {model.path}", request.settings())
-    else:
-        options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
-        save_result(with_ctrl_c(lambda hooks: generate_local(prepared, model, options, hooks=hooks)), args.out)
-
-
-def print_dry_run(prepared: PreparedRequest, destination: str, body: dict) -> None:
-    print(destination)
-    print(json.dumps(body, indent=2))
+def print_dry_run(prepared: PreparedRequest, backend: Backend) -> None:
+    dry_run = backend.dry_run(prepared)
+    print(dry_run.destination)
+    print(json.dumps(dry_run.body, indent=2))
     for note in prepared.notes:
         print(f"note: {note}")
     print(prepared.estimate.as_text())
 
 
-def run_generate(prepared: PreparedRequest, provider: Provider, out: Path, cache: ResultCache | None) -> None:
+def run_generate(prepared: PreparedRequest, backend: Backend, out: Path, cache: ResultCache | None) -> None:
     try:
-        provider.api_key  # resolve now: without a key, fall back to a dry run
+        backend.check_ready()  # without a key, fall back to a dry run
     except MissingApiKeyError as missing:
         print(f"flux-flex: {missing} Showing a dry run instead; nothing was sent.", file=sys.stderr)
-        print_dry_run(prepared, f"POST {provider.base_url} ({provider.label})", provider.dry_run_body(prepared.request))
+        print_dry_run(prepared, backend)
         return
-    save_result(with_ctrl_c(lambda hooks: generate_cached(prepared, provider, cache, hooks=hooks)), out)
+    (result,) = with_ctrl_c(lambda hooks: backend.run_batch([prepared], hooks, cache))
+    save_result(result, out)
 
 
-def with_ctrl_c(action: Callable[[RunHooks], GenerationResult]) -> GenerationResult:
+def with_ctrl_c(action: Callable[[RunHooks], list[GenerationResult]]) -> list[GenerationResult]:
     """Run with status lines on stderr; Ctrl-C cancels cleanly (naming any task already paid)."""
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())

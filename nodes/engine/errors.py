@@ -1,41 +1,68 @@
-"""Errors a user can act on.
+"""Errors a user can act on, with the facts a program needs beside the words.
 
 Every message says what failed and what to do next. None of them ever contains an API key:
 messages are built from our own words and from provider responses, never from request headers,
 and any key a provider echoes back in its response is redacted when the error is made.
+Beside the message each error carries structured fields (`provider`, HTTP `status`, `task_id`,
+what was `billed`), so callers such as a paid-task journal, and the tests, read facts rather
+than parse text.
 """
 
 from __future__ import annotations
 
 from .redaction import redact
 
+# The values of `billed` (a provider's reported cost, when one is known, is said in the message).
+NOT_BILLED = "no"  # nothing was created: validation, a refused submit, a missing key
+BILLED = "yes"  # a task exists and was (or will be) charged
+MAYBE_BILLED = "maybe"  # a submit whose outcome is unknown, or a task whose charge the provider does not state
+REFUNDED = "refunded"  # the provider says it returns the charge of failed tasks (Apiframe)
+
 
 class FluxFlexError(Exception):
-    """Base class: the message is meant to be shown to the user as it is (keys redacted)."""
+    """Base class: the message is meant to be shown to the user as it is.
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+    `provider` is the provider's name (bfl, fal, ...), `status` the HTTP status that caused the
+    error, `task_id` the provider's id of a task that exists (and may be billed), and `billed`
+    what is known about payment: one of NOT_BILLED, BILLED, MAYBE_BILLED, REFUNDED, or None when
+    the error says nothing about money.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        task_id: str | None = None,
+        billed: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.task_id = task_id
+        self.billed = billed
+        super().__init__(redact(message))
 
 
 class InvalidRequestError(FluxFlexError, ValueError):
     """A setting is outside what the provider accepts; raised before anything is sent."""
 
-    def __init__(self, field: str, value: object, allowed: str) -> None:
+    def __init__(self, field: str, value: object, allowed: str, *, provider: str | None = None) -> None:
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field} = {value!r} is not allowed: {allowed}.")
+        super().__init__(f"{field} = {value!r} is not allowed: {allowed}.", provider=provider, billed=NOT_BILLED)
 
 
 class MissingApiKeyError(FluxFlexError):
     """No key was configured for the chosen provider."""
 
     def __init__(self, provider: str, env_var: str) -> None:
-        self.provider = provider
         self.env_var = env_var
         super().__init__(
             f"No API key for {provider}: set the environment variable {env_var} "
-            "or store a key in ComfyUI's settings (FLUX.2 Flex)."
+            "or store a key in ComfyUI's settings (FLUX.2 Flex).",
+            provider=provider, billed=NOT_BILLED,
         )
 
 
@@ -59,6 +86,26 @@ class ProviderUnavailableError(FluxFlexError):
     """The provider could not be reached or kept failing; says whether a task may exist."""
 
 
+class SubmitOutcomeUnknown(ProviderUnavailableError):
+    """The submit may have reached the provider: resubmitting could bill twice."""
+
+
+class TransientError(Exception):
+    """A failure where trying the same call again is safe (a poll or an unsent submit).
+
+    Never shown to a user as it is: the runner retries it, or turns it into a FluxFlexError
+    once waiting is over. `retry_after` is the provider's Retry-After in seconds.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False,
+                 status: int | None = None) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        self.unreachable = unreachable  # the provider could not be reached at all
+        self.status = status
+        super().__init__(reason)
+
+
 class UnsafeUrlError(FluxFlexError):
     """A URL the provider returned is not one the key may be sent to."""
 
@@ -66,11 +113,11 @@ class UnsafeUrlError(FluxFlexError):
 class ModeratedError(FluxFlexError):
     """The prompt, an input image or the output was refused by the provider's moderation."""
 
-    def __init__(self, message: str, *, stage: str, reasons: tuple[str, ...], task_id: str | None) -> None:
+    def __init__(self, message: str, *, stage: str, reasons: tuple[str, ...], task_id: str | None,
+                 provider: str | None = None, status: int | None = None, billed: str | None = None) -> None:
         self.stage = stage
         self.reasons = tuple(redact(reason) for reason in reasons)  # provider text, like the message
-        self.task_id = task_id
-        super().__init__(message)
+        super().__init__(message, provider=provider, status=status, task_id=task_id, billed=billed)
 
 
 class GenerationFailedError(FluxFlexError):
@@ -95,7 +142,3 @@ class GenerationTimeoutError(FluxFlexError):
 
 class CancelledError(FluxFlexError):
     """The user cancelled; a task already submitted is reported, never resubmitted."""
-
-    def __init__(self, message: str, *, task_id: str | None = None) -> None:
-        self.task_id = task_id
-        super().__init__(message)

@@ -1,8 +1,8 @@
-"""ComfyUI IMAGE tensors <-> upload bytes, and downloaded bytes -> IMAGE tensors.
+"""Pixels <-> bytes: uint8 RGB arrays encoded for upload, downloaded bytes decoded safely.
 
-ComfyUI's IMAGE is a float tensor [B, H, W, C] in 0..1. Users wire in anything: a single
-[H, W, C] frame, grayscale or RGBA, values outside 0..1, half precision, non-contiguous views.
-All of that is normalised here to uint8 RGB once, so providers only ever see clean pixels.
+The engine works on uint8 [H, W, 3] numpy arrays only; ComfyUI's IMAGE tensors are converted
+to and from them outside the engine (nodes/tensors.py), so the engine and the command line run
+without torch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
@@ -29,47 +28,6 @@ UPLOAD_FORMATS = ("png", "jpeg", "webp")
 DECODABLE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "MPO"})  # MPO: some JPEGs from phones
 MAX_DECODED_PIXELS = 64 * MEGAPIXEL  # far above any output size; stops decompression bombs
 WHITE = 255
-
-
-def tensor_to_arrays(image: torch.Tensor, *, name: str = "image") -> list[np.ndarray]:
-    """Turn an IMAGE tensor (batch or single frame) into uint8 [H, W, 3] arrays, one per frame."""
-    if not isinstance(image, torch.Tensor):
-        raise InvalidRequestError(name, type(image).__name__, "an IMAGE tensor")
-    frames = image
-    if frames.dim() == 3:
-        frames = frames.unsqueeze(0)
-    if frames.dim() != 4 or frames.shape[-1] not in (1, 2, 3, 4):
-        raise InvalidRequestError(
-            name, tuple(image.shape), "an IMAGE of shape [batch, height, width, 1|3|4 channels]"
-        )
-    if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
-        raise InvalidRequestError(name, tuple(image.shape), "a non-empty image")
-    unit = frames.detach().to(device="cpu", dtype=torch.float32)
-    unit = torch.nan_to_num(unit, nan=0.0).clamp_(0.0, 1.0)
-    rgb = _to_rgb(unit)
-    as_bytes = (rgb * 255.0).round_().to(torch.uint8).contiguous().numpy()
-    return [np.ascontiguousarray(frame) for frame in as_bytes]
-
-
-def _to_rgb(frames: torch.Tensor) -> torch.Tensor:
-    """Grayscale is repeated; alpha is composited over white so transparent areas are defined."""
-    channels = frames.shape[-1]
-    if channels in (2, 4):
-        colour, alpha = frames[..., : channels - 1], frames[..., channels - 1 :]
-        frames = colour * alpha + (1.0 - alpha)
-    if frames.shape[-1] == 1:
-        frames = frames.expand(*frames.shape[:-1], 3)
-    return frames
-
-
-def arrays_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
-    """Stack uint8 [H, W, 3] frames into one IMAGE tensor; all must share one size."""
-    sizes = {frame.shape for frame in frames}
-    if len(sizes) != 1:
-        listed = ", ".join(f"{s[1]}x{s[0]}" for s in sorted(sizes))
-        raise InvalidRequestError("batch", listed, "images of one size to form an IMAGE batch")
-    stacked = torch.from_numpy(np.stack(frames))
-    return stacked.to(torch.float32).div_(255.0)
 
 
 @dataclass(frozen=True)
@@ -113,6 +71,15 @@ def encode_data_uri(pixels: np.ndarray, image_format: str = "png") -> str:
     """A data: URI, the form resellers accept where they expect an image URL."""
     mime = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[image_format]
     return f"data:{mime};base64,{encode_base64(pixels, image_format)}"
+
+
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a base64 data: URI (a result some providers return inline)."""
+    try:
+        _, payload = uri.split(",", 1)
+        return base64.b64decode(payload)
+    except ValueError:
+        raise ImageDecodeError("The provider returned a malformed data URI as the result.") from None
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:

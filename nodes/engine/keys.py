@@ -17,19 +17,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Union
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from .errors import MissingApiKeyError, UnsafeUrlError
 from .redaction import register_secret
+from .settings import current as current_settings
 
 STORED_KEYS_FILE_ENV = "FLUX_FLEX_KEYS_FILE"
 DEFAULT_KEY_NAME = "default"
 KEYS_FORMAT_VERSION = 2
 StoredKeys = dict[str, dict[str, str]]  # provider -> key name -> key
-KeysFileSource = Union[Path, Callable[[], Union[Path, None]], None]
-# Set by the ComfyUI adapter: the key file, or a function giving the file of whoever runs the prompt.
-_stored_keys_file: KeysFileSource = None
 
 
 class ApiKey:
@@ -92,19 +90,14 @@ def is_legacy_keys_file(path: Path) -> bool:
     return isinstance(data, dict) and bool(data) and data.get("version") != KEYS_FORMAT_VERSION
 
 
-def use_stored_keys_file(source: KeysFileSource) -> None:
-    """Tell the engine where keys saved through ComfyUI's settings dialog live: a file, or a
-    function returning the file of the user whose prompt runs (multi-user ComfyUI)."""
-    global _stored_keys_file
-    _stored_keys_file = source
-
-
 def stored_keys_path() -> Path | None:
-    """The stored-keys file: the one ComfyUI configured, else FLUX_FLEX_KEYS_FILE if set."""
-    if callable(_stored_keys_file):
-        return _stored_keys_file()
-    if _stored_keys_file is not None:
-        return _stored_keys_file
+    """The stored-keys file: the one ComfyUI configured (for multi-user ComfyUI, the file of the
+    user whose prompt runs), else FLUX_FLEX_KEYS_FILE if set."""
+    configured_file = current_settings().stored_keys_file
+    if callable(configured_file):
+        return configured_file()
+    if configured_file is not None:
+        return configured_file
     configured = os.environ.get(STORED_KEYS_FILE_ENV)
     return Path(configured) if configured else None
 

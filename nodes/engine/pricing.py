@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from .errors import InvalidRequestError
 from .request import MEGAPIXEL, FlexRequest
 
 
@@ -134,10 +135,12 @@ def estimate(request: FlexRequest, provider: str = "bfl", *, count: int = 1) -> 
 
 
 def price_for(provider: str) -> Price:
+    """The pricing table's entry, or the pack's error naming the providers that have one."""
     try:
         return PRICES[provider]
     except KeyError:
-        raise KeyError(f"No pricing entry for provider {provider!r}") from None
+        raise InvalidRequestError("provider", provider, f"one of {', '.join(PRICES)} (those with a pricing entry)",
+                                  provider=provider) from None
 
 
 def estimate_from_sizes(

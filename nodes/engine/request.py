@@ -273,3 +273,13 @@ def preset_size(aspect: str, megapixels: float) -> FittedSize:
     height = math.sqrt(target * ah / aw)
     fitted = fit_size(round(height * aw / ah), round(height), max_pixels=target)
     return FittedSize(fitted.width, fitted.height, ())
+
+
+def seeded_requests(request: FlexRequest, count: int) -> list[FlexRequest]:
+    """`count` copies of `request` with seeds seed, seed+1, ...; a random seed (None) stays random.
+
+    Counting up keeps each image of a batch reproducible on its own: its seed is in its report.
+    """
+    if request.seed is None:
+        return [request] * count
+    return [request.with_seed(request.seed + offset) for offset in range(count)]

@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .files import write_atomically
 from .pricing import CostEstimate
 from .request import FlexRequest
-from .runner import GenerationResult
+from .providers.base import Provider
+from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
 
 MODEL = "flux-2-flex"
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -82,8 +83,8 @@ class ResultCache:
         image_path, meta_path = self._paths(key)
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(image_path, data)
-            _write_atomically(meta_path, json.dumps(meta).encode())
+            write_atomically(image_path, data)
+            write_atomically(meta_path, json.dumps(meta).encode())
             self._evict()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
@@ -110,15 +111,25 @@ class ResultCache:
             total -= size
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def generate_cached(
+    prepared: PreparedRequest,
+    provider: Provider,
+    cache: ResultCache | None,
+    *,
+    hooks: RunHooks = RunHooks(),
+    settings: RunSettings = RunSettings(),
+) -> GenerationResult:
+    """A stored image for exactly this request when there is one, else a paid run that is stored."""
+    key = cache_key(provider.name, prepared.request) if cache else None
+    if key is not None:
+        stored = cache.get(key)
+        if stored is not None:
+            hooks.progress(1.0, "from the result cache")
+            return stored
+    result = generate(prepared, provider, hooks=hooks, settings=settings)
+    if key is not None:
+        cache.put(key, result)
+    return result
 
 
 def _result_to_json(result: GenerationResult) -> dict:

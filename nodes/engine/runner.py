@@ -18,7 +18,8 @@ from . import errors
 from .images import decode_image, downscale_to_max_pixels
 from .polling import DURATIONS, PollSchedule
 from .pricing import CostEstimate, estimate
-from .providers.base import PollUpdate, Provider, SubmittedTask, TransientError
+from .errors import TransientError
+from .providers.base import PollUpdate, Provider, SubmittedTask
 from .request import FlexRequest, InputImage
 
 ProgressCallback = Callable[[float | None, str], None]
@@ -118,12 +119,19 @@ def generate(
     """Run one prepared request on a provider and return the decoded image."""
     started = time.monotonic()
     hooks.progress(0.0, "submitting")
-    task = _submit_once(prepared.request, provider, hooks, settings)
+    try:
+        task = _submit_once(prepared.request, provider, hooks, settings)
+    except errors.FluxFlexError as error:
+        error.provider = error.provider or provider.name
+        raise
     if hooks.on_submitted is not None:
         hooks.on_submitted(task)
-    update = _poll_until_done(task, provider, hooks, settings, started)
-    hooks.progress(1.0, "downloading")
-    pixels = decode_image(provider.fetch(update))
+    try:
+        update = _poll_until_done(task, provider, hooks, settings, started)
+        hooks.progress(1.0, "downloading")
+        pixels = decode_image(provider.fetch(task, update))
+    except errors.FluxFlexError as error:
+        raise _about_task(error, task) from None
     elapsed = time.monotonic() - started
     return GenerationResult(
         pixels=pixels,
@@ -137,6 +145,14 @@ def generate(
         notes=prepared.notes,
         seconds=elapsed,
     )
+
+
+def _about_task(error: errors.FluxFlexError, task: SubmittedTask) -> errors.FluxFlexError:
+    """Every error after a submit names the task that exists (and may be billed), whoever raised it."""
+    error.provider = error.provider or task.provider
+    error.task_id = error.task_id or task.task_id
+    error.billed = error.billed or errors.MAYBE_BILLED
+    return error
 
 
 def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, settings: RunSettings) -> SubmittedTask:
@@ -153,12 +169,14 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
             if refusal.unreachable and connect_failures > settings.connect_retries:
                 raise errors.ProviderUnavailableError(
                     f"Could not reach {provider.label} at {provider.base_url}: {refusal.reason}. Nothing was sent "
-                    "or billed. Check the network, or the base URL if you set one."
+                    "or billed. Check the network, or the base URL if you set one.",
+                    provider=provider.name, billed=errors.NOT_BILLED,
                 ) from None
             if time.monotonic() + delay > deadline:
                 raise errors.RateLimitedError(
                     f"{provider.label} did not accept the request: {refusal.reason}. Nothing was created or "
-                    "billed. Wait for running tasks to finish, then run again."
+                    "billed. Wait for running tasks to finish, then run again.",
+                    provider=provider.name, status=refusal.status, billed=errors.NOT_BILLED,
                 ) from None
             hooks.progress(0.0, f"waiting: {refusal.reason}")
             _wait(refusal.retry_after or delay, hooks, None)
@@ -190,7 +208,8 @@ def _poll_until_done(
         if time.monotonic() > deadline:
             raise errors.GenerationTimeoutError(
                 f"{provider.label} task {task.task_id} did not finish within {settings.task_timeout_seconds:g} s "
-                f"(last status: {update.status}). It was not resubmitted; it may still finish on the provider's side."
+                f"(last status: {update.status}). It was not resubmitted; it may still finish on the provider's side.",
+                provider=task.provider, task_id=task.task_id, billed=errors.BILLED,
             )
 
 
@@ -209,10 +228,11 @@ def _raise_if_cancelled(hooks: RunHooks, task: SubmittedTask | None) -> None:
     if not hooks.cancelled():
         return
     if task is None:
-        raise errors.CancelledError("Cancelled before the request was sent; nothing was billed.")
+        raise errors.CancelledError("Cancelled before the request was sent; nothing was billed.",
+                                    billed=errors.NOT_BILLED)
     cost = f" ({task.reported_cost:g} credits)" if task.reported_cost is not None else ""
     raise errors.CancelledError(
         f"Cancelled. {task.provider} task {task.task_id} had already been submitted{cost} and is billed; "
         "it was not resubmitted.",
-        task_id=task.task_id,
+        provider=task.provider, task_id=task.task_id, billed=errors.BILLED,
     )

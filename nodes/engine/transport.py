@@ -3,19 +3,20 @@
 Reusing one httpx.Client keeps connections to the provider alive between submit, polls and
 downloads (and between tasks), which removes a TLS handshake from every call. Every call has an
 explicit timeout. The client never carries a key as a default header: keys are attached per
-request by the provider, after its KeyScope approved the URL. A result download follows a
-redirect only to the result URL's own host or to a domain the provider delivers results from.
+request by the provider, after its KeyScope approved the URL.
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
+import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .errors import ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
+from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
@@ -58,6 +59,24 @@ def describe_host(url: str) -> str:
     return parts.netloc or "an unknown host"
 
 
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds: it may be a number of seconds or an HTTP date (RFC 9110
+    section 10.2.3); a date in the past means "now" (0), anything unreadable means "not said"."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
 def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool:
     """Whether a download of `origin` may follow a redirect to `target`: the same host and scheme,
     or https on one of `domains` or a subdomain of it. Never from https down to http."""
@@ -70,46 +89,55 @@ def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool
     return goal.scheme == "https" and any(host == domain or host.endswith("." + domain) for domain in domains)
 
 
-def download_result(url: str, *, redirect_domains: tuple[str, ...] = (), max_bytes: int = MAX_DOWNLOAD_BYTES,
-                    timeout: float = 120.0) -> bytes:
+def download_result(
+    url: str, *, client: httpx.Client | None = None, redirect_domains: tuple[str, ...] = (),
+    max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0,
+) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
-    A download is free and idempotent, so transport failures are retried; a 403/404/410 means
-    the signed URL expired and is reported as such. Redirects are followed only as
-    `redirect_allowed` says, at most MAX_REDIRECTS of them.
+    `client` is the caller's (a provider's injected client), else the shared one. A download is
+    free and idempotent, so transport failures are retried; a 403/404/410 means the signed URL
+    expired and is reported as such. Redirects are followed only as `redirect_allowed` says
+    (within `redirect_domains`, the provider's result domains), at most MAX_REDIRECTS of them.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, redirect_domains, max_bytes=max_bytes, timeout=timeout)
+            return _download_once(url, client=client or shared_client(), redirect_domains=redirect_domains,
+                                  max_bytes=max_bytes, timeout=timeout)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
         f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
-        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes."
+        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes.",
+        status=last_error.status if isinstance(last_error, _RetryableStatus) else None, billed=BILLED,
     )
 
 
 class _RetryableStatus(Exception):
-    pass
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(status)
 
 
-def _download_once(url: str, redirect_domains: tuple[str, ...], *, max_bytes: int, timeout: float) -> bytes:
+def _download_once(url: str, *, client: httpx.Client, redirect_domains: tuple[str, ...], max_bytes: int,
+                   timeout: float) -> bytes:
     # Delivery hosts may redirect to their storage; each hop is checked before it is requested.
     current = url
     for _ in range(MAX_REDIRECTS + 1):
-        with shared_client().stream("GET", current, timeout=timeout, follow_redirects=False) as response:
+        with client.stream("GET", current, timeout=timeout, follow_redirects=False) as response:
             if not response.is_redirect:
                 return _read_result(response, url, max_bytes=max_bytes)
             target = urljoin(current, response.headers["location"])
         if not redirect_allowed(current, target, redirect_domains):
             raise UnsafeUrlError(
                 f"The result download from {describe_host(current)} was redirected to {describe_host(target)}, "
-                "which is not a host this provider delivers results from; the redirect was not followed."
+                "which is not a host this provider delivers results from; the redirect was not followed.",
+                billed=BILLED,
             )
         current = target
     raise ProviderUnavailableError(f"The result download from {describe_host(url)} redirected more than "
-                                   f"{MAX_REDIRECTS} times; it was stopped.")
+                                   f"{MAX_REDIRECTS} times; it was stopped.", billed=BILLED)
 
 
 def _read_result(response: httpx.Response, url: str, *, max_bytes: int) -> bytes:
@@ -117,13 +145,15 @@ def _read_result(response: httpx.Response, url: str, *, max_bytes: int) -> bytes
     if response.status_code in (401, 403, 404, 410):
         raise ResultExpiredError(
             f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-            "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image."
+            "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image.",
+            status=response.status_code, billed=BILLED,
         )
     if response.status_code >= 500:
         raise _RetryableStatus(response.status_code)
     if response.status_code != 200:
         raise ProviderUnavailableError(
-            f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}."
+            f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}.",
+            status=response.status_code, billed=BILLED,
         )
     declared = int(response.headers.get("content-length") or 0)
     if declared > max_bytes:

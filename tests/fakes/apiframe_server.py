@@ -1,4 +1,4 @@
-"""A loopback stand-in for Apiframe's v2 image API (docs-v2.apiframe.ai; flex-apis.md section 5).
+"""A loopback stand-in for Apiframe's v2 image API (https://docs-v2.apiframe.ai).
 
 Two servers on 127.0.0.1: the API (POST /v2/images/generate answering 202 {jobId, status}, GET
 /v2/jobs/{id}) and a delivery host on another port serving the results. It checks X-API-Key as
@@ -9,20 +9,16 @@ job through the statuses a `JobPlan` scripts.
 
 from __future__ import annotations
 
-import base64
-import io
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from PIL import Image
-
-from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .pictures import encoded_image_size, render_result
+from .stand_ins import StandIn, register
 
 ResultShape = Literal["url", "images", "image_objects"]
+PAUSED_KEY = "afk_paused_key_000"  # a key the stand-in knows as inactive (Apiframe's 403)
 RESOLUTION_SIDES = {"0.5 MP": 724, "1 MP": 1024, "2 MP": 1448, "4 MP": 2048}  # side of a square of that size
 
 
@@ -51,13 +47,10 @@ class FakeApiframe(LoopbackFake):
     """Start with `with FakeApiframe() as apiframe:`; point the client at `apiframe.api_url`."""
 
     def __init__(self, api_key: str = "afk_test_key_0123456789", inactive_keys: tuple[str, ...] = ()) -> None:
-        self.api_key = api_key
+        super().__init__(api_key)
         self.inactive_keys = inactive_keys
-        self.plans: deque[JobPlan] = deque()
-        self.submit_script: deque[Response] = deque()  # answered after the key check, in order
         self.jobs: dict[str, _Job] = {}
         self.idempotency_keys: dict[str, str] = {}  # Idempotency-Key -> jobId
-        self._lock = threading.Lock()
         self.api = LoopbackServer(self._handle_api)
         self.delivery = LoopbackServer(self._handle_delivery)
 
@@ -100,22 +93,19 @@ class FakeApiframe(LoopbackFake):
             if replayed:
                 return Response.json({"jobId": replayed, "status": "QUEUED"}, 202)
             width, height = _output_size(body["fluxParams"])
-            job = _Job(str(uuid.uuid4()), body, self.plans.popleft() if self.plans else JobPlan(), width, height)
+            job = _Job(str(uuid.uuid4()), body, self.next_plan(JobPlan), width, height)
             self.jobs[job.id] = job
             if "idempotency-key" in request.headers:
                 self.idempotency_keys[request.headers["idempotency-key"]] = job.id
         return Response.json({"jobId": job.id, "status": "QUEUED"}, 202)
 
     def _poll(self, job_id: str) -> Response:
-        with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return Response.json({"error": "Job not found"}, 404)
-            index = job.polls
-            job.polls += 1
-        if index in job.plan.poll_http_errors:
-            http_status = job.plan.poll_http_errors[index]
-            return Response(http_status, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        job = self.jobs.get(job_id)
+        if job is None:
+            return Response.json({"error": "Job not found"}, 404)
+        index, gateway_error = self.count_poll(job)
+        if gateway_error:
+            return gateway_error
         statuses = job.plan.statuses
         status = statuses[min(index, len(statuses) - 1)]
         payload: dict[str, Any] = {"id": job.id, "status": status, "model": "flux-2-flex",
@@ -171,7 +161,14 @@ def _output_size(params: dict[str, Any]) -> tuple[int, int]:
     side = RESOLUTION_SIDES[params.get("resolution", "1 MP")]
     if params.get("aspect_ratio") != "match_input_image" or not params.get("input_images"):
         return side, side
-    _, payload = params["input_images"][0].split(",", 1)
-    with Image.open(io.BytesIO(base64.b64decode(payload))) as first:
-        scale = side / (first.width * first.height) ** 0.5
-        return round(first.width * scale), round(first.height * scale)
+    width, height = encoded_image_size(params["input_images"][0])
+    scale = side / (width * height) ** 0.5
+    return round(width * scale), round(height * scale)
+
+
+register(StandIn(
+    provider="apiframe", start=lambda: FakeApiframe(inactive_keys=(PAUSED_KEY,)), plan=JobPlan,
+    failed=lambda reason: JobPlan(statuses=["PROCESSING", "FAILED"], error=reason),
+    moderated=lambda: JobPlan(statuses=["FAILED"], error="The prompt was flagged by content moderation"),
+    running=lambda: JobPlan(statuses=["PROCESSING"]),
+))

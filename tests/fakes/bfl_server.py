@@ -1,4 +1,4 @@
-"""A loopback stand-in for BFL's FLUX.2 [flex] API, as ../shared/reference/flex-apis.md §7 describes.
+"""A loopback stand-in for BFL's FLUX.2 [flex] API, as https://docs.bfl.ai/api-reference describes it.
 
 Three servers on 127.0.0.1, each on its own port: the API (submit), the cluster that answers
 polls (so a client that rebuilds the polling URL instead of using the returned one fails), and
@@ -8,20 +8,15 @@ follows a `TaskPlan` scripted by the test; the default walks Pending -> Generati
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .pictures import encoded_image_size, render_result
+from .stand_ins import StandIn, register
 
 MEGAPIXEL = 1024 * 1024
 ACTIVE_TASK_LIMIT = 24
@@ -55,29 +50,15 @@ def billable(pixels: int) -> int:
     return max(1, math.ceil(pixels / MEGAPIXEL))
 
 
-def render_result(width: int, height: int, seed: int, image_format: str) -> bytes:
-    """A deterministic picture: a gradient tinted by the seed, so tests can tell results apart."""
-    rng = np.random.default_rng(seed)
-    tint = rng.integers(0, 256, size=3)
-    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
-    pixels = np.broadcast_to((ramp * 0.5 + tint * 0.5), (height, width, 3)).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format={"jpeg": "JPEG", "webp": "WEBP"}.get(image_format, "PNG"))
-    return buffer.getvalue()
-
-
 class FakeBfl(LoopbackFake):
     """Start with `with FakeBfl() as bfl:`; point the client at `bfl.api_url`."""
 
     def __init__(self, api_key: str = "bfl-test-key-0123456789", result_expiry: float = 600.0) -> None:
-        self.api_key = api_key
+        super().__init__(api_key)
         self.result_expiry = result_expiry
-        self.plans: deque[TaskPlan] = deque()
-        self.submit_script: deque[Response] = deque()  # answered before normal handling, in order
         self.submit_delay = 0.0  # seconds the API waits before answering a submit
         self.tasks: dict[str, _Task] = {}
         self.peak_active = 0  # most tasks in flight at once: shows whether a client overlaps them
-        self._lock = threading.Lock()
         self.api = LoopbackServer(self._handle_api)
         self.cluster = LoopbackServer(self._handle_poll)
         self.delivery = LoopbackServer(self._handle_delivery)
@@ -122,7 +103,7 @@ class FakeBfl(LoopbackFake):
         })
 
     def _create_task(self, body: dict[str, Any]) -> _Task:
-        plan = self.plans.popleft() if self.plans else TaskPlan()
+        plan = self.next_plan(TaskPlan)
         width, height = body.get("width") or 0, body.get("height") or 0
         if not width or not height:
             sizes = _input_sizes(body)
@@ -137,14 +118,12 @@ class FakeBfl(LoopbackFake):
             return Response.json({"detail": "Not Found"}, 404)
         if not self._authorised(request):
             return _forbidden()
-        with self._lock:
-            task = self.tasks.get(request.query.get("id", ""))
-            if task is None:
-                return Response.json({"id": request.query.get("id"), "status": "Task not found"})
-            index = task.polls
-            task.polls += 1
-        if index in task.plan.poll_http_errors:
-            return Response(task.plan.poll_http_errors[index], b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        task = self.tasks.get(request.query.get("id", ""))
+        if task is None:
+            return Response.json({"id": request.query.get("id"), "status": "Task not found"})
+        index, gateway_error = self.count_poll(task)
+        if gateway_error:
+            return gateway_error
         status, progress = self._status_of(task, index)
         payload: dict[str, Any] = {"id": task.id, "status": status, "result": None, "progress": progress,
                                    "details": task.plan.details, "preview": None}
@@ -211,10 +190,16 @@ def _validate(body: Any) -> list[dict[str, Any]]:
 
 
 def _input_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
-    sizes = []
-    for index in range(8):
-        field_name = "input_image" if index == 0 else f"input_image_{index + 1}"
-        if body.get(field_name):
-            with Image.open(io.BytesIO(base64.b64decode(body[field_name]))) as picture:
-                sizes.append(picture.size)
-    return sizes
+    fields = ["input_image"] + [f"input_image_{index}" for index in range(2, 9)]
+    return [encoded_image_size(body[name]) for name in fields if body.get(name)]
+
+
+register(*(
+    StandIn(
+        provider=name, start=FakeBfl, plan=TaskPlan,
+        failed=lambda reason: TaskPlan(statuses=["Pending", "Error"], details={"error": reason}),
+        moderated=lambda: TaskPlan(statuses=["Content Moderated"], details={"Moderation Reasons": ["NSFW"]}),
+        running=lambda: TaskPlan(statuses=["Pending"]),
+    )
+    for name in ("bfl", "bfl-eu", "bfl-us")  # one API on three hosts: the URL override points each here
+))

@@ -1,4 +1,4 @@
-"""A loopback stand-in for CometAPI's Flux relay (apidoc.cometapi.com; flex-apis.md section 4).
+"""A loopback stand-in for CometAPI's Flux relay (https://apidoc.cometapi.com).
 
 CometAPI passes BFL's API through under /flux/v1 with its own Bearer key, so this is the fake BFL
 with CometAPI's front door: submit and get_result?id= on the API host, results still served by
@@ -13,8 +13,9 @@ import json
 from dataclasses import replace
 from typing import Literal
 
-from .bfl_server import FakeBfl
+from .bfl_server import FakeBfl, TaskPlan
 from .loopback import Request, Response
+from .stand_ins import StandIn, register
 
 PollingUrlMode = Literal["own", "none", "foreign"]
 
@@ -54,3 +55,11 @@ class FakeCometApi(FakeBfl):
         if self.polling_url_mode == "foreign":  # BFL's cluster, not CometAPI: no CometAPI key may go there
             return {"id": task_id, "polling_url": bfl_answer["polling_url"].replace("127.0.0.1", "localhost")}
         return {"id": task_id, "polling_url": f"{self.api.url}/flux/v1/get_result?id={task_id}"}
+
+
+register(StandIn(
+    provider="cometapi", start=FakeCometApi, plan=TaskPlan,
+    failed=lambda reason: TaskPlan(statuses=["Pending", "Error"], details={"error": reason}),
+    moderated=lambda: TaskPlan(statuses=["Content Moderated"], details={"Moderation Reasons": ["NSFW"]}),
+    running=lambda: TaskPlan(statuses=["Pending"]),
+))

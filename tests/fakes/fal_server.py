@@ -9,18 +9,13 @@ input shows up as a 422 on the response_url, not on the submit. Each request fol
 
 from __future__ import annotations
 
-import base64
-import io
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
-from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .pictures import encoded_image_size, render_result
+from .stand_ins import StandIn, register
 
 APP = "/fal-ai/flux-2-flex"
 RANGES = {"num_inference_steps": (2, 50), "guidance_scale": (1.5, 10.0)}
@@ -57,11 +52,8 @@ class FakeFal(LoopbackFake):
     """Start with `with FakeFal() as fal:`; point the client at `fal.api_url`."""
 
     def __init__(self, api_key: str = "fal-key-id:fal-key-secret-0123456789") -> None:
-        self.api_key = api_key
-        self.plans: deque[RequestPlan] = deque()
-        self.submit_script: deque[Response] = deque()  # answered before normal handling, in order
+        super().__init__(api_key)
         self.requests: dict[str, _QueuedRequest] = {}
-        self._lock = threading.Lock()
         self.queue = LoopbackServer(self._handle_queue)
         self.cdn = LoopbackServer(self._handle_cdn)
 
@@ -88,19 +80,16 @@ class FakeFal(LoopbackFake):
             return self.submit_script.popleft()
         with self._lock:
             queued = _QueuedRequest(uuid.uuid4().hex, request.path.endswith("/edit"), request.json(),
-                                    self.plans.popleft() if self.plans else RequestPlan())
+                                    self.next_plan(RequestPlan))
             self.requests[queued.id] = queued
         base = f"{self.queue.url}{APP}/requests/{queued.id}"
         return Response.json({"request_id": queued.id, "response_url": base, "status_url": f"{base}/status",
                               "cancel_url": f"{base}/cancel", "queue_position": 0})
 
     def _status(self, queued: _QueuedRequest) -> Response:
-        with self._lock:
-            index = queued.polls
-            queued.polls += 1
-        if index in queued.plan.poll_http_errors:
-            return Response(queued.plan.poll_http_errors[index], b"<html>Bad Gateway</html>",
-                            {"Content-Type": "text/html"})
+        index, gateway_error = self.count_poll(queued)
+        if gateway_error:
+            return gateway_error
         status = queued.plan.statuses[min(index, len(queued.plan.statuses) - 1)]
         payload: dict[str, Any] = {"status": status, "request_id": queued.id,
                                    "response_url": f"{self.queue.url}{APP}/requests/{queued.id}"}
@@ -170,8 +159,12 @@ def _validate(body: Any, *, edit: bool) -> list[dict[str, Any]]:
 
 
 def _image_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
-    sizes = []
-    for uri in body.get("image_urls", []):
-        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
-            sizes.append(picture.size)
-    return sizes
+    return [encoded_image_size(uri) for uri in body.get("image_urls", [])]
+
+
+register(StandIn(
+    provider="fal", start=FakeFal, plan=RequestPlan,
+    failed=lambda reason: RequestPlan(status_error=(reason, "runner_disconnected")),
+    moderated=lambda: RequestPlan(nsfw=True),
+    running=lambda: RequestPlan(statuses=["IN_PROGRESS"]),
+))

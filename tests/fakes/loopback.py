@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -106,7 +107,31 @@ class LoopbackServer:
 
 class LoopbackFake:
     """A provider stand-in made of loopback servers: started and stopped together, the first one
-    answering the API. Subclasses list theirs in `servers`."""
+    answering the API. Subclasses list theirs in `servers`.
+
+    Every stand-in accepts one `api_key`, takes the plans of its next tasks from `plans` (a plan
+    type of its own; none queued means the default plan) and answers submits from
+    `submit_script` first, in order, once the key is checked.
+    """
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.plans: deque[Any] = deque()
+        self.submit_script: deque[Response] = deque()
+        self._lock = threading.Lock()
+
+    def next_plan(self, default: Callable[[], Any]) -> Any:
+        """The plan queued for the next task, else the stand-in's default one."""
+        return self.plans.popleft() if self.plans else default()
+
+    def count_poll(self, task: Any) -> tuple[int, Response | None]:
+        """Count a poll of `task` (its `polls`); return which poll it is and, when its plan's
+        `poll_http_errors` scripts one for it, the gateway error page to answer instead."""
+        with self._lock:
+            index = task.polls
+            task.polls += 1
+        status = task.plan.poll_http_errors.get(index)
+        return index, Response(status, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"}) if status else None
 
     @property
     def servers(self) -> tuple[LoopbackServer, ...]:

@@ -9,18 +9,13 @@ Each prediction follows a `PredictionPlan`; its first status is what the submit 
 
 from __future__ import annotations
 
-import base64
-import io
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
-from .bfl_server import render_result
 from .loopback import LoopbackFake, LoopbackServer, Request, Response
+from .pictures import encoded_image_size, render_result
+from .stand_ins import StandIn, register
 
 MODEL_PATH = "/v1/models/black-forest-labs/flux-2-flex/predictions"
 RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_tolerance": (1, 5), "width": (256, 2048),
@@ -55,12 +50,9 @@ class _Prediction:
 class FakeReplicate(LoopbackFake):
     """Start with `with FakeReplicate() as replicate:`; point the client at `replicate.api_url`."""
 
-    def __init__(self, api_token: str = "r8_test_token_0123456789") -> None:
-        self.api_token = api_token
-        self.plans: deque[PredictionPlan] = deque()
-        self.submit_script: deque[Response] = deque()  # answered before normal handling, in order
+    def __init__(self, api_key: str = "r8_test_token_0123456789") -> None:
+        super().__init__(api_key)  # Replicate calls it an API token
         self.predictions: dict[str, _Prediction] = {}
-        self._lock = threading.Lock()
         self.api = LoopbackServer(self._handle_submit)
         self.status_host = LoopbackServer(self._handle_get)
         self.delivery = LoopbackServer(self._handle_delivery)
@@ -71,7 +63,7 @@ class FakeReplicate(LoopbackFake):
 
 
     def _authorised(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.api_token}"
+        return request.headers.get("authorization") == f"Bearer {self.api_key}"
 
     # API ---------------------------------------------------------------------------------
     def _handle_submit(self, request: Request) -> Response:
@@ -95,8 +87,7 @@ class FakeReplicate(LoopbackFake):
         else:
             width, height = sizes[0] if sizes else (1024, 1024)
         with self._lock:
-            prediction = _Prediction(uuid.uuid4().hex[:20], model_input, self.plans.popleft() if self.plans
-                                     else PredictionPlan(), width, height)
+            prediction = _Prediction(uuid.uuid4().hex[:20], model_input, self.next_plan(PredictionPlan), width, height)
             self.predictions[prediction.id] = prediction
         return Response.json(self._prediction_json(prediction, prediction.plan.statuses[0]), 201)
 
@@ -107,12 +98,9 @@ class FakeReplicate(LoopbackFake):
         prediction = self.predictions.get(request.path.removeprefix("/v1/predictions/"))
         if prediction is None:
             return _problem(404, "Not found", "The requested resource could not be found.")
-        with self._lock:
-            index = prediction.polls
-            prediction.polls += 1
-        if index in prediction.plan.poll_http_errors:
-            return Response(prediction.plan.poll_http_errors[index], b"<html>Bad Gateway</html>",
-                            {"Content-Type": "text/html"})
+        index, gateway_error = self.count_poll(prediction)
+        if gateway_error:
+            return gateway_error
         statuses = prediction.plan.statuses
         return Response.json(self._prediction_json(prediction, statuses[min(index + 1, len(statuses) - 1)]))
 
@@ -168,8 +156,12 @@ def _validate(model_input: Any) -> list[tuple[str, str]]:
 
 
 def _input_sizes(model_input: dict[str, Any]) -> list[tuple[int, int]]:
-    sizes = []
-    for uri in model_input.get("input_images", []):
-        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
-            sizes.append(picture.size)
-    return sizes
+    return [encoded_image_size(uri) for uri in model_input.get("input_images", [])]
+
+
+register(StandIn(
+    provider="replicate", start=FakeReplicate, plan=PredictionPlan,
+    failed=lambda reason: PredictionPlan(statuses=["starting", "failed"], error=reason),
+    moderated=lambda: PredictionPlan(statuses=["starting", "failed"], error="NSFW content detected in the output"),
+    running=lambda: PredictionPlan(statuses=["starting", "processing"]),
+))

@@ -1,12 +1,12 @@
 """The `local` provider: FLUX.2 [dev] or [klein] from a model folder, through diffusers.
 
-diffusers is an optional extra, imported only when a pipeline is loaded, so remote-only users
-install nothing heavy. Models load from disk only (local_files_only): nothing is ever downloaded
+diffusers and torch (the `local` extra) are imported only when a pipeline is loaded or run, so
+remote-only users, and the command line, install nothing heavy. Models load from disk only (local_files_only): nothing is ever downloaded
 at run time. One pipeline stays loaded between runs; ComfyUI frees it when it needs the memory.
 
 What a caller uses: `find_models` / `resolve_model` to pick a folder, `OPTION_SPECS` for the
-widgets, `prepare_local` then `generate_local` (or `generate_local_batch`) to run, and `free`
-when memory is wanted back.
+widgets, `engine.backend.backend_for` (or `prepare_local` then `generate_local_batch`) to run,
+and `free` when memory is wanted back.
 """
 
 from .backend import LOCAL, generate_local, generate_local_batch, local_notes, pipeline_arguments, prepare_local

@@ -12,8 +12,9 @@ import secrets
 import time
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from ..errors import CancelledError, FluxFlexError, InvalidRequestError
@@ -21,7 +22,7 @@ from ..pricing import estimate
 from ..request import MAX_INPUT_IMAGES, MEGAPIXEL, FlexRequest, validate_request
 from ..runner import GenerationResult, PreparedRequest, RunHooks
 from .models import LocalModel
-from .options import LocalOptions
+from .options import LocalOptions, import_torch
 from .pipeline_cache import PIPELINES, PipelineCache, out_of_memory
 
 LOCAL = "local"
@@ -31,6 +32,9 @@ REFERENCE_RESIZE_PIXELS = MEGAPIXEL  # larger references are resized by the pipe
 KLEIN_DISTILLED_STEPS = 4
 SEED_RANGE = 2**32
 CANCELLED = "Cancelled during a local run; nothing was billed."
+
+if TYPE_CHECKING:
+    import torch
 
 
 def prepare_local(request: FlexRequest, model: LocalModel, *, count: int = 1) -> PreparedRequest:
@@ -75,6 +79,7 @@ def generate_local(
         raise CancelledError(CANCELLED)
     seed = request.seed if request.seed is not None else secrets.randbelow(SEED_RANGE)
     hooks.progress(0.0, f"running {model.name} locally")
+    torch = import_torch()
     try:
         output = loaded.pipeline(**pipeline_arguments(request, model, seed, loaded.device, hooks))
     except torch.OutOfMemoryError:
@@ -110,7 +115,7 @@ def pipeline_arguments(request: FlexRequest, model: LocalModel, seed: int, devic
         num_inference_steps=steps,
         guidance_scale=1.0 if model.kind == "klein" and model.distilled else request.guidance,
         num_images_per_prompt=1,
-        generator=torch.Generator(device=device).manual_seed(seed),
+        generator=import_torch().Generator(device=device).manual_seed(seed),
         output_type="np",
         callback_on_step_end=on_step_end,
     )

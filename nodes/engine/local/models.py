@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FluxFlexError, InvalidRequestError
+from ..settings import current as current_settings
 
 PIPELINE_KINDS = {"Flux2Pipeline": "dev", "Flux2KleinPipeline": "klein"}
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder")  # the parts of both pipelines that hold weights
@@ -56,11 +57,11 @@ def identify_model(path: Path) -> LocalModel:
     return LocalModel(path.resolve(), kind, bool(index.get("is_distilled", False)))
 
 
-def find_models(roots: Iterable[Path]) -> list[LocalModel]:
-    """FLUX.2 model folders directly inside the given roots (ComfyUI's models/diffusers paths),
-    sorted by name within each root; other folders are skipped."""
+def find_models(roots: Iterable[Path] | None = None) -> list[LocalModel]:
+    """FLUX.2 model folders directly inside the given roots (by default the configured ones:
+    ComfyUI's models/diffusers paths), sorted by name within each root; other folders are skipped."""
     models = []
-    for root in roots:
+    for root in current_settings().local_model_roots if roots is None else roots:
         for folder in sorted(p for p in Path(root).glob("*") if (p / "model_index.json").is_file()):
             try:
                 models.append(identify_model(folder))
@@ -69,17 +70,19 @@ def find_models(roots: Iterable[Path]) -> list[LocalModel]:
     return models
 
 
-def resolve_model(choice: str, roots: Iterable[Path]) -> LocalModel:
-    """A model by the name of its folder directly inside one of the roots (ComfyUI's models/diffusers).
+def resolve_model(choice: str, roots: Iterable[Path] | None = None) -> LocalModel:
+    """A model by the name of its folder directly inside one of the roots (by default the
+    configured ones: ComfyUI's models/diffusers).
 
     Anything else (an absolute or relative path, `..`, a hidden name) is refused before the file
     system is touched: a shared workflow or a client on the network must not be able to probe
-    which folders exist on the machine. The command line passes a folder's name and its parent.
+    which folders exist on the machine. The command line, whose user names any folder, uses
+    `identify_model` on the path instead.
     """
     allowed = "the name of a FLUX.2 [dev] or [klein] folder in models/diffusers"
     if not is_plain_folder_name(choice):
         raise InvalidRequestError("local_model", choice, f"{allowed} (a folder name, not a path)")
-    for root in roots:
+    for root in current_settings().local_model_roots if roots is None else roots:
         if (Path(root) / choice / "model_index.json").is_file():
             return identify_model(Path(root) / choice)
     raise InvalidRequestError("local_model", choice, allowed)

@@ -1,16 +1,25 @@
 """The options of a local run (precision, offloading, quantisation) and the device they run on.
 
 Each option's choices, default and tooltip are written once here, with the memory each choice
-needs, so the node, the CLI and the tests read the same text.
+needs, so the node, the CLI and the tests read the same text. torch is imported only when a
+local run starts (`import_torch`): the engine and the command line work without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
+from ..errors import FluxFlexError, InvalidRequestError
 
-from ..errors import InvalidRequestError
+if TYPE_CHECKING:
+    import torch
+
+TORCH_HINT = (
+    'The local provider needs torch and diffusers: pip install "comfyui-flux2-flex[local]" (ComfyUI\'s own '
+    "Python already has torch)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,18 @@ class LocalOptions:
         return self
 
 
+def import_torch() -> ModuleType:
+    """torch, or a FluxFlexError saying how to install it."""
+    try:
+        import torch
+    except ImportError:
+        raise FluxFlexError(TORCH_HINT) from None
+    return torch
+
+
 def choose_device() -> torch.device:
     """The accelerator if there is one (CUDA, then Apple's MPS), else the CPU."""
+    torch = import_torch()
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -68,6 +87,7 @@ def choose_device() -> torch.device:
 
 def choose_dtype(option: str, device: torch.device) -> torch.dtype:
     """`auto` is the fastest precision the device runs well; anything else is taken as asked."""
+    torch = import_torch()
     if option != "auto":
         return getattr(torch, option)
     if device.type == "cuda":

@@ -12,13 +12,14 @@ import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import FluxFlexError, InvalidRequestError
 from .models import LocalModel, check_complete
-from .options import LocalOptions, choose_device, choose_dtype
+from .options import LocalOptions, choose_device, choose_dtype, import_torch
+
+if TYPE_CHECKING:
+    import torch
 
 INSTALL_HINT = (
     'The local provider needs diffusers: pip install "comfyui-flux2-flex[local]", or into ComfyUI\'s own '
@@ -67,8 +68,11 @@ class PipelineCache:
             self._release()
 
     def _release(self) -> None:
+        if self._loaded is None:
+            return  # nothing loaded: torch need not even be imported
         self._loaded, self._key = None, None
         gc.collect()  # offload hooks and modules reference each other: only a collection frees them
+        torch = import_torch()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -91,6 +95,7 @@ def load_pipeline(model: LocalModel, options: LocalOptions, device: torch.device
     extra: dict[str, Any] = {}
     if options.quantization == "4-bit":
         extra["quantization_config"] = _four_bit_config(diffusers, dtype)
+    torch = import_torch()
     try:
         pipeline = diffusers.DiffusionPipeline.from_pretrained(model.path, local_files_only=True, dtype=dtype, **extra)
         _place(pipeline, options.offload, device)
@@ -107,7 +112,7 @@ def _place(pipeline: Any, offload: str, device: torch.device) -> None:
     if offload == "model":
         pipeline.enable_model_cpu_offload(device=device)
     elif offload == "group":
-        pipeline.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+        pipeline.enable_group_offload(onload_device=device, offload_device=import_torch().device("cpu"),
                                       offload_type="leaf_level", use_stream=device.type == "cuda")
     else:
         pipeline.to(device)  # bitsandbytes 4-bit parts are already on the GPU and stay as they are

@@ -1,6 +1,6 @@
 """Apiframe: POST /v2/images/generate with model flux-2-flex, then poll GET /v2/jobs/{jobId}.
 
-Contract: ../shared/reference/flex-apis.md section 5 and docs-v2.apiframe.ai (Flux 2 Flex, Image
+Contract: Apiframe's v2 documentation (https://docs-v2.apiframe.ai, "Flux 2 Flex" and the Image
 Generation overview). Apiframe's fluxParams mirror Replicate's schema: sizes are "custom" 256-2048
 per side, references are a list of image URLs, and the job reports its cost in Apiframe credits
 only when it ends.
@@ -16,10 +16,10 @@ from urllib.parse import quote
 from .. import errors
 from ..images import encode_data_uri
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
-from .base import (
-    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size, format_detail, json_body,
-    moderation_error,
-)
+from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .fields import as_fraction, as_number
+from .http_errors import format_detail
+from .moderation import moderation_error
 
 MODEL = "flux-2-flex"
 GENERATE_PATH = "/v2/images/generate"
@@ -41,6 +41,7 @@ class ApiframeProvider(Provider):
     name = "apiframe"
     label = "Apiframe"
     key_env_var = "APIFRAME_API_KEY"
+    key_header, key_prefix = "X-API-Key", ""
     default_base_url = "https://api.apiframe.ai"
     trusted_domain = "apiframe.ai"
     result_domains = ("apiframe.ai",)  # its docs name no other delivery host
@@ -51,9 +52,10 @@ class ApiframeProvider(Provider):
         super().validate(request)
         if len(request.prompt) > MAX_PROMPT_CHARS:
             raise errors.InvalidRequestError(
-                "prompt", f"{len(request.prompt)} characters", f"at most {MAX_PROMPT_CHARS} characters on Apiframe"
+                "prompt", f"{len(request.prompt)} characters", f"at most {MAX_PROMPT_CHARS} characters on Apiframe",
+                provider=self.name,
             )
-        check_custom_size(request, *CUSTOM_SIZE_RANGE, self.label)
+        check_custom_size(request, *CUSTOM_SIZE_RANGE, self)
         return request
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
@@ -95,47 +97,45 @@ class ApiframeProvider(Provider):
             params["input_images"] = [encode(image.pixels) for image in request.images]
         return {"prompt": request.prompt, "model": MODEL, "fluxParams": params}
 
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key.reveal(), "Accept": "application/json"}
+    def submit_url(self, request: FlexRequest) -> str:
+        return self.base_url + GENERATE_PATH
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
         """One key per call: should the request ever be replayed on the way, Apiframe bills it once."""
-        headers = {**self.headers(), "Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())}
-        response = self.post_submit(self.base_url + GENERATE_PATH, headers=headers, body=self.build_body(request))
-        job = json_body(response, self.label, stage="submit")
+        response = self.post_submit(request, headers={"Idempotency-Key": str(uuid.uuid4())})
+        job = self.read_json(response, stage="submit")
         job_id = job.get("jobId")
         if not isinstance(job_id, str) or not job_id:
-            raise errors.ProviderUnavailableError(
-                f"{self.label} accepted the request but returned no job id; the job may be billed. "
-                "Check your Apiframe dashboard."
-            )
+            raise self.unknown_outcome("job id")
         return SubmittedTask(provider=self.name, task_id=job_id, poll_url=self.base_url + JOBS_PATH + quote(job_id))
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
-        response = self.get_poll(task.poll_url, headers=self.headers())
-        return interpret_job(json_body(response, self.label, stage="poll"), task, self.label)
+        response = self.get_poll(task.poll_url, task)
+        return interpret_job(self.read_json(response, stage="poll"), task, self.label)
 
 
 def interpret_job(job: dict[str, Any], task: SubmittedTask, label: str) -> PollUpdate:
     """Map an Apiframe job (QUEUED -> PROCESSING -> COMPLETED | FAILED) to a PollUpdate or error."""
     status = str(job.get("status") or "QUEUED")
-    cost = job.get("creditCost")
-    cost = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+    cost = as_number(job.get("creditCost"))
+    facts = dict(provider=task.provider, task_id=task.task_id, billed=errors.REFUNDED)
     if status == "COMPLETED":
         url = _result_url(job.get("result"))
         if url is None:
-            raise errors.GenerationFailedError(f"{label} reported job {task.task_id} completed but sent no image URL.")
+            raise errors.GenerationFailedError(f"{label} reported job {task.task_id} completed but sent no image URL.",
+                                               **{**facts, "billed": errors.BILLED})
         return PollUpdate(done=True, status=status, progress=1.0, result_url=url, reported_cost=cost)
     if status == "FAILED":
         message = format_detail(job.get("error") or "no details given")
-        moderated = moderation_error(message, label, task, extra=" Apiframe refunds the credits of failed jobs.")
+        moderated = moderation_error(message, label, task, extra=" Apiframe refunds the credits of failed jobs.",
+                                     billed=errors.REFUNDED)
         if moderated:
             raise moderated
         raise errors.GenerationFailedError(
             f"{label} job {task.task_id} failed: {message}. Apiframe refunds the credits of failed jobs; "
-            "it was not resubmitted."
+            "it was not resubmitted.", **facts
         )
-    return PollUpdate(done=False, status=status, progress=_fraction(job.get("progress")))
+    return PollUpdate(done=False, status=status, progress=as_fraction(job.get("progress"), percent=True))
 
 
 def _result_url(result: Any) -> str | None:
@@ -146,13 +146,6 @@ def _result_url(result: Any) -> str | None:
     if isinstance(result, dict):
         result = result.get("url")
     return result if isinstance(result, str) and result else None
-
-
-def _fraction(progress: Any) -> float | None:
-    """Apiframe's progress is a percentage, 0-100."""
-    if not isinstance(progress, (int, float)) or isinstance(progress, bool):
-        return None
-    return min(max(progress / 100.0, 0.0), 1.0)
 
 
 def _nearest_resolution(request: FlexRequest) -> str:

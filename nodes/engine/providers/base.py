@@ -3,12 +3,12 @@
 The runner (engine.runner) owns the lifecycle: retries that are safe, waiting, progress,
 cancellation and never resubmitting. A provider only translates: the common request into its
 own body, its responses into `SubmittedTask` / `PollUpdate`, and its errors into the pack's
-error types through `raise_for_http_error`, so every provider fails with the same clear words.
+error types through `http_errors.raise_for_http_error`, so every provider fails with the same
+clear words.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from abc import ABC, abstractmethod
@@ -19,12 +19,15 @@ import httpx
 import numpy as np
 
 from .. import errors
+from ..errors import SubmitOutcomeUnknown, TransientError
+from ..images import decode_data_uri
 from ..keys import ApiKey, KeyScope, resolve_api_key
-from ..redaction import redact
 from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request
 from ..transport import describe_host, download_result, shared_client
+from .http_errors import json_body, raise_for_http_error
 
 ImageEncoder = Callable[[np.ndarray], str]
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -61,20 +64,6 @@ class PollUpdate:
     reported_cost: float | None = None  # for providers that state the cost only when the task ends (Apiframe)
 
 
-class TransientError(Exception):
-    """A failure where trying the same call again is safe (a poll or an unsent submit)."""
-
-    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False) -> None:
-        self.reason = reason
-        self.retry_after = retry_after
-        self.unreachable = unreachable  # the provider could not be reached at all
-        super().__init__(reason)
-
-
-class SubmitOutcomeUnknown(errors.ProviderUnavailableError):
-    """The submit may have reached the provider: resubmitting could bill twice."""
-
-
 class Provider(ABC):
     """A FLUX.2 [flex] endpoint. Subclasses set the class attributes and the three steps."""
 
@@ -82,6 +71,8 @@ class Provider(ABC):
     label: str
     key_env_var: str
     key_name: str | None = None  # name of the stored key when shared with another provider (bfl-eu uses bfl's)
+    key_header: str = "Authorization"  # the header that carries the key ...
+    key_prefix: str = "Bearer "  # ... after this prefix
     default_base_url: str
     trusted_domain: str | None = None
     # Domains the provider delivers results from: a download is redirected only within these (and
@@ -118,6 +109,10 @@ class Provider(ABC):
                                            environ=self._environ)
         return self._api_key
 
+    def headers(self) -> dict[str, str]:
+        """The key in the provider's own header, asking for JSON back; built per call, never stored."""
+        return {self.key_header: self.key_prefix + self.api_key.reveal(), "Accept": "application/json"}
+
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Check the request against this provider's limits; subclasses add their own rules."""
         return validate_request(request, max_images=self.limits.max_images)
@@ -125,6 +120,10 @@ class Provider(ABC):
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
         """Settings this provider cannot honour exactly, said aloud instead of dropped silently."""
         return ()
+
+    @abstractmethod
+    def submit_url(self, request: FlexRequest) -> str:
+        """The URL a submit of this request is posted to (the dry run prints it)."""
 
     @abstractmethod
     def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
@@ -145,20 +144,28 @@ class Provider(ABC):
         `polls_so_far` lets a provider treat an early "not found" as replication lag.
         """
 
-    def fetch(self, update: PollUpdate) -> bytes:
+    def fetch(self, task: SubmittedTask, update: PollUpdate) -> bytes:
         """Download the finished image, without the key (result hosts are not the provider's API)."""
-        assert update.result_url is not None
+        if update.result_url is None:
+            raise errors.GenerationFailedError(
+                f"{self.label} reported task {task.task_id} finished but sent no image URL.",
+                provider=self.name, task_id=task.task_id, billed=errors.BILLED,
+            )
         if update.result_url.startswith("data:"):
-            return _decode_data_uri(update.result_url)
-        return download_result(update.result_url, redirect_domains=self.result_domains)
+            return decode_data_uri(update.result_url)
+        return download_result(update.result_url, client=self.client, redirect_domains=self.result_domains)
 
     # Helpers shared by the concrete providers -------------------------------------------
 
-    def post_submit(self, url: str, *, headers: Mapping[str, str], body: Mapping[str, Any]) -> httpx.Response:
-        """POST a submit; classify transport failures by whether the request may have arrived."""
+    def post_submit(self, request: FlexRequest, *, headers: Mapping[str, str] | None = None) -> httpx.Response:
+        """POST the request's body to its submit URL; classify transport failures by whether the
+        request may have arrived. `headers` adds to (or overrides) the key and JSON headers."""
+        url = self.submit_url(request)
         self.key_scope.check(url, "submit")
+        body = json.dumps(self.build_body(request)).encode()
         try:
-            response = self.client.post(url, headers=dict(headers), content=json.dumps(body).encode())
+            response = self.client.post(url, headers={**self.headers(), **JSON_HEADERS, **(headers or {})},
+                                        content=body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise TransientError(
                 f"could not connect to {describe_host(url)} ({type(error).__name__})", unreachable=True
@@ -167,147 +174,45 @@ class Provider(ABC):
             raise SubmitOutcomeUnknown(
                 f"The connection to {self.label} broke after the request was sent ({type(error).__name__}). "
                 "The task may have been created and billed, so it was not resent: check your "
-                f"{self.label} dashboard before running again."
+                f"{self.label} dashboard before running again.",
+                provider=self.name, billed=errors.MAYBE_BILLED,
             ) from None
         self.raise_for_refusal(response, stage="submit")
         return response
 
-    def get_poll(self, url: str, *, headers: Mapping[str, str]) -> httpx.Response:
-        """GET a status URL with the key, after checking the key may go there."""
+    def get_poll(self, url: str, task: SubmittedTask) -> httpx.Response:
+        """GET a status URL of `task` with the key, after checking the key may go there."""
         self.key_scope.check(url, "polling")
         try:
-            response = self.client.get(url, headers=dict(headers))
+            response = self.client.get(url, headers=self.headers())
         except httpx.TransportError as error:
             raise TransientError(f"poll failed ({type(error).__name__})") from None
-        self.raise_for_refusal(response, stage="poll")
+        self.raise_for_refusal(response, stage="poll", task_id=task.task_id)
         return response
 
-    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """Turn an HTTP error status into the pack's error; a provider whose error shapes say more
         than the status (fal's 403 for an account locked for its balance) recognises them first."""
-        raise_for_http_error(response, self.label, stage=stage)
+        raise_for_http_error(response, self.name, self.label, stage=stage, task_id=task_id)
+
+    def read_json(self, response: httpx.Response, *, stage: str) -> dict[str, Any]:
+        """The answer's JSON object; a garbled submit answer is an unknown outcome, never a resubmit."""
+        return json_body(response, self.name, self.label, stage=stage)
+
+    def unknown_outcome(self, what: str) -> SubmitOutcomeUnknown:
+        """A 2xx submit answer without what identifies the task: it may exist and be billed."""
+        return SubmitOutcomeUnknown(
+            f"{self.label} accepted the request but returned no {what}; the task may be billed. "
+            f"Check your {self.label} dashboard.",
+            provider=self.name, billed=errors.MAYBE_BILLED,
+        )
 
 
-def check_custom_size(request: FlexRequest, low: int, high: int, label: str) -> None:
+def check_custom_size(request: FlexRequest, low: int, high: int, provider: Provider) -> None:
     """Resellers built on Replicate's schema take explicit sizes only within a narrower range."""
     if request.width is None:
         return
     for spec, value in ((WIDTH, request.width), (HEIGHT, request.height)):
         if not low <= value <= high:
-            raise errors.InvalidRequestError(spec.name, value, f"from {low} to {high} on {label} (its custom size range)")
-
-
-def raise_for_http_error(response: httpx.Response, label: str, *, stage: str) -> None:
-    """Turn an HTTP error status into the pack's error, with the provider's own explanation.
-
-    On submit, 429 and 503 mean the provider refused before creating anything: safe to retry.
-    On a poll every 5xx or 429 is transient: the task exists, so keep polling it.
-    """
-    status = response.status_code
-    if status < 400:
-        return
-    detail = provider_detail(response)
-    suffix = f": {detail}" if detail else ""
-    after_submit = " The task was already submitted; it was not resubmitted." if stage == "poll" else ""
-    if status in (401, 403):
-        raise errors.AuthenticationError(
-            f"{label} rejected the API key (HTTP {status}){suffix}. Check that the key is right and active."
-            + after_submit
-        )
-    if status == 402:
-        raise errors.InsufficientCreditsError(
-            f"{label} says the account has no credits or payment method (HTTP 402){suffix}. Top up and run again."
-        )
-    if status == 429:
-        raise TransientError(f"{label} is busy: too many active tasks on this account (HTTP 429)",
-                             retry_after=_retry_after(response))
-    if stage == "poll" and status >= 500:
-        raise TransientError(f"{label} answered HTTP {status} while polling")
-    if stage == "submit" and status == 503:
-        raise TransientError(f"{label} is temporarily unavailable (HTTP 503)", retry_after=_retry_after(response))
-    if status >= 500:
-        raise SubmitOutcomeUnknown(
-            f"{label} failed with HTTP {status}{suffix}. The task may or may not have been created, so it was not "
-            f"resent automatically: check your {label} dashboard before running again."
-        )
-    if status in (400, 404, 422):
-        raise errors.ProviderRejectedError(f"{label} rejected the request (HTTP {status}){suffix}.")
-    raise errors.ProviderRejectedError(f"{label} answered HTTP {status} during {stage}{suffix}.")
-
-
-def provider_detail(response: httpx.Response) -> str:
-    """The provider's explanation from a FastAPI-style body ({"detail": ...}) or similar, with any
-    key it echoes redacted (before truncation, so no fragment of a key survives)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return redact(response.text.strip())[:300]
-    if isinstance(body, dict):
-        for key in ("detail", "error", "message", "title"):
-            if body.get(key):
-                return format_detail(body[key])
-    return redact(json.dumps(body))[:300]
-
-
-def format_detail(detail: Any) -> str:
-    """FastAPI's [{loc, msg}] list becomes "steps: must be <= 50; width: ..."."""
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = [str(p) for p in item.get("loc", []) if p != "body"]
-                parts.append(f"{'.'.join(loc) + ': ' if loc else ''}{item.get('msg', item)}")
-            else:
-                parts.append(str(item))
-        return "; ".join(parts)
-    if isinstance(detail, dict):
-        return format_detail(detail.get("message") or detail.get("msg") or json.dumps(detail))
-    return redact(str(detail))[:300]
-
-
-# Words resellers use when their moderation refuses a task they report only as "failed".
-MODERATION_MARKERS = ("nsfw", "flagged", "sensitive", "e005", "moderat", "safety", "content policy")
-
-
-def moderation_error(message: str, label: str, task: SubmittedTask, *, extra: str = "") -> errors.ModeratedError | None:
-    """A ModeratedError when a provider's failure text says moderation refused the task, else None."""
-    if not any(marker in message.lower() for marker in MODERATION_MARKERS):
-        return None
-    return errors.ModeratedError(
-        f"{label} refused task {task.task_id} in moderation: {message}. Adjust the prompt or input images, "
-        f"or try a different seed.{extra}",
-        stage="content", reasons=(message,), task_id=task.task_id,
-    )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-
-
-def _decode_data_uri(uri: str) -> bytes:
-    try:
-        _, payload = uri.split(",", 1)
-        return base64.b64decode(payload)
-    except ValueError:
-        raise errors.ImageDecodeError("The provider returned a malformed data URI as the result.") from None
-
-
-def json_body(response: httpx.Response, label: str, *, stage: str) -> dict[str, Any]:
-    """Parse a JSON object or say plainly that the provider answered something else.
-
-    After a submit that answered 2xx the task may exist, so a garbled answer must not lead to a
-    resubmit: it is reported as an unknown outcome.
-    """
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        return body
-    message = f"{label} answered HTTP {response.status_code} with something that is not a JSON object."
-    if stage == "submit":
-        raise SubmitOutcomeUnknown(message + f" The task may have been created: check your {label} dashboard.")
-    raise TransientError(message)
+            raise errors.InvalidRequestError(spec.name, value, f"from {low} to {high} on {provider.label} "
+                                             "(its custom size range)", provider=provider.name)

@@ -1,7 +1,9 @@
 """Black Forest Labs' own API: POST /v1/flux-2-flex, then poll the returned polling_url.
 
-Contract: ../shared/reference/flex-apis.md section 1 and BFL's OpenAPI (Flux2FlexInputs).
-Three regional endpoints share this class: global (failover), EU-only and US-only.
+Contract: BFL's API reference (https://docs.bfl.ai/api-reference, schema Flux2FlexInputs at
+https://api.bfl.ai/openapi.json) and its guide to polling and regional endpoints
+(https://docs.bfl.ai/quick_start/generating_images). Three regional endpoints share this class:
+global (failover), EU-only and US-only.
 """
 
 from __future__ import annotations
@@ -9,14 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
+from ..errors import TransientError
 from ..images import encode_base64
 from ..request import FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, SubmittedTask, TransientError, json_body
+from .base import ImageEncoder, PollUpdate, Provider, SubmittedTask
+from .fields import as_fraction, as_int, as_number
 
 ENDPOINT_PATH = "/v1/flux-2-flex"
 IN_PROGRESS_STATUSES = frozenset({"Pending", "Generating", "Reasoning", "Queued", "Processing"})
 # "Task not found" right after a submit can be replication lag between BFL's clusters.
 TASK_NOT_FOUND_GRACE_POLLS = 3
+# BFL's two moderation statuses: status -> (stage, what happened, what to do).
+MODERATION_STATUSES = {
+    "Request Moderated": ("request", "refused the request",
+                          "Change the prompt or input images; the same request will be refused again."),
+    "Content Moderated": ("content", "withheld the generated image", "Try a different seed or adjust the prompt."),
+}
 
 
 def input_image_field(index: int) -> str:
@@ -28,6 +38,7 @@ class BflProvider(Provider):
     name = "bfl"
     label = "BFL"
     key_env_var = "BFL_API_KEY"
+    key_header, key_prefix = "x-key", ""
     default_base_url = "https://api.bfl.ai"
     trusted_domain = "bfl.ai"
     result_domains = ("bfl.ai",)  # signed links on delivery-eu1.bfl.ai and the like
@@ -51,8 +62,8 @@ class BflProvider(Provider):
             body[input_image_field(index)] = encode(image.pixels)
         return body
 
-    def headers(self) -> dict[str, str]:
-        return {"x-key": self.api_key.reveal(), "Content-Type": "application/json", "Accept": "application/json"}
+    def submit_url(self, request: FlexRequest) -> str:
+        return self.base_url + self.endpoint_path
 
     def polling_url(self, task_id: str, submit_answer: dict[str, Any]) -> str | None:
         """BFL's returned polling_url, never a rebuilt one: it names the cluster that took the task."""
@@ -60,77 +71,56 @@ class BflProvider(Provider):
         return str(returned) if returned else None
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        response = self.post_submit(
-            self.base_url + self.endpoint_path, headers=self.headers(), body=self.build_body(request)
-        )
-        body = json_body(response, self.label, stage="submit")
+        body = self.read_json(self.post_submit(request), stage="submit")
         task_id = body.get("id")
         polling_url = self.polling_url(str(task_id), body) if task_id else None
         if not task_id or not polling_url:
-            raise errors.ProviderUnavailableError(
-                f"{self.label} accepted the request but returned no task id or polling URL; the task may be billed. "
-                f"Check your {self.label} dashboard."
-            )
+            raise self.unknown_outcome("task id or polling URL")
         return SubmittedTask(
             provider=self.name,
             task_id=str(task_id),
             poll_url=str(polling_url),
-            reported_cost=_number(body.get("cost")),
-            input_mp=_number(body.get("input_mp")),
-            output_mp=_number(body.get("output_mp")),
+            reported_cost=as_number(body.get("cost")),
+            input_mp=as_number(body.get("input_mp")),
+            output_mp=as_number(body.get("output_mp")),
         )
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
-        response = self.get_poll(task.poll_url, headers=self.headers())
-        return interpret_bfl_status(json_body(response, self.label, stage="poll"), task, polls_so_far, self.label)
+        response = self.get_poll(task.poll_url, task)
+        body = self.read_json(response, stage="poll")
+        return interpret_bfl_status(body, task, polls_so_far, self.label)
 
 
 def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far: int, label: str) -> PollUpdate:
     """Map a BFL-shaped get_result answer (also CometAPI's passthrough) to a PollUpdate or error."""
     status = str(body.get("status", ""))
+    facts = dict(provider=task.provider, task_id=task.task_id, billed=errors.MAYBE_BILLED)
     details = body.get("details") if isinstance(body.get("details"), dict) else {}
     result = body.get("result") if isinstance(body.get("result"), dict) else {}
     if status == "Ready":
         sample = result.get("sample")
         if not isinstance(sample, str) or not sample:
-            raise errors.GenerationFailedError(f"{label} reported task {task.task_id} ready but sent no image URL.")
-        return PollUpdate(done=True, status=status, progress=1.0, result_url=sample, seed=_int(result.get("seed")))
+            raise errors.GenerationFailedError(f"{label} reported task {task.task_id} ready but sent no image URL.",
+                                               **facts)
+        return PollUpdate(done=True, status=status, progress=1.0, result_url=sample, seed=as_int(result.get("seed")))
     if status == "Task not found":
         if polls_so_far < TASK_NOT_FOUND_GRACE_POLLS:
             raise TransientError("task not visible yet")
         raise errors.ResultExpiredError(
             f"{label} no longer knows task {task.task_id} (Task not found): it expired or was never stored. "
-            "It was not resubmitted."
+            "It was not resubmitted.", **facts
         )
-    if status == "Request Moderated":
+    if status in MODERATION_STATUSES:
+        stage, what, advice = MODERATION_STATUSES[status]
         reasons = _reasons(details)
-        raise errors.ModeratedError(
-            f"{label} refused the request in moderation{_because(reasons)}. Change the prompt or input images; "
-            "the same request will be refused again.",
-            stage="request", reasons=reasons, task_id=task.task_id,
-        )
-    if status == "Content Moderated":
-        reasons = _reasons(details)
-        raise errors.ModeratedError(
-            f"{label} withheld the generated image in moderation{_because(reasons)}. Try a different seed or "
-            "adjust the prompt.",
-            stage="content", reasons=reasons, task_id=task.task_id,
-        )
+        raise errors.ModeratedError(f"{label} {what} in moderation{_because(reasons)}. {advice}",
+                                    stage=stage, reasons=reasons, **facts)
     if status in ("Error", "Failed"):
         message = details.get("error") or result.get("error") or body.get("error") or "no details given"
-        raise errors.GenerationFailedError(f"{label} task {task.task_id} failed: {message}")
+        raise errors.GenerationFailedError(f"{label} task {task.task_id} failed: {message}", **facts)
     # Pending, Generating, Reasoning and statuses added after this was written: still running.
-    return PollUpdate(done=False, status=status or "Pending", progress=normalise_progress(body.get("progress")))
-
-
-def normalise_progress(value: Any) -> float | None:
-    """BFL sends progress as a fraction or as a percentage; return a fraction in 0..1."""
-    number = _number(value)
-    if number is None:
-        return None
-    if number > 1.0:
-        number /= 100.0
-    return min(max(number, 0.0), 1.0)
+    # BFL sends progress as a fraction or as a percentage.
+    return PollUpdate(done=False, status=status or "Pending", progress=as_fraction(body.get("progress"), percent=None))
 
 
 def _reasons(details: dict[str, Any]) -> tuple[str, ...]:
@@ -142,14 +132,6 @@ def _reasons(details: dict[str, Any]) -> tuple[str, ...]:
 
 def _because(reasons: tuple[str, ...]) -> str:
     return f" ({', '.join(reasons)})" if reasons else ""
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class BflEuProvider(BflProvider):

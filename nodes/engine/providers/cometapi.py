@@ -1,7 +1,7 @@
 """CometAPI: BFL's own API relayed under /flux/v1, with a CometAPI key.
 
-Contract: ../shared/reference/flex-apis.md section 4 and apidoc.cometapi.com (flux generate,
-flux query). The body, the statuses and the result are BFL's, so this is BflProvider with
+Contract: CometAPI's documentation of its Flux relay (https://apidoc.cometapi.com, "flux
+generate" and "flux query"). The body, the statuses and the result are BFL's, so this is BflProvider with
 CometAPI's path, its Bearer key and its poll-by-id endpoint; nothing BFL-shaped is repeated here.
 """
 
@@ -19,17 +19,11 @@ class CometApiProvider(BflProvider):
     name = "cometapi"
     label = "CometAPI"
     key_env_var = "COMETAPI_KEY"
+    key_header, key_prefix = "Authorization", "Bearer "
     default_base_url = "https://api.cometapi.com"
     trusted_domain = "cometapi.com"
     result_domains = ("bfl.ai", "cometapi.com")  # it passes BFL's delivery links through
     endpoint_path = f"{API_PREFIX}/flux-2-flex"
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.api_key.reveal()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
 
     def polling_url(self, task_id: str, submit_answer: dict[str, Any]) -> str | None:
         """The returned polling_url when it is CometAPI's own, else CometAPI's get_result by id.

@@ -1,6 +1,7 @@
 """fal.ai: fal-ai/flux-2-flex (text to image) and fal-ai/flux-2-flex/edit on fal's queue.
 
-Contract: ../shared/reference/flex-apis.md section 3 and fal's queue docs. A submit returns the
+Contract: fal's model page and API schema (https://fal.ai/models/fal-ai/flux-2-flex/api) and its
+queue documentation (https://docs.fal.ai/model-apis/model-endpoints/queue). A submit returns the
 request's status_url and response_url; the poll reads the status and, once COMPLETED, reads the
 result JSON from response_url (an extra, free request to fal's API with the key) and hands the
 image's CDN URL (fal.media, never given the key) to the download. The returned URLs are used as
@@ -17,15 +18,15 @@ import httpx
 from .. import errors
 from ..images import encode_data_uri
 from ..request import STEPS, FlexRequest
-from .base import (
-    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, format_detail, json_body, provider_detail,
-)
+from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
+from .fields import as_int
+from .http_errors import format_detail, provider_detail
 
 TEXT_TO_IMAGE_PATH = "/fal-ai/flux-2-flex"
 EDIT_PATH = TEXT_TO_IMAGE_PATH + "/edit"  # requires image_urls
 STEPS_MIN = 2  # fal's num_inference_steps range is 2-50
 SAFETY_TOLERANCE_MIN = 1  # fal takes the strings "1" to "5"; BFL's 0 does not exist there
-MAX_REFERENCES = 10  # not confirmed by fal; third parties say 10 (flex-apis.md section 3 [U])
+MAX_REFERENCES = 10  # not stated on fal's model page; third-party listings of the edit endpoint say 10
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "webp": "png"}  # fal has no webp
 CONTENT_POLICY_ERROR = "content_policy_violation"  # fal's error type for moderation refusals
 ACCOUNT_LOCKED = "User is locked"  # fal answers 403 with this when the balance is exhausted
@@ -41,6 +42,7 @@ class FalProvider(Provider):
     name = "fal"
     label = "fal"
     key_env_var = "FAL_KEY"
+    key_header, key_prefix = "Authorization", "Key "
     default_base_url = "https://queue.fal.run"
     trusted_domain = "fal.run"  # queue.fal.run answers status and results; images are on fal.media
     result_domains = ("fal.media", "fal.run", "fal.ai")
@@ -52,7 +54,7 @@ class FalProvider(Provider):
         if request.steps < STEPS_MIN:
             raise errors.InvalidRequestError(
                 STEPS.name, request.steps,
-                f"from {STEPS_MIN} to {STEPS.maximum:g} on fal (its num_inference_steps range)",
+                f"from {STEPS_MIN} to {STEPS.maximum:g} on fal (its num_inference_steps range)", provider=self.name,
             )
         return request
 
@@ -85,25 +87,19 @@ class FalProvider(Provider):
             body["image_urls"] = [encode(image.pixels) for image in request.images]
         return body
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Key {self.api_key.reveal()}", "Content-Type": "application/json",
-                "Accept": "application/json"}
+    def submit_url(self, request: FlexRequest) -> str:
+        return self.base_url + (EDIT_PATH if request.images else TEXT_TO_IMAGE_PATH)
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        path = EDIT_PATH if request.images else TEXT_TO_IMAGE_PATH
-        response = self.post_submit(self.base_url + path, headers=self.headers(), body=self.build_body(request))
-        body = json_body(response, self.label, stage="submit")
+        body = self.read_json(self.post_submit(request), stage="submit")
         request_id, status_url, response_url = body.get("request_id"), body.get("status_url"), body.get("response_url")
         if not request_id or not status_url or not response_url:
-            raise errors.ProviderUnavailableError(
-                f"{self.label} queued the request but returned no request id, status URL or response URL; it may "
-                "be billed. Check your fal dashboard."
-            )
+            raise self.unknown_outcome("request id, status URL or response URL")
         return SubmittedTask(self.name, str(request_id), str(status_url), extra={"response_url": str(response_url)})
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
         """Read the status; once COMPLETED, read the result (or the request's error) from response_url."""
-        status_body = json_body(self.get_poll(task.poll_url, headers=self.headers()), self.label, stage="poll")
+        status_body = self.read_json(self.get_poll(task.poll_url, task), stage="poll")
         status = str(status_body.get("status") or "IN_QUEUE")
         if status == "IN_QUEUE":
             position = status_body.get("queue_position")
@@ -112,12 +108,12 @@ class FalProvider(Provider):
         if status != "COMPLETED":
             return PollUpdate(done=False, status="in progress" if status == "IN_PROGRESS" else status)
         if status_body.get("error"):
-            raise request_failed(self.label, format_detail(status_body["error"]), status_body.get("error_type"),
+            raise request_failed(self, format_detail(status_body["error"]), status_body.get("error_type"),
                                  task_id=task.task_id)
-        response = self.get_poll(task.extra["response_url"], headers=self.headers())
-        return interpret_result(json_body(response, self.label, stage="poll"), task, self.label)
+        response = self.get_poll(task.extra["response_url"], task)
+        return interpret_result(self.read_json(response, stage="poll"), task, self.label)
 
-    def raise_for_refusal(self, response: httpx.Response, *, stage: str) -> None:
+    def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """fal's own error shapes first: a locked account, a content-policy refusal, a final model error."""
         if response.status_code < 400:
             return
@@ -125,10 +121,11 @@ class FalProvider(Provider):
         if response.status_code == 403 and ACCOUNT_LOCKED in detail:
             raise errors.InsufficientCreditsError(
                 f"{self.label} has locked the account (HTTP 403): {detail}. The key is valid: top up at "
-                "fal.ai/dashboard/billing (or ask fal support to lift an admin lock), then run again."
+                "fal.ai/dashboard/billing (or ask fal support to lift an admin lock), then run again.",
+                provider=self.name, status=403, task_id=task_id, billed=errors.NOT_BILLED,
             )
         if CONTENT_POLICY_ERROR in _error_types(response):
-            raise request_failed(self.label, detail, CONTENT_POLICY_ERROR, task_id=None)
+            raise request_failed(self, detail, CONTENT_POLICY_ERROR, task_id=task_id, status=response.status_code)
         # fal's structured model errors carry X-Fal-Retryable; a gateway's 502 page does not and is
         # worth polling past. A model error on the response_url is final: polling again repeats it.
         retryable = response.headers.get(RETRYABLE_HEADER)
@@ -137,9 +134,10 @@ class FalProvider(Provider):
                 "running the same request again is unlikely to help")
             raise errors.GenerationFailedError(
                 f"{self.label} request failed (HTTP {response.status_code}): {detail or 'no details given'}. "
-                f"fal does not bill requests that fail with a server error; {again}."
+                f"fal does not bill requests that fail with a server error; {again}.",
+                provider=self.name, status=response.status_code, task_id=task_id, billed=errors.NOT_BILLED,
             )
-        super().raise_for_refusal(response, stage=stage)
+        super().raise_for_refusal(response, stage=stage, task_id=task_id)
 
 
 def interpret_result(result: dict[str, Any], task: SubmittedTask, label: str) -> PollUpdate:
@@ -148,29 +146,32 @@ def interpret_result(result: dict[str, Any], task: SubmittedTask, label: str) ->
         raise errors.ModeratedError(
             f"{label}'s safety checker withheld the image of request {task.task_id}. Try a different seed or "
             "adjust the prompt.",
-            stage="content", reasons=("safety checker",), task_id=task.task_id,
+            stage="content", reasons=("safety checker",), task_id=task.task_id, provider=task.provider,
+            billed=errors.MAYBE_BILLED,
         )
     images = result.get("images")
     first = images[0] if isinstance(images, list) and images and isinstance(images[0], dict) else {}
     url = first.get("url")
     if not isinstance(url, str) or not url:
-        raise errors.GenerationFailedError(f"{label} request {task.task_id} completed but sent no image URL.")
-    seed = result.get("seed")
-    return PollUpdate(done=True, status="COMPLETED", progress=1.0, result_url=url,
-                      seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None)
+        raise errors.GenerationFailedError(f"{label} request {task.task_id} completed but sent no image URL.",
+                                           provider=task.provider, task_id=task.task_id, billed=errors.MAYBE_BILLED)
+    return PollUpdate(done=True, status="COMPLETED", progress=1.0, result_url=url, seed=as_int(result.get("seed")))
 
 
-def request_failed(label: str, message: str, error_type: Any, *, task_id: str | None) -> errors.FluxFlexError:
+def request_failed(provider: Provider, message: str, error_type: Any, *, task_id: str | None,
+                   status: int | None = None) -> errors.FluxFlexError:
     """A request fal finished with an error; a content-policy refusal is moderation, not a fault."""
     message = message or "no details given"
+    billed = errors.MAYBE_BILLED if task_id else errors.NOT_BILLED  # refused on submit: nothing was created
+    facts = dict(provider=provider.name, status=status, task_id=task_id, billed=billed)
     if error_type == CONTENT_POLICY_ERROR:
         return errors.ModeratedError(
-            f"{label} refused the request under its content policy: {message}. Change the prompt or input images.",
-            stage="request", reasons=(message,), task_id=task_id,
+            f"{provider.label} refused the request under its content policy: {message}. Change the prompt or input "
+            "images.", stage="request", reasons=(message,), **facts,
         )
     kind = f" ({error_type})" if error_type else ""
     named = f" {task_id}" if task_id else ""
-    return errors.GenerationFailedError(f"{label} request{named} failed{kind}: {message}")
+    return errors.GenerationFailedError(f"{provider.label} request{named} failed{kind}: {message}", **facts)
 
 
 def _error_types(response: httpx.Response) -> set[str]:

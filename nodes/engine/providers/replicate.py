@@ -1,6 +1,7 @@
 """Replicate: black-forest-labs/flux-2-flex as a prediction, answered at once or polled at urls.get.
 
-Contract: ../shared/reference/flex-apis.md section 2 and Replicate's HTTP API docs. The submit
+Contract: the model's API page (https://replicate.com/black-forest-labs/flux-2-flex/api) and
+Replicate's HTTP API reference (https://replicate.com/docs/reference/http). The submit
 asks Replicate to hold the response a few seconds (`Prefer: wait=N`), so a fast prediction comes
 back finished and needs no poll; a slower one is polled at the `urls.get` Replicate returned.
 """
@@ -13,9 +14,8 @@ from typing import Any
 from .. import errors
 from ..images import encode_data_uri
 from ..request import FlexRequest
-from .base import (
-    ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size, json_body, moderation_error,
-)
+from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .moderation import moderation_error
 
 MODEL = "black-forest-labs/flux-2-flex"
 PREDICTIONS_PATH = f"/v1/models/{MODEL}/predictions"
@@ -39,6 +39,7 @@ class ReplicateProvider(Provider):
     name = "replicate"
     label = "Replicate"
     key_env_var = "REPLICATE_API_TOKEN"
+    key_header, key_prefix = "Authorization", "Bearer "
     default_base_url = "https://api.replicate.com"
     trusted_domain = "replicate.com"  # urls.get lives on api.replicate.com; outputs on replicate.delivery
     result_domains = ("replicate.delivery", "replicate.com")
@@ -47,7 +48,7 @@ class ReplicateProvider(Provider):
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Replicate's custom size is 256-2048 per side, narrower than BFL's 64-4096."""
         super().validate(request)
-        check_custom_size(request, *CUSTOM_SIZE_RANGE, self.label)
+        check_custom_size(request, *CUSTOM_SIZE_RANGE, self)
         return request
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
@@ -78,20 +79,15 @@ class ReplicateProvider(Provider):
             model_input["input_images"] = [encode(image.pixels) for image in request.images]
         return {"input": model_input}
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Content-Type": "application/json",
-                "Accept": "application/json"}
+    def submit_url(self, request: FlexRequest) -> str:
+        return self.base_url + PREDICTIONS_PATH
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        headers = {**self.headers(), "Prefer": f"wait={SUBMIT_WAIT_SECONDS}"}
-        response = self.post_submit(self.base_url + PREDICTIONS_PATH, headers=headers, body=self.build_body(request))
-        prediction = json_body(response, self.label, stage="submit")
+        response = self.post_submit(request, headers={"Prefer": f"wait={SUBMIT_WAIT_SECONDS}"})
+        prediction = self.read_json(response, stage="submit")
         urls = prediction.get("urls") if isinstance(prediction.get("urls"), dict) else {}
         if not prediction.get("id") or not urls.get("get"):
-            raise errors.ProviderUnavailableError(
-                f"{self.label} accepted the request but returned no prediction id or status URL; it may be "
-                "billed. Check your Replicate dashboard."
-            )
+            raise self.unknown_outcome("prediction id or status URL")
         finished = prediction if prediction.get("status") in TERMINAL_STATUSES else None
         return SubmittedTask(
             provider=self.name,
@@ -104,29 +100,31 @@ class ReplicateProvider(Provider):
         """A prediction that finished within the submit's wait is read from the task, not fetched."""
         prediction = task.extra.get("finished_prediction")
         if prediction is None:
-            response = self.get_poll(task.poll_url, headers=self.headers())
-            prediction = json_body(response, self.label, stage="poll")
+            response = self.get_poll(task.poll_url, task)
+            prediction = self.read_json(response, stage="poll")
         return interpret_prediction(prediction, task, self.label)
 
 
 def interpret_prediction(prediction: dict[str, Any], task: SubmittedTask, label: str) -> PollUpdate:
     """Map a Replicate prediction object to a PollUpdate, or to the pack's error."""
     status = str(prediction.get("status") or "starting")
+    facts = dict(provider=task.provider, task_id=task.task_id, billed=errors.MAYBE_BILLED)
     if status == "succeeded":
         output = prediction.get("output")
         url = output[0] if isinstance(output, list) and output else output
         if not isinstance(url, str) or not url:
-            raise errors.GenerationFailedError(f"{label} prediction {task.task_id} succeeded but sent no image URL.")
+            raise errors.GenerationFailedError(f"{label} prediction {task.task_id} succeeded but sent no image URL.",
+                                               **facts)
         return PollUpdate(done=True, status=status, progress=1.0, result_url=url)
     if status == "failed":
         message = str(prediction.get("error") or "no details given")
-        moderated = moderation_error(message, label, task)
+        moderated = moderation_error(message, label, task, billed=errors.MAYBE_BILLED)
         if moderated:
             raise moderated
-        raise errors.GenerationFailedError(f"{label} prediction {task.task_id} failed: {message}")
+        raise errors.GenerationFailedError(f"{label} prediction {task.task_id} failed: {message}", **facts)
     if status == "canceled":
         raise errors.GenerationFailedError(
             f"{label} prediction {task.task_id} was canceled (from the Replicate dashboard or API); "
-            "it was not resubmitted."
+            "it was not resubmitted.", **facts
         )
     return PollUpdate(done=False, status=status)  # starting, processing, or a status added later

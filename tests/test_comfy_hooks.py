@@ -1,0 +1,58 @@
+"""The ComfyUI entry point's setup, without ComfyUI: its modules are stood in for by small stubs.
+
+What is checked: one configuration step tells the engine where ComfyUI keeps keys and models,
+and the unload hook is installed once, however often the setup runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from comfyui_flux2_flex.nodes.engine import local
+from comfyui_flux2_flex.nodes.engine.settings import configure, current
+
+PACKAGE = "comfyui_flux2_flex.nodes"
+
+
+def stub_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    monkeypatch.setitem(sys.modules, name, module)
+    return module
+
+
+@pytest.fixture
+def comfy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType:
+    """ComfyUI's modules as comfy_server imports them; returns comfy.model_management."""
+    unloads: list[str] = []
+    model_management = stub_module(monkeypatch, "comfy.model_management",
+                                   unload_all_models=lambda: unloads.append("comfy"), unloads=unloads)
+    stub_module(monkeypatch, "comfy", model_management=model_management)
+    stub_module(monkeypatch, "folder_paths", get_user_directory=lambda: str(tmp_path / "user"),
+                get_input_directory=lambda: str(tmp_path / "input"),
+                get_folder_paths=lambda kind: [str(tmp_path / "models" / kind)])
+    stub_module(monkeypatch, "server", PromptServer=types.SimpleNamespace(instance=None))
+    web = stub_module(monkeypatch, "aiohttp.web", Request=object, Response=object)
+    stub_module(monkeypatch, "aiohttp", web=web)
+    monkeypatch.delitem(sys.modules, f"{PACKAGE}.comfy_server", raising=False)
+    yield model_management
+    configure()
+
+
+def test_setup_configures_the_engine_and_hooks_unload_once(comfy: types.ModuleType, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    comfy_server = importlib.import_module(f"{PACKAGE}.comfy_server")
+    frees: list[str] = []
+    monkeypatch.setattr(local, "free", lambda: frees.append("flux"))
+    for _ in range(2):  # a second setup (a reloaded pack) must not wrap the wrapper
+        comfy_server.configure_engine()
+        comfy_server.free_local_pipeline_on_unload()
+    assert current().stored_keys_file == tmp_path / "user" / "flux2_flex" / "keys.json"
+    assert current().local_model_roots == (tmp_path / "models" / "diffusers",)
+    comfy.unload_all_models()
+    assert frees == ["flux"] and comfy.unloads == ["comfy"]

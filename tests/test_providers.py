@@ -1,0 +1,181 @@
+"""Every provider in the engine's registry, against its loopback stand-in: the same story for all.
+
+Each test runs once per provider name the engine knows (PROVIDER_NAMES), so a provider added to
+the registry is covered here at once; without a stand-in in tests/fakes it fails. What differs
+between providers (their bodies, their error shapes, their own limits) is in
+test_provider_<name>.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from comfyui_flux2_flex.nodes.engine import errors
+from comfyui_flux2_flex.nodes.engine.cli import main
+from comfyui_flux2_flex.nodes.engine.keys import ApiKey
+from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_NAMES, make_provider
+from comfyui_flux2_flex.nodes.engine.providers.base import Provider
+from comfyui_flux2_flex.nodes.engine.request import FlexRequest
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, prepare
+from comfyui_flux2_flex.nodes.engine.transport import retry_after_seconds
+
+from fakes.loopback import LoopbackFake, Response
+from fakes.stand_ins import STAND_INS, StandIn
+from provider_runs import FOX, run
+
+@pytest.fixture(params=PROVIDER_NAMES)
+def name(request: pytest.FixtureRequest) -> str:
+    """Each provider name the engine's registry holds."""
+    return request.param
+
+
+def test_a_request_is_submitted_once_polled_with_the_key_and_downloaded_without_it(
+    name: str, fake: LoopbackFake, key: str, provider: Provider
+) -> None:
+    result = run(provider)
+    assert result.pixels.shape == (256, 320, 3) and result.provider == name and result.task_id
+    assert len(fake.submits) == 1
+    keyed = [r for r in fake.all_requests() if r.headers.get(provider.key_header.lower()) == provider.key_prefix + key]
+    keyless = [r for r in fake.all_requests() if r not in keyed]
+    assert fake.submits[0] in keyed and keyless, "the result is downloaded without the key"
+    assert all(key not in str(r.headers) for r in keyless)
+
+
+def test_an_injected_http_client_carries_every_request_downloads_included(name: str, fake: LoopbackFake,
+                                                                         key: str) -> None:
+    sent: list[str] = []
+    client = httpx.Client(event_hooks={"request": [lambda request: sent.append(str(request.url))]})
+    provider = make_provider(name, base_url=fake.api_url, api_key=ApiKey(key), client=client, environ={})
+    with client:
+        run(provider)
+    assert len(sent) == len(fake.all_requests()) >= 3  # submit, at least one poll, the download
+
+
+def test_a_setting_out_of_range_is_refused_before_anything_is_sent(name: str, fake: LoopbackFake,
+                                                                    provider: Provider) -> None:
+    with pytest.raises(errors.InvalidRequestError) as caught:
+        prepare(FlexRequest(prompt="p", steps=80), provider)
+    assert (caught.value.field, caught.value.value, caught.value.billed) == ("steps", 80, errors.NOT_BILLED)
+    assert "from 1 to 50" in caught.value.allowed or "to 50 on" in caught.value.allowed
+    assert fake.all_requests() == []
+
+
+def test_a_wrong_key_is_refused_and_never_shown(name: str, fake: LoopbackFake) -> None:
+    wrong = "wrong-key-0123456789"
+    provider = make_provider(name, base_url=fake.api_url, api_key=ApiKey(wrong), environ={})
+    with pytest.raises(errors.AuthenticationError) as caught:
+        run(provider)
+    error = caught.value
+    assert (error.provider, error.status in (401, 403), error.billed) == (name, True, errors.NOT_BILLED)
+    assert wrong not in str(error) and len(fake.submits) == 1
+
+
+def test_a_server_error_on_submit_is_never_resent(name: str, fake: LoopbackFake, provider: Provider) -> None:
+    fake.submit_script.append(Response(500, b"Internal Server Error"))
+    with pytest.raises(errors.SubmitOutcomeUnknown) as caught:
+        run(provider)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == (name, 500, errors.MAYBE_BILLED)
+    assert len(fake.submits) == 1
+
+
+@pytest.mark.parametrize("retry_after", ["0.1", "Thu, 01 Jan 1970 00:00:00 GMT"])  # seconds, or a date gone by
+def test_a_busy_answer_on_submit_waits_and_submits_again(name: str, fake: LoopbackFake, provider: Provider,
+                                                         retry_after: str) -> None:
+    fake.submit_script.append(Response.json({"detail": "Too many requests"}, 429, {"Retry-After": retry_after}))
+    statuses: list[str] = []
+    run(provider, hooks=RunHooks(on_progress=lambda fraction, status: statuses.append(status)))
+    assert len(fake.submits) == 2 and any("HTTP 429" in status for status in statuses)
+
+
+def test_a_gateway_error_while_polling_keeps_polling_the_same_task(name: str, stand_in: StandIn, fake: LoopbackFake,
+                                                                  provider: Provider) -> None:
+    fake.plans.append(stand_in.plan(poll_http_errors={0: 502}))
+    statuses: list[str] = []
+    assert run(provider, hooks=RunHooks(on_progress=lambda f, s: statuses.append(s))).pixels.shape == (256, 320, 3)
+    assert len(fake.submits) == 1 and any("HTTP 502" in status for status in statuses)
+
+
+def test_a_failed_task_names_itself_and_is_not_resubmitted(name: str, stand_in: StandIn, fake: LoopbackFake,
+                                                           provider: Provider) -> None:
+    fake.plans.append(stand_in.failed("GPU worker crashed"))
+    with pytest.raises(errors.GenerationFailedError, match="GPU worker crashed") as caught:
+        run(provider)
+    assert caught.value.provider == name and caught.value.task_id and caught.value.task_id in str(caught.value)
+    assert caught.value.billed in (errors.MAYBE_BILLED, errors.NOT_BILLED, errors.REFUNDED)
+    assert len(fake.submits) == 1
+
+
+def test_moderation_is_a_moderation_error_naming_the_task(name: str, stand_in: StandIn, fake: LoopbackFake,
+                                                          provider: Provider) -> None:
+    fake.plans.append(stand_in.moderated())
+    with pytest.raises(errors.ModeratedError) as caught:
+        run(provider)
+    assert caught.value.provider == name and caught.value.task_id and caught.value.reasons
+    assert len(fake.submits) == 1
+
+
+def test_cancelling_a_submitted_task_names_it_as_billed(name: str, stand_in: StandIn, fake: LoopbackFake,
+                                                        provider: Provider) -> None:
+    fake.plans.append(stand_in.running())
+    submitted = threading.Event()
+    with pytest.raises(errors.CancelledError) as caught:
+        run(provider, hooks=RunHooks(is_cancelled=submitted.is_set, on_submitted=lambda task: submitted.set()))
+    error = caught.value
+    assert (error.provider, error.billed) == (name, errors.BILLED) and error.task_id in str(error)
+    assert len(fake.submits) == 1
+
+
+def test_the_key_is_in_no_log_error_report_or_cli_output(
+    name: str, stand_in: StandIn, fake: LoopbackFake, key: str, provider: Provider, caplog, capsys,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts = [repr(provider), str(vars(provider)), repr(provider.api_key), f"{provider.api_key}"]
+    fake.submit_script.append(Response.json({"detail": "bad request"}, 422))
+    fake.plans.append(stand_in.failed("boom"))
+    for _ in range(2):
+        with pytest.raises(errors.FluxFlexError) as caught:
+            run(provider)
+        texts += [str(caught.value), repr(vars(caught.value))]
+    texts.append(run(provider).report())
+    monkeypatch.setenv(provider.key_env_var, key)
+    monkeypatch.setenv(provider.base_url_env_var(), fake.api_url)
+    out_file = tmp_path / "cli.png"
+    assert main(["generate", "--provider", name, "--prompt", FOX.prompt, "--width", "320", "--height", "256",
+                 "--seed", "5", "--out", str(out_file)]) == 0
+    with Image.open(out_file) as saved:
+        assert saved.size == (320, 256)
+    captured = capsys.readouterr()
+    texts += [captured.out, captured.err, caplog.text]
+    assert f"{name} task " in captured.out and "seed 5" in captured.out
+    assert "HTTP Request" in caplog.text, "httpx logs requests at DEBUG, so real log lines are checked"
+    assert all(key not in text for text in texts)
+
+
+def test_the_dry_run_prints_the_url_it_would_post_to(name: str, fake: LoopbackFake, key: str, provider: Provider,
+                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv(provider.key_env_var, key)
+    monkeypatch.setenv(provider.base_url_env_var(), fake.api_url)
+    assert main(["generate", "--provider", name, "--prompt", "fox", "--out", str(tmp_path / "o.png"),
+                 "--dry-run"]) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line == f"POST {provider.submit_url(FOX)} ({provider.label})"
+    assert first_line.startswith(f"POST {fake.api_url}/") and fake.all_requests() == []
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    now = 784111777.0  # Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example date
+    assert retry_after_seconds("3", now=now) == 3.0
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:47 GMT", now=now) == 10.0
+    assert retry_after_seconds("Sun, 06 Nov 1994 08:49:27 GMT", now=now) == 0.0
+    assert retry_after_seconds("soon", now=now) is None and retry_after_seconds(None) is None
+
+
+def test_every_provider_has_a_stand_in_and_every_stand_in_a_provider() -> None:
+    assert set(STAND_INS) == set(PROVIDER_NAMES)
