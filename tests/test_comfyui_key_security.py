@@ -180,6 +180,9 @@ def test_each_user_pays_with_their_own_key_and_gets_their_own_cached_images(
     for user in users.values():
         assert list((caches / user / "result_cache").glob("*.png")), f"{user} has their own result cache"
     assert not (shared_comfy.root / "user" / "flux2_flex" / "result_cache").exists()
+    log = shared_comfy.log_path.read_text()
+    assert "/results/" in log and "sig=secret-signature" not in log, "result links are logged without signatures"
+    assert not any(key in log for key in TwoAccountBfl.KEYS)
 
 
 def test_a_prompt_cannot_borrow_another_users_keys(shared_comfy: ComfyUI, two_account_bfl: TwoAccountBfl,
