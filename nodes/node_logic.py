@@ -1,4 +1,4 @@
-"""What the four nodes do, as plain functions: no ComfyUI import, so tests call them directly.
+"""What the nodes do, as plain functions: no ComfyUI import, so tests call them directly.
 
 The ComfyUI classes in comfy_nodes.py only translate widgets to `NodeSettings`, hand over
 ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values.
@@ -11,18 +11,19 @@ from typing import Any, Mapping
 
 import torch
 
-from .engine.batch import BatchError, generate_batch
+from .engine.backend import Backend, backend_for
+from .engine.batch import BatchError
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.keys import key_choice_note
-from .engine.local import LocalModel, LocalOptions, generate_local_batch, prepare_local
+from .engine.local import LocalModel, LocalOptions
 from .engine.pricing import CostEstimate, estimate
-from .engine.providers import PROVIDER_NAMES, make_provider
+from .engine.providers import PROVIDER_CLASSES, make_provider
 from .engine.request import (
     MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, seeded_requests,
     validate_request,
 )
 from .engine.result_cache import ResultCache
-from .engine.runner import GenerationResult, PreparedRequest, RunHooks, prepare
+from .engine.runner import GenerationResult, RunHooks
 from .references import ReferenceSet
 from .tensors import arrays_to_tensor, tensor_to_arrays
 
@@ -32,7 +33,6 @@ GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
 LOCAL_MODEL_NODE = "FluxFlexLocalModel"
 NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE, LOCAL_MODEL_NODE)
-PRICED_NODE_IDS = (GENERATE_NODE, EDIT_NODE, COST_ESTIMATE_NODE)  # the nodes that show a price before running
 
 
 @dataclass(frozen=True)
@@ -164,18 +164,20 @@ def build_requests(
     return requests, tuple(notes)
 
 
-def prepare_all(requests: list[FlexRequest], settings: NodeSettings,
-                local: LocalChoice | None = None) -> list[PreparedRequest]:
-    """Validate and price each request for where it will run: the chosen provider, or the local model."""
+def node_backend(settings: NodeSettings, local: LocalChoice | None = None) -> Backend:
+    """Where the node's requests run: the wired Local Model, else the provider chosen on the node."""
     if local is not None:
-        return [prepare_local(request, local.model) for request in requests]
-    provider = make_provider(settings.provider)
-    return [prepare(request, provider) for request in requests]
+        return backend_for(local.model, local_options=local.options)
+    return backend_for(settings.provider, key_choice=settings.key_name)
 
 
-def local_run_notes(settings: NodeSettings) -> tuple[str, ...]:
-    """Said once per local run, so a provider left on the node is not mistaken for the one used."""
-    return (f"local model wired in: provider {settings.provider} was not used and nothing was billed",)
+def run_notes(settings: NodeSettings, backend: Backend) -> tuple[str, ...]:
+    """Said once per run: a local model replaced the provider still chosen on the node, or the
+    workflow names a key this machine does not have (the default key was used)."""
+    if backend.name == settings.provider:
+        provider = PROVIDER_CLASSES[settings.provider]
+        return tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
+    return (f"{backend.name} model wired in: provider {settings.provider} was not used and nothing was billed",)
 
 
 def estimate_cost(
@@ -188,7 +190,8 @@ def estimate_cost(
     """The price of everything the node would send, before anything is sent and without a key."""
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    prepared = prepare_all(requests, settings)
+    backend = node_backend(settings)
+    prepared = [backend.prepare(request) for request in requests]
     first = prepared[0].estimate
     total = estimate(prepared[0].request, settings.provider, count=len(prepared)) if first.usd is not None else first
     return replace(total, breakdown=total.breakdown + notes + prepared[0].notes)
@@ -226,14 +229,11 @@ def run_settings(
     """
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    prepared = prepare_all(requests, settings, local)
-    if local is not None:
-        results = generate_local_batch(prepared, local.model, local.options, hooks=hooks)
-        return results_to_node_result(results, settings, notes + local_run_notes(settings))
-    provider = make_provider(settings.provider, key_choice=settings.key_name)
-    notes += tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
+    backend = node_backend(settings, local)
+    prepared = [backend.prepare(request) for request in requests]
+    notes += run_notes(settings, backend)
     try:
-        results = generate_batch(prepared, provider, hooks=hooks, cache=cache if settings.use_cache else None)
+        results = backend.run_batch(prepared, hooks, cache if settings.use_cache else None)
     except BatchError as partial:
         if not partial.results:
             raise

@@ -35,10 +35,6 @@ class SocketImages:
     sizes: tuple[tuple[int, int], ...] = ()
     unknown: int = 0
 
-    @property
-    def exact(self) -> bool:
-        return self.unknown == 0
-
 
 @dataclass(frozen=True)
 class PricePreview:
