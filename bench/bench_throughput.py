@@ -27,7 +27,7 @@ from fakes.bfl_server import FakeBfl, TaskPlan  # noqa: E402
 
 from comfyui_flux2_flex.nodes.engine import runner  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch  # noqa: E402
-from comfyui_flux2_flex.nodes.engine.result_cache import generate_cached  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.durable import generate_cached  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.images import encode_base64  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider  # noqa: E402

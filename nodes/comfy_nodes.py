@@ -17,6 +17,7 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
+from .comfy_recover_node import FluxFlexRecoverTask, task_journal
 from .comfy_server import current_user, local_model_roots, result_cache
 from .engine.errors import CancelledError, FluxFlexError
 from .engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
@@ -113,6 +114,9 @@ def run_interruptibly(action: Callable[[], Any]) -> Any:
     except CancelledError as cancelled:
         LOG.warning("%s", cancelled)
         raise comfy.model_management.InterruptProcessingException() from None
+    except FluxFlexError as error:
+        LOG.error("%s", error)  # a paid task's id, price and how to recover it reach the log too
+        raise
 
 
 def ui_report(report: str) -> dict[str, list]:
@@ -122,7 +126,8 @@ def ui_report(report: str) -> dict[str, list]:
 
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
-    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(), **run_args))
+    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(),
+                                                    journal=task_journal(), **run_args))
     return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report))
 
 
@@ -305,7 +310,7 @@ class FluxFlexLocalModel(io.ComfyNode):
 
 
 NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate,
-                                   FluxFlexLocalModel]
+                                   FluxFlexLocalModel, FluxFlexRecoverTask]
 
 
 class FluxFlexExtension(ComfyExtension):

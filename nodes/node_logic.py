@@ -13,7 +13,9 @@ import torch
 
 from .engine.backend import Backend, backend_for
 from .engine.batch import BatchError
+from .engine.caps import check_paid_request_cap
 from .engine.errors import FluxFlexError, InvalidRequestError
+from .engine.journal import TaskJournal
 from .engine.keys import key_choice_note
 from .engine.local import LocalModel, LocalOptions
 from .engine.pricing import CostEstimate, estimate
@@ -111,15 +113,21 @@ def check_settings(settings: NodeSettings) -> str | None:
     the workflow, and a local run validates the request again before it starts.
     """
     try:
-        if not 1 <= settings.batch_size <= MAX_BATCH:
-            raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
-        if settings.seed + settings.batch_size - 1 > SEED.maximum:
-            raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
-                                      f"with batch_size {settings.batch_size} (seeds count up per image)")
-        make_provider(settings.provider).validate(settings.base_request())
+        check_settings_before_paying(settings)
     except FluxFlexError as error:
         return str(error)
     return None
+
+
+def check_settings_before_paying(settings: NodeSettings) -> None:
+    """Raise the engine's error for the first bad value. Run again on the values the node really
+    received (wired ones included, which queue-time validation sees only as defaults)."""
+    if not isinstance(settings.batch_size, int) or not 1 <= settings.batch_size <= MAX_BATCH:
+        raise InvalidRequestError("batch_size", settings.batch_size, f"from 1 to {MAX_BATCH}")
+    if settings.seed + settings.batch_size - 1 > SEED.maximum:
+        raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
+                                  f"with batch_size {settings.batch_size} (seeds count up per image)")
+    make_provider(settings.provider).validate(settings.base_request())
 
 
 def edit_output_size(settings: NodeSettings, width: int, height: int, match_input_size: bool) -> FittedSize:
@@ -164,11 +172,13 @@ def build_requests(
     return requests, tuple(notes)
 
 
-def node_backend(settings: NodeSettings, local: LocalChoice | None = None) -> Backend:
-    """Where the node's requests run: the wired Local Model, else the provider chosen on the node."""
+def node_backend(settings: NodeSettings, local: LocalChoice | None = None,
+                 journal: TaskJournal | None = None) -> Backend:
+    """Where the node's requests run: the wired Local Model, else the provider chosen on the node
+    (its paid tasks recorded in `journal`)."""
     if local is not None:
         return backend_for(local.model, local_options=local.options)
-    return backend_for(settings.provider, key_choice=settings.key_name)
+    return backend_for(settings.provider, journal=journal, key_choice=settings.key_name)
 
 
 def run_notes(settings: NodeSettings, backend: Backend) -> tuple[str, ...]:
@@ -221,16 +231,22 @@ def run_settings(
     match_input_size: bool = True,
     cache: ResultCache | None = None,
     local: LocalChoice | None = None,
+    journal: TaskJournal | None = None,
 ) -> NodeResult:
     """Build, price and run every request of a node concurrently; stack the images in order.
 
-    When some images of a batch fail, the ones already paid for are still returned, and the
-    report starts with which failed and why. Only when none succeeded does the node fail.
+    Everything is checked before the first request: every value as received, the number of paid
+    requests against the cap. With a journal, a paid task of the same request that a crash,
+    restart or Cancel left unfinished is resumed instead of paid again. When some images of a
+    batch fail, the ones already paid for are still returned, and the report starts with which
+    failed and why. Only when none succeeded does the node fail.
     """
+    check_settings_before_paying(settings)
     requests, notes = build_requests(settings, edit_image=edit_image, references=references,
                                      match_input_size=match_input_size)
-    backend = node_backend(settings, local)
+    backend = node_backend(settings, local, journal)
     prepared = [backend.prepare(request) for request in requests]
+    check_paid_request_cap(prepared)
     notes += run_notes(settings, backend)
     try:
         results = backend.run_batch(prepared, hooks, cache if settings.use_cache else None)

@@ -53,10 +53,11 @@ class ComfyUI:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "comfyui.log"
         for name in ("custom_nodes", "input", "output", "user"):
-            (root / name).mkdir(exist_ok=True)  # a test may have put files into the user folder first
+            (root / name).mkdir(exist_ok=True)  # a restart reuses the folders, the user folder's journal too
         for copy in range(pack_copies):  # a second copy is what a manual clone beside a Manager install gives
-            name = "comfyui_flux2_flex" + (f"_copy{copy}" if copy else "")
-            (root / "custom_nodes" / name).symlink_to(REPO_ROOT, target_is_directory=True)
+            link = root / "custom_nodes" / ("comfyui_flux2_flex" + (f"_copy{copy}" if copy else ""))
+            if not link.exists():
+                link.symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
                           "  diffusers: models/diffusers/\n")
@@ -69,7 +70,7 @@ class ComfyUI:
                    "--extra-model-paths-config", str(config)]
         if COMFYUI_FRONTEND_ROOT:
             command += ["--front-end-root", COMFYUI_FRONTEND_ROOT]
-        self.log = self.log_path.open("w")
+        self.log = self.log_path.open("a")  # a restart in the same folder keeps the earlier run's log
         self.process = subprocess.Popen(command, cwd=COMFYUI_PATH, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -85,6 +86,13 @@ class ComfyUI:
                 pass
             time.sleep(0.5)
         raise RuntimeError("ComfyUI did not start in time")
+
+    def kill(self) -> None:
+        """End it as a crash or a power cut would: no handler runs."""
+        self.process.kill()
+        self.process.wait()
+        self.client.close()
+        self.log.close()
 
     def stop(self) -> None:
         self.process.terminate()

@@ -40,10 +40,13 @@ socket.socket.connect = _connect_to_loopback_only
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """No test may pick up a developer's real keys, stored keys or base URLs."""
+    """No test may pick up a developer's real keys, stored keys or base URLs, nor write to their
+    per-user folders (the CLI's default journal of paid tasks)."""
     for name in list(os.environ):
         if name.endswith(("_API_KEY", "_API_TOKEN")) or name in ("FAL_KEY", "COMETAPI_KEY") or name.startswith("FLUX_FLEX_"):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local-app-data"))
     DURATIONS.clear()
 
 
@@ -56,6 +59,14 @@ def fake_bfl() -> Iterator[FakeBfl]:
 @pytest.fixture
 def bfl(fake_bfl: FakeBfl) -> BflProvider:
     return BflProvider(base_url=fake_bfl.api_url, api_key=ApiKey(fake_bfl.api_key))
+
+
+@pytest.fixture
+def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
+    """The loopback BFL with its key and URL in the environment, as the CLI and the nodes read them."""
+    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
+    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
+    return fake_bfl
 
 
 @pytest.fixture

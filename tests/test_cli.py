@@ -7,19 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.cli import main
 
 from fakes.bfl_server import FakeBfl
-
-
-@pytest.fixture
-def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    return fake_bfl
 
 
 def test_estimate_needs_no_key_and_prints_the_breakdown(capsys) -> None:

@@ -179,7 +179,9 @@ def test_each_user_pays_with_their_own_key_and_gets_their_own_cached_images(
     caches = shared_comfy.root / "user" / "flux2_flex" / "users"
     for user in users.values():
         assert list((caches / user / "result_cache").glob("*.png")), f"{user} has their own result cache"
+        assert list((caches / user / "journal").iterdir()), f"{user} has their own journal of paid tasks"
     assert not (shared_comfy.root / "user" / "flux2_flex" / "result_cache").exists()
+    assert not (shared_comfy.root / "user" / "flux2_flex" / "journal").exists()
     log = shared_comfy.log_path.read_text()
     assert "/results/" in log and "sig=secret-signature" not in log, "result links are logged without signatures"
     assert not any(key in log for key in TwoAccountBfl.KEYS)

@@ -58,9 +58,24 @@ def test_single_frame_grayscale_half_and_non_contiguous_inputs() -> None:
     assert tensor_to_arrays(transposed)[0].shape == (40, 32, 3)
 
 
-def test_out_of_range_and_nan_values_are_clamped() -> None:
-    tensor = torch.tensor([[[[-0.5, 1.7, float("nan")]]]])
-    assert tensor_to_arrays(tensor)[0].tolist() == [[[0, 255, 0]]]
+def test_a_small_overshoot_is_clamped() -> None:
+    tensor = torch.tensor([[[[-0.5, 1.7, 0.5]]]])
+    assert tensor_to_arrays(tensor)[0].tolist() == [[[0, 255, 128]]]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "words"),
+    [
+        (torch.tensor([[[[0.2, float("nan"), 0.5]]]]), "NaN or infinite values"),
+        (torch.tensor([[[[0.2, float("inf"), 0.5]]]]), "NaN or infinite values"),
+        (torch.full((1, 2, 2, 3), 200, dtype=torch.uint8), "torch.uint8 tensor"),
+        (torch.full((1, 2, 2, 3), 200.0), "values from 200 to 200"),
+    ],
+)
+def test_values_that_would_turn_black_or_white_are_refused_naming_the_input(tensor, words) -> None:
+    with pytest.raises(InvalidRequestError, match=words) as refused:
+        tensor_to_arrays(tensor, name="image_2")
+    assert refused.value.field == "image_2"
 
 
 def test_rgba_is_composited_over_white() -> None:

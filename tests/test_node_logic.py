@@ -18,13 +18,6 @@ from comfyui_flux2_flex.nodes.references import collect_references
 from fakes.bfl_server import FakeBfl, TaskPlan
 
 
-@pytest.fixture
-def bfl_env(fake_bfl: FakeBfl, monkeypatch: pytest.MonkeyPatch) -> FakeBfl:
-    monkeypatch.setenv("BFL_API_KEY", fake_bfl.api_key)
-    monkeypatch.setenv("FLUX_FLEX_BFL_URL", fake_bfl.api_url)
-    return fake_bfl
-
-
 def settings(**changes) -> NodeSettings:
     base = dict(provider="bfl", prompt='a poster that says "FLEX"', width=256, height=192, seed=42, steps=4)
     return NodeSettings(**{**base, **changes})

@@ -9,7 +9,7 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers.fal import FalProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
-from comfyui_flux2_flex.nodes.engine.runner import RunHooks, generate, prepare
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 
 from fakes.fal_server import FakeFal, RequestPlan
 from fakes.loopback import Response
@@ -196,3 +196,14 @@ def test_status_and_response_urls_off_the_api_host_never_get_the_key(fake: FakeF
     with pytest.raises(errors.UnsafeUrlError, match="will not send your API key"):
         run(provider)
     assert len(fake.queue.requests) == 1
+
+
+@pytest.mark.parametrize("status", ["FAILED", "CANCELED"])
+def test_an_ended_request_is_reported_at_once_instead_of_polled_to_the_timeout(fake: FakeFal, provider: FalProvider,
+                                                                               status: str) -> None:
+    fake.plans.append(RequestPlan(statuses=["IN_PROGRESS", status]))
+    with pytest.raises(errors.GenerationFailedError, match=f"ended as {status}") as caught:
+        run(provider, settings=RunSettings(task_timeout_seconds=600.0))
+    assert caught.value.provider == "fal" and caught.value.task_id and caught.value.task_id in str(caught.value)
+    assert len(fake.submits) == 1
+    assert len([r for r in fake.queue.requests if r.path.endswith("/status")]) == 2

@@ -11,7 +11,7 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.providers.replicate import ReplicateProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
-from comfyui_flux2_flex.nodes.engine.runner import RunHooks, generate, prepare
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 
 from fakes.loopback import Response
 from fakes.replicate_server import FakeReplicate, PredictionPlan
@@ -142,6 +142,17 @@ def test_a_canceled_prediction_is_not_resubmitted(fake: FakeReplicate, provider:
     with pytest.raises(errors.GenerationFailedError, match="was canceled .* not resubmitted"):
         run(provider)
     assert len(fake.submits) == 1
+
+
+def test_an_aborted_prediction_ends_at_once_instead_of_polling_to_the_timeout(
+    fake: FakeReplicate, provider: ReplicateProvider
+) -> None:
+    fake.plans.append(PredictionPlan(statuses=["starting", "aborted"]))
+    with pytest.raises(errors.GenerationFailedError, match="aborted: it reached its deadline before it started") as caught:
+        run(provider, settings=RunSettings(task_timeout_seconds=600.0))
+    polls = [r for r in fake.all_requests() if r.method == "GET" and "/predictions/" in r.path]
+    assert caught.value.task_id in fake.predictions
+    assert len(fake.submits) == 1 and len(polls) == 1
 
 
 @pytest.mark.parametrize(

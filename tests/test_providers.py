@@ -18,16 +18,18 @@ from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.cli import main
+from comfyui_flux2_flex.nodes.engine.durable import generate_cached
+from comfyui_flux2_flex.nodes.engine.journal import DELIVERED, SUBMITTED, TaskJournal
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_NAMES, make_provider
 from comfyui_flux2_flex.nodes.engine.providers.base import Provider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
-from comfyui_flux2_flex.nodes.engine.runner import RunHooks, prepare
+from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, prepare
 from comfyui_flux2_flex.nodes.engine.transport import retry_after_seconds
 
 from fakes.loopback import LoopbackFake, Response
 from fakes.stand_ins import STAND_INS, StandIn
-from provider_runs import FOX, run
+from provider_runs import FAST, FOX, run
 
 @pytest.fixture(params=PROVIDER_NAMES)
 def name(request: pytest.FixtureRequest) -> str:
@@ -76,11 +78,13 @@ def test_a_wrong_key_is_refused_and_never_shown(name: str, fake: LoopbackFake) -
     assert wrong not in str(error) and len(fake.submits) == 1
 
 
-def test_a_server_error_on_submit_is_never_resent(name: str, fake: LoopbackFake, provider: Provider) -> None:
-    fake.submit_script.append(Response(500, b"Internal Server Error"))
+@pytest.mark.parametrize("status", [500, 503])  # no provider documents that a 503 means nothing was created
+def test_a_server_error_on_submit_is_never_resent(name: str, fake: LoopbackFake, provider: Provider,
+                                                  status: int) -> None:
+    fake.submit_script.append(Response(status, b"Server Error", {"Retry-After": "0"}))
     with pytest.raises(errors.SubmitOutcomeUnknown) as caught:
         run(provider)
-    assert (caught.value.provider, caught.value.status, caught.value.billed) == (name, 500, errors.MAYBE_BILLED)
+    assert (caught.value.provider, caught.value.status, caught.value.billed) == (name, status, errors.MAYBE_BILLED)
     assert len(fake.submits) == 1
 
 
@@ -129,6 +133,21 @@ def test_cancelling_a_submitted_task_names_it_as_billed(name: str, stand_in: Sta
     error = caught.value
     assert (error.provider, error.billed) == (name, errors.BILLED) and error.task_id in str(error)
     assert len(fake.submits) == 1
+
+
+def test_a_run_that_ends_before_its_task_does_is_resumed_by_a_rerun_without_paying_again(
+    name: str, stand_in: StandIn, fake: LoopbackFake, provider: Provider, tmp_path: Path
+) -> None:
+    fake.plans.append(stand_in.plan(poll_http_errors={0: 502}))  # the first poll finds nothing finished
+    journal = TaskJournal(tmp_path / "journal")
+    prepared = prepare(FOX, provider)
+    with pytest.raises(errors.GenerationTimeoutError) as timed_out:
+        generate_cached(prepared, provider, None, journal=journal, settings=RunSettings(task_timeout_seconds=0.0))
+    task_id = timed_out.value.task_id
+    assert f"flux-flex recover {task_id}" in str(timed_out.value) and journal.find(task_id).state == SUBMITTED
+    result = generate_cached(prepared, provider, None, journal=journal, settings=FAST)
+    assert result.task_id == task_id and result.pixels.shape == (256, 320, 3) and "resumed" in result.report()
+    assert len(fake.submits) == 1 and journal.find(task_id).state == DELIVERED
 
 
 def test_the_key_is_in_no_log_error_report_or_cli_output(

@@ -11,10 +11,11 @@ import pytest
 
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
+from comfyui_flux2_flex.nodes.engine.durable import generate_cached
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
-from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache, cache_key, generate_cached
+from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache, cache_key
 from comfyui_flux2_flex.nodes.engine.runner import prepare
 from fakes.bfl_server import FakeBfl, TaskPlan
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from .batch import generate_batch
+from .journal import TaskJournal
 from .local import (
     LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, generate_local_batch, prepare_local, resolve_model,
 )
@@ -53,11 +54,17 @@ class Backend(Protocol):
 
 
 class RemoteBackend:
-    """A provider's API (BFL, Replicate, fal, ...) through the runner's submit -> poll -> fetch."""
+    """A provider's API (BFL, Replicate, fal, ...) through the runner's submit -> poll -> fetch.
 
-    def __init__(self, provider: Provider, settings: RunSettings = RunSettings()) -> None:
+    With a journal, every paid task is recorded before its first poll, and a run of a request
+    whose paid task is unfinished resumes that task instead of paying again (durable.py).
+    """
+
+    def __init__(self, provider: Provider, settings: RunSettings = RunSettings(),
+                 journal: TaskJournal | None = None) -> None:
         self.provider = provider
         self.settings = settings
+        self.journal = journal
         self.name = provider.name
 
     def prepare(self, request: FlexRequest, *, count: int = 1) -> PreparedRequest:
@@ -72,7 +79,8 @@ class RemoteBackend:
 
     def run_batch(self, prepared: Sequence[PreparedRequest], hooks: RunHooks = RunHooks(),
                   cache: ResultCache | None = None) -> list[GenerationResult]:
-        return generate_batch(prepared, self.provider, hooks=hooks, settings=self.settings, cache=cache)
+        return generate_batch(prepared, self.provider, hooks=hooks, settings=self.settings, cache=cache,
+                              journal=self.journal)
 
 
 class LocalBackend:
@@ -106,11 +114,13 @@ def backend_for(
     local_model: str | Path = "",
     local_options: LocalOptions = LocalOptions(),
     environ: Mapping[str, str] | None = None,
+    journal: TaskJournal | None = None,
     key_choice: str = "",
 ) -> Backend:
     """The backend for a provider name (with the stored key named `key_choice`, empty for the
     default key), for "local" with `local_model` (a folder name in the configured model roots,
-    never a path), or for a LocalModel already resolved.
+    never a path), or for a LocalModel already resolved. `journal` records the paid tasks of a
+    remote backend (a local run pays nothing).
 
     This is the one place that tells local runs from remote ones.
     """
@@ -118,4 +128,4 @@ def backend_for(
         return LocalBackend(target, local_options)
     if target == LOCAL:
         return LocalBackend(resolve_model(str(local_model)), local_options)
-    return RemoteBackend(make_provider(target, environ=environ, key_choice=key_choice))
+    return RemoteBackend(make_provider(target, environ=environ, key_choice=key_choice), journal=journal)

@@ -11,9 +11,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
+from .durable import generate_cached
 from .errors import BILLED, NOT_BILLED, CancelledError, FluxFlexError
+from .journal import TaskJournal
 from .providers.base import Provider
-from .result_cache import ResultCache, generate_cached
+from .result_cache import ResultCache
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings
 
 
@@ -58,10 +60,11 @@ def generate_batch(
     settings: RunSettings = RunSettings(),
     max_concurrency: int | None = None,
     cache: ResultCache | None = None,
+    journal: TaskJournal | None = None,
 ) -> list[GenerationResult]:
     """Run every prepared request, at most `max_concurrency` (default: the provider's) at once."""
     if len(prepared) == 1:
-        return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings)]
+        return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings, journal=journal)]
     workers = min(len(prepared), max_concurrency or provider.limits.max_concurrency)
     progress = _BatchProgress(hooks, len(prepared))
     results: dict[int, GenerationResult] = {}
@@ -69,7 +72,7 @@ def generate_batch(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flux-flex") as pool:
         futures = {
             index: pool.submit(generate_cached, item, provider, cache, hooks=progress.hooks_for(index),
-                               settings=settings)
+                               settings=settings, journal=journal)
             for index, item in enumerate(prepared)
         }
         for index, future in futures.items():
@@ -77,6 +80,8 @@ def generate_batch(
                 results[index] = future.result()
             except FluxFlexError as error:
                 failures[index] = error
+            except Exception as error:  # a bug in one item must not throw away the images others paid for
+                failures[index] = FluxFlexError(f"unexpected {type(error).__name__}: {error}")
     if not failures:
         return [results[index] for index in range(len(prepared))]
     if all(isinstance(error, CancelledError) for error in failures.values()):
@@ -91,6 +96,8 @@ def _batch_cancelled(results: dict[int, GenerationResult], failures: dict[int, F
     paid = ", ".join(stopped + finished) or "none"
     return CancelledError(
         f"Cancelled. {len(stopped) + len(finished)} task(s) had been submitted and are billed ({paid}); none was "
-        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced.",
+        f"resubmitted. {len(finished)} of them had finished, {len(failures)} image(s) were not produced. Run the "
+        "same request again to resume the unfinished ones without paying again, or recover one by its id "
+        "(`flux-flex recover ID`, or the FLUX.2 [flex] Recover paid task node).",
         billed=BILLED if stopped or finished else NOT_BILLED,
     )

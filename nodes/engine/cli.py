@@ -3,25 +3,31 @@
 Flags, ranges and defaults come from the request specs, so the CLI cannot drift from the nodes.
 Every failure exits non-zero with one line on stderr. Without an API key, `generate` still does
 something useful: it prints the exact request and its price (a dry run) and says which variable
-to set.
+to set. Every paid task is journaled (in --cache-dir, else a per-user folder): rerunning an
+interrupted request resumes its task, and `tasks` / `recover ID` list and fetch paid images that
+were not delivered.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from PIL import Image
 
 from .backend import BACKEND_NAMES, Backend, backend_for
+from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
+from .journal import TaskJournal, default_journal_folder
 from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
+from .providers import make_provider
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
     SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
@@ -29,7 +35,13 @@ from .request import (
 from .result_cache import ResultCache
 from .runner import GenerationResult, PreparedRequest, RunHooks
 
+T = TypeVar("T")
 EXIT_FAILURE = 1
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+OUT_HELP = f"where to save the image ({', '.join(SAVE_FORMATS)}); checked before anything is paid"
+MAX_REFERENCE_BYTES = 256 * 1024 * 1024  # far above any photo; stops /dev/zero and the like
+CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is answered from disk, with no request "
+                  "and no cost (off unless given); the journal of paid tasks is kept here too")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     generate_cmd = commands.add_parser("generate", help="generate an image (a dry run without an API key)")
     _add_request_flags(generate_cmd)
-    generate_cmd.add_argument("--out", type=Path, required=True, help="where to save the image (.png, .jpg, .webp)")
+    generate_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     generate_cmd.add_argument("--dry-run", action="store_true", help="print the request and its price; send nothing")
-    generate_cmd.add_argument("--cache-dir", type=Path, default=None,
-                              help="keep results here: the same request with the same --seed is answered from disk, "
-                              "with no request and no cost (off unless given)")
+    generate_cmd.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
     estimate_cmd = commands.add_parser("estimate", help="print the price of a request; needs no key")
     _add_request_flags(estimate_cmd)
+    tasks_cmd = commands.add_parser("tasks", help="list paid tasks whose image was not delivered")
+    tasks_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the runs used, if any")
+    recover_cmd = commands.add_parser("recover", help="fetch the image of a paid task (see `tasks`); pays nothing")
+    recover_cmd.add_argument("task_id", help="the task id, as `tasks` or an error message names it")
+    recover_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    recover_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the run used, if any")
     return parser
 
 
@@ -87,25 +103,79 @@ def request_from_args(args: argparse.Namespace) -> FlexRequest:
 
 
 def load_image_file(path: Path) -> InputImage:
+    """A reference image from a regular file of sane size: a device or a FIFO would never end."""
     try:
+        if not path.is_file():
+            raise FluxFlexError(f"Reference image {path} is not a regular file.")
+        if path.stat().st_size > MAX_REFERENCE_BYTES:
+            raise FluxFlexError(f"Reference image {path} is over {MAX_REFERENCE_BYTES // 2**20} MB.")
         data = path.read_bytes()
     except OSError as error:
         raise FluxFlexError(f"Cannot read reference image {path}: {error.strerror}") from None
-    return InputImage(decode_image(data))
+    return InputImage(decode_image(data, source=f"reference image {path}"))
+
+
+def check_out_path(out: Path) -> None:
+    """Everything about --out that can fail, checked before anything is paid."""
+    if out.suffix.lower() not in SAVE_FORMATS:
+        raise FluxFlexError(f"--out {out}: the name must end in one of {', '.join(SAVE_FORMATS)} (the image format).")
+    if out.is_dir():
+        raise FluxFlexError(f"--out {out} is a folder; give a file name.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FluxFlexError(f"--out {out}: cannot create its folder ({error.strerror}).") from None
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise FluxFlexError(f"--out {out}: not writable.")
+
+
+def journal_for(cache_dir: Path | None) -> TaskJournal:
+    """The journal of paid tasks: in --cache-dir when given, else in the per-user folder."""
+    return TaskJournal((cache_dir or default_journal_folder()) / "journal")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        request = request_from_args(args)
-        options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
-        # The command line's user names any model folder by its path; a workflow only by name.
-        target = identify_model(args.local_model) if args.provider == LOCAL and args.local_model else args.provider
-        run_command(args, backend_for(target, local_options=options), request)
+        if args.command == "tasks":
+            list_tasks(journal_for(args.cache_dir))
+        elif args.command == "recover":
+            recover_task(args.task_id, args.out, journal_for(args.cache_dir))
+        else:
+            options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
+            journal = journal_for(args.cache_dir) if args.command == "generate" else None
+            # The command line's user names any model folder by its path; a workflow only by name.
+            local = args.provider == LOCAL and args.local_model
+            backend = backend_for(identify_model(args.local_model) if local else args.provider, local_options=options,
+                                  journal=journal)
+            run_command(args, backend, request_from_args(args))
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as error:  # a full disk or a vanished folder: one line, never a traceback
+        print(f"flux-flex: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE
     return 0
+
+
+def list_tasks(journal: TaskJournal) -> None:
+    """Paid tasks whose image was not delivered, oldest first, with how to fetch each."""
+    pending = journal.undelivered()
+    if not pending:
+        print(f"No paid task is waiting for delivery (journal: {journal.folder}).")
+        return
+    for entry in pending:
+        print(entry.describe())
+    print(f"Fetch one with: flux-flex recover TASK_ID --out image.png (journal: {journal.folder})")
+
+
+def recover_task(task_id: str, out: Path, journal: TaskJournal) -> None:
+    entry = journal.find(task_id)
+    if entry is None:
+        raise FluxFlexError(f"No paid task {task_id} in the journal at {journal.folder}; `flux-flex tasks` lists them.")
+    check_out_path(out)
+    provider = make_provider(entry.provider)
+    save_result(with_ctrl_c(lambda hooks: recover(entry, provider, journal, hooks=hooks)), out)
 
 
 def run_command(args: argparse.Namespace, backend: Backend, request: FlexRequest) -> None:
@@ -115,6 +185,7 @@ def run_command(args: argparse.Namespace, backend: Backend, request: FlexRequest
     elif args.dry_run:
         print_dry_run(prepared, backend)
     else:
+        check_out_path(args.out)
         run_generate(prepared, backend, args.out, ResultCache(args.cache_dir) if args.cache_dir else None)
 
 
@@ -138,7 +209,7 @@ def run_generate(prepared: PreparedRequest, backend: Backend, out: Path, cache: 
     save_result(result, out)
 
 
-def with_ctrl_c(action: Callable[[RunHooks], list[GenerationResult]]) -> list[GenerationResult]:
+def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
     """Run with status lines on stderr; Ctrl-C cancels cleanly (naming any task already paid)."""
     cancelled = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancelled.set())
@@ -149,11 +220,13 @@ def with_ctrl_c(action: Callable[[RunHooks], list[GenerationResult]]) -> list[Ge
 
 
 def save_result(result: GenerationResult, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        Image.fromarray(result.pixels).save(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(result.pixels).save(out, format=SAVE_FORMATS[out.suffix.lower()])
     except (OSError, ValueError) as error:
-        raise FluxFlexError(f"Cannot save the image to {out}: {error}") from None
+        again = "" if result.from_cache else (
+            f" The image was paid: fetch it again with `flux-flex recover {result.task_id} --out OTHER_FILE`.")
+        raise FluxFlexError(f"Cannot save the image to {out}: {error}.{again}") from None
     print(f"saved {out}")
     print(result.report())
 

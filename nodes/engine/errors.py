@@ -128,6 +128,10 @@ class ResultExpiredError(FluxFlexError):
     """The signed result URL expired (BFL's last 10 minutes) or the task is gone."""
 
 
+class PaidRequestCapError(FluxFlexError):
+    """A run would send more paid requests than the configured cap; nothing was sent."""
+
+
 class ResultTooLargeError(FluxFlexError):
     """A download or decoded image exceeds the pack's safety limits."""
 

@@ -82,35 +82,36 @@ def decode_data_uri(uri: str) -> bytes:
         raise ImageDecodeError("The provider returned a malformed data URI as the result.") from None
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
+def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS, source: str = "the result") -> np.ndarray:
     """Decode downloaded bytes to uint8 RGB, trusting only the bytes themselves.
 
     The format is sniffed from the content (a URL's extension or a Content-Type header can lie),
     the pixel count is checked from the header before any pixel is decoded, EXIF orientation
-    is applied and alpha is composited over white.
+    is applied and alpha is composited over white. `source` names the bytes in messages.
     """
     try:
         picture = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
-        raise ResultTooLargeError(f"The result image is too large to decode safely: {error}") from None
+        raise ResultTooLargeError(f"{_capital(source)} is too large to decode safely: {error}") from None
     except (OSError, ValueError):
         head = data[:16]
-        raise ImageDecodeError(
-            f"The result is not an image ({len(data)} bytes starting {head!r}); the provider may have "
-            "returned an error page. Try again or check the provider's status."
-        ) from None
+        raise ImageDecodeError(f"{_capital(source)} is not an image ({len(data)} bytes starting {head!r}).") from None
     if picture.format not in DECODABLE_FORMATS:
-        raise ImageDecodeError(f"The result is a {picture.format} file; expected PNG, JPEG or WebP.")
+        raise ImageDecodeError(f"{_capital(source)} is a {picture.format} file; expected PNG, JPEG or WebP.")
     if picture.width * picture.height > max_pixels:
         raise ResultTooLargeError(
-            f"The result claims {picture.width}x{picture.height} pixels, over the safety limit of "
+            f"{_capital(source)} claims {picture.width}x{picture.height} pixels, over the safety limit of "
             f"{max_pixels / MEGAPIXEL:g} MP; it was not decoded."
         )
     try:
         picture = ImageOps.exif_transpose(picture)
         return _picture_to_rgb(picture)
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"The result image is damaged and cannot be decoded: {error}") from None
+        raise ImageDecodeError(f"{_capital(source)} is damaged and cannot be decoded: {error}") from None
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _picture_to_rgb(picture: Image.Image) -> np.ndarray:

@@ -16,6 +16,7 @@ from .errors import InvalidRequestError
 
 MEGAPIXEL = 1024 * 1024
 SIZE_MULTIPLE = 16
+MIN_INPUT_SIDE = SIZE_MULTIPLE  # smaller than one of the model's 16-pixel blocks: nothing to see, still billed
 MAX_OUTPUT_PIXELS = 4 * MEGAPIXEL
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
 
@@ -157,6 +158,10 @@ def validate_request(request: FlexRequest, *, max_images: int = MAX_INPUT_IMAGES
         raise InvalidRequestError(
             "input images", len(request.images), f"at most {max_images} images (edit image plus references)"
         )
+    for index, image in enumerate(request.images, start=1):
+        if min(image.width, image.height) < MIN_INPUT_SIDE:
+            raise InvalidRequestError(f"input image {index}", f"{image.width}x{image.height}",
+                                      f"at least {MIN_INPUT_SIDE} pixels on each side")
     _check_size(request)
     return request
 

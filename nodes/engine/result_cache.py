@@ -14,7 +14,6 @@ Least recently used entries are evicted once the folder grows past its size cap.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -26,28 +25,17 @@ import numpy as np
 from PIL import Image
 
 from .files import write_atomically
+from .fingerprint import request_fingerprint
 from .pricing import CostEstimate
 from .request import FlexRequest
-from .providers.base import Provider
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, generate
+from .runner import GenerationResult
 
-MODEL = "flux-2-flex"
 DEFAULT_MAX_BYTES = 2 * 1024**3
-FORMAT_VERSION = 1
 
 
 def cache_key(provider: str, request: FlexRequest) -> str | None:
     """A digest of everything that decides the image, or None when the seed is random."""
-    if request.seed is None:
-        return None
-    digest = hashlib.sha256()
-    settings = {**request.settings(), "input_images": None}
-    digest.update(json.dumps({"v": FORMAT_VERSION, "provider": provider, "model": MODEL, **settings},
-                             sort_keys=True).encode())
-    for image in request.images:
-        digest.update(str(image.pixels.shape).encode())
-        digest.update(np.ascontiguousarray(image.pixels).tobytes())
-    return digest.hexdigest()
+    return None if request.seed is None else request_fingerprint(provider, request)
 
 
 class ResultCache:
@@ -109,27 +97,6 @@ class ResultCache:
                 break
             self._remove(key)
             total -= size
-
-
-def generate_cached(
-    prepared: PreparedRequest,
-    provider: Provider,
-    cache: ResultCache | None,
-    *,
-    hooks: RunHooks = RunHooks(),
-    settings: RunSettings = RunSettings(),
-) -> GenerationResult:
-    """A stored image for exactly this request when there is one, else a paid run that is stored."""
-    key = cache_key(provider.name, prepared.request) if cache else None
-    if key is not None:
-        stored = cache.get(key)
-        if stored is not None:
-            hooks.progress(1.0, "from the result cache")
-            return stored
-    result = generate(prepared, provider, hooks=hooks, settings=settings)
-    if key is not None:
-        cache.put(key, result)
-    return result
 
 
 def _result_to_json(result: GenerationResult) -> dict:

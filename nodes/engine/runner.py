@@ -1,13 +1,17 @@
 """One generation, start to finish: validate, price, submit once, poll, fetch, decode.
 
 This is where "never pay twice" lives. A submit is retried only when the provider cannot have
-created a task (connection refused, 429 "too many active tasks", 503). Once a task id exists,
-every failure is handled by polling that task again, never by submitting a new one; when the
-user cancels, the paid task is named in the message.
+created a task: the connection was refused, or a 429 "too many active tasks" (honouring its
+Retry-After, within a bounded wait). A 5xx or a broken connection after sending may have created
+a task, so it is reported, not resent. Once a task id exists it is written to the journal before
+the first poll, and every failure is handled by polling that task again, never by submitting a
+new one: an expired, truncated or unreadable download is fetched again from the task. Every
+error after the submit names the task, what was paid and how to recover the image.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -15,25 +19,35 @@ from typing import Callable
 import numpy as np
 
 from . import errors
+from .errors import SubmitOutcomeUnknown, TransientError
+from .fingerprint import request_fingerprint
 from .images import decode_image, downscale_to_max_pixels
+from .interruptible import call_interruptibly
+from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
 from .polling import DURATIONS, PollSchedule
 from .pricing import CostEstimate, estimate
-from .errors import TransientError
 from .providers.base import PollUpdate, Provider, SubmittedTask
 from .request import FlexRequest, InputImage
+from .transport import DownloadStopped
 
 ProgressCallback = Callable[[float | None, str], None]
 CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
+FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
+POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue #11759) is polled past this often
+RECOVER_HOW = ("recover its image with `flux-flex recover {task_id}` or the FLUX.2 [flex] Recover paid task node, "
+               "or run the same request again: it resumes the task instead of paying again")
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """How long to wait for each phase; all in seconds."""
 
-    submit_retry_seconds: float = 120.0  # 429/503 on submit: wait for a free slot this long
+    submit_retry_seconds: float = 120.0  # 429 on submit: wait for a free slot this long
     task_timeout_seconds: float = 600.0  # from submit to a finished image
     connect_retries: int = 2
+    poll_request_seconds: float = 30.0  # one poll that takes longer counts as a failed poll
+    download_seconds: float = 180.0  # the whole download of one result, however slowly it trickles
 
 
 @dataclass(frozen=True)
@@ -115,24 +129,35 @@ def generate(
     *,
     hooks: RunHooks = RunHooks(),
     settings: RunSettings = RunSettings(),
+    journal: TaskJournal | None = None,
+    resume: JournalEntry | None = None,
 ) -> GenerationResult:
-    """Run one prepared request on a provider and return the decoded image."""
+    """Run one prepared request on a provider and return the decoded image.
+
+    With a journal, the accepted task is recorded before its first poll and marked when it ends.
+    With `resume`, no submit is sent: that recorded task of the same request is polled instead.
+    """
     started = time.monotonic()
-    hooks.progress(0.0, "submitting")
-    try:
-        task = _submit_once(prepared.request, provider, hooks, settings)
-    except errors.FluxFlexError as error:
-        error.provider = error.provider or provider.name
-        raise
+    notes = prepared.notes
+    if resume is None:
+        hooks.progress(0.0, "submitting")
+        try:
+            task = _submit_once(prepared.request, provider, hooks, settings)
+        except SubmitOutcomeUnknown as unknown:
+            raise _record_unknown(journal, provider, prepared, unknown) from None
+        except errors.FluxFlexError as error:
+            error.provider = error.provider or provider.name
+            raise
+        entry, journal_note = _record(journal, task, prepared)
+        notes += journal_note
+    else:
+        task, entry = resume.task(), resume
+        hooks.progress(0.0, f"resuming paid task {task.task_id}")
+        notes += (f"resumed {provider.label} task {task.task_id}, paid by an earlier run: nothing new was paid",)
     if hooks.on_submitted is not None:
         hooks.on_submitted(task)
-    try:
-        update = _poll_until_done(task, provider, hooks, settings, started)
-        hooks.progress(1.0, "downloading")
-        pixels = decode_image(provider.fetch(task, update))
-    except errors.FluxFlexError as error:
-        raise _about_task(error, task) from None
-    elapsed = time.monotonic() - started
+    update, pixels = deliver(task, provider, hooks=hooks, settings=settings, journal=journal, entry=entry,
+                             price=prepared.estimate.summary())
     return GenerationResult(
         pixels=pixels,
         provider=provider.name,
@@ -142,16 +167,134 @@ def generate(
         reported_cost=update.reported_cost if update.reported_cost is not None else task.reported_cost,
         input_mp=task.input_mp,
         output_mp=task.output_mp,
-        notes=prepared.notes,
-        seconds=elapsed,
+        notes=notes,
+        seconds=time.monotonic() - started,
     )
 
 
-def _about_task(error: errors.FluxFlexError, task: SubmittedTask) -> errors.FluxFlexError:
-    """Every error after a submit names the task that exists (and may be billed), whoever raised it."""
-    error.provider = error.provider or task.provider
+def deliver(
+    task: SubmittedTask,
+    provider: Provider,
+    *,
+    hooks: RunHooks,
+    settings: RunSettings,
+    journal: TaskJournal | None,
+    entry: JournalEntry | None,
+    price: str,
+) -> tuple[PollUpdate, np.ndarray]:
+    """Poll an accepted task to its end and download its image, fetching it again from the task
+    when a download expires, breaks off or is not an image. Marks the journal entry; every error
+    names the task, what was paid and how to recover it."""
+    try:
+        update, pixels = _poll_and_fetch(task, provider, hooks, settings)
+    except errors.FluxFlexError as error:
+        raise _paid_error(error, task, provider, journal, entry, price) from None
+    if journal is not None and entry is not None:
+        _mark(journal, entry, DELIVERED)
+    return update, pixels
+
+
+def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks,
+                    settings: RunSettings) -> tuple[PollUpdate, np.ndarray]:
+    started = time.monotonic()
+    polls = 0
+    attempt = 1
+    while True:
+        update, polls = _poll_until_done(task, provider, hooks, settings, started, polls)
+        hooks.progress(1.0, "downloading")
+        try:
+            return update, decode_image(_download(task, provider, update, hooks, settings))
+        except DownloadStopped:
+            raise  # its deadline is spent (or the user stopped it): a new try would wait as long again
+        except (errors.ResultExpiredError, errors.ImageDecodeError, errors.ProviderUnavailableError) as failure:
+            if attempt == FETCH_ATTEMPTS:
+                raise
+            attempt += 1
+            hooks.progress(None, f"fetching the result again from task {task.task_id}: {failure}")
+
+
+def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks: RunHooks,
+              settings: RunSettings) -> bytes:
+    deadline = time.monotonic() + settings.download_seconds
+
+    def fetch(stop: threading.Event) -> bytes:
+        return provider.fetch(task, update, deadline=deadline, stop=stop)
+
+    return call_interruptibly(
+        fetch, deadline=deadline, check_cancelled=lambda: raise_if_cancelled(hooks, task),
+        on_deadline=lambda: DownloadStopped(
+            f"The result download did not finish within {settings.download_seconds:g} s; it was stopped."),
+    )
+
+
+def _record(journal: TaskJournal | None, task: SubmittedTask,
+            prepared: PreparedRequest) -> tuple[JournalEntry | None, tuple[str, ...]]:
+    """Journal the accepted task; a journal that cannot be written never stops the paid task."""
+    if journal is None:
+        return None, ()
+    request = prepared.request
+    try:
+        entry = journal.record(task, fingerprint=request_fingerprint(task.provider, request),
+                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed)
+    except OSError as error:
+        return None, (f"the journal of paid tasks could not be written ({error.strerror or error}): a crash now "
+                      f"would lose task {task.task_id}",)
+    return entry, ()
+
+
+def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: PreparedRequest,
+                    unknown: SubmitOutcomeUnknown) -> SubmitOutcomeUnknown:
+    """Journal a submit that may have created a task, so a rerun asks before paying again."""
+    unknown.provider, unknown.billed = provider.name, errors.MAYBE_BILLED
+    unknown.args = (f"{unknown} If it was, it costs {prepared.estimate.summary()}.",)
+    if journal is None:
+        return unknown
+    try:
+        journal.record_unknown(provider.name, fingerprint=request_fingerprint(provider.name, prepared.request),
+                               estimate=prepared.estimate, summary=describe_request(prepared.request),
+                               seed=prepared.request.seed, reason=str(unknown))
+    except OSError:
+        return unknown
+    unknown.args = (str(unknown) + " Running the same request again will first say so once; the run after "
+                    "that sends it.",)
+    return unknown
+
+
+def describe_request(request: FlexRequest) -> str:
+    """Size, seed and the prompt's start: enough to recognise a task in a list."""
+    width, height = request.output_size()
+    return f"{width}x{height}, seed {request.seed if request.seed is not None else 'random'}: {request.prompt[:60]}"
+
+
+def _mark(journal: TaskJournal, entry: JournalEntry, state: str) -> None:
+    try:
+        journal.mark(entry, state)
+    except OSError:
+        pass  # the image is delivered (or the error reported) either way; a stale record only lists it
+
+
+def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Provider, journal: TaskJournal | None,
+                entry: JournalEntry | None, price: str) -> errors.FluxFlexError:
+    """The same error, now naming the task, its price and how to get the image (or why not), and
+    carrying them in its fields, whoever raised it."""
+    error.provider = error.provider or provider.name
     error.task_id = error.task_id or task.task_id
     error.billed = error.billed or errors.MAYBE_BILLED
+    named = task.task_id in str(error)
+    if isinstance(error, (errors.GenerationFailedError, errors.ModeratedError)):
+        state, advice = FAILED, "" if named else f" ({provider.label} task {task.task_id})"
+    elif isinstance(error, errors.ResultExpiredError):
+        state = EXPIRED
+        advice = (f" {provider.label} task {task.task_id} was paid (estimate {price}); its result is no longer "
+                  "available, so it cannot be recovered. It was not resubmitted: run again to pay for a new image.")
+    else:
+        state = None
+        how = RECOVER_HOW.format(task_id=task.task_id) if journal is not None and entry is not None else (
+            f"check your {provider.label} dashboard")
+        advice = f" {provider.label} task {task.task_id} was paid (estimate {price}): {how}."
+    if journal is not None and entry is not None and state is not None:
+        _mark(journal, entry, state)
+    error.args = (str(error) + advice,)
     return error
 
 
@@ -161,7 +304,7 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
     connect_failures = 0
     delay = 1.0
     while True:
-        _raise_if_cancelled(hooks, None)
+        raise_if_cancelled(hooks, None)
         try:
             return provider.submit(request)
         except TransientError as refusal:
@@ -172,37 +315,46 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
                     "or billed. Check the network, or the base URL if you set one.",
                     provider=provider.name, billed=errors.NOT_BILLED,
                 ) from None
-            if time.monotonic() + delay > deadline:
+            wait = refusal.retry_after if refusal.retry_after is not None else delay
+            if time.monotonic() + wait > deadline:
                 raise errors.RateLimitedError(
                     f"{provider.label} did not accept the request: {refusal.reason}. Nothing was created or "
                     "billed. Wait for running tasks to finish, then run again.",
                     provider=provider.name, status=refusal.status, billed=errors.NOT_BILLED,
                 ) from None
             hooks.progress(0.0, f"waiting: {refusal.reason}")
-            _wait(refusal.retry_after or delay, hooks, None)
+            _wait(wait, hooks, None)
             delay = min(delay * 2, 10.0)
 
 
 def _poll_until_done(
-    task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings, started: float
-) -> PollUpdate:
+    task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings, started: float, polls: int
+) -> tuple[PollUpdate, int]:
     """Poll on the task's own clock: it starts when the provider accepted it, so the upload before
-    and the download after neither skew progress-based estimates nor enter the duration history."""
+    and the download after neither skew progress-based estimates nor enter the duration history.
+    Returns the finished update and the number of polls so far."""
     schedule = PollSchedule(DURATIONS.expected(provider.name))
     deadline = started + settings.task_timeout_seconds
     accepted = time.monotonic()
-    polls = 0
+    first = polls
+    refusals = 0
     progress: float | None = None
     while True:
-        _wait(schedule.next_delay(time.monotonic() - accepted, progress, polls), hooks, task)
+        _wait(schedule.next_delay(time.monotonic() - accepted, progress, polls - first), hooks, task)
         try:
-            update = provider.poll(task, polls_so_far=polls)
+            update = _poll_once(task, provider, hooks, settings, polls)
+            refusals = 0
         except TransientError as hiccup:
             update = PollUpdate(done=False, status=f"retrying ({hiccup.reason})", progress=progress)
+        except errors.AuthenticationError:
+            refusals += 1
+            if refusals > POLL_AUTH_RETRIES:
+                raise
+            update = PollUpdate(done=False, status="retrying (the key was refused on a poll)", progress=progress)
         polls += 1
         if update.done:
             DURATIONS.record(provider.name, time.monotonic() - accepted)
-            return update
+            return update, polls
         progress = update.progress if update.progress is not None else progress
         hooks.progress(progress, update.status)
         if time.monotonic() > deadline:
@@ -213,18 +365,30 @@ def _poll_until_done(
             )
 
 
+def _poll_once(task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings,
+               polls: int) -> PollUpdate:
+    """One poll that a Cancel interrupts at once and that counts as failed when it hangs."""
+    return call_interruptibly(
+        lambda stop: provider.poll(task, polls_so_far=polls),
+        deadline=time.monotonic() + settings.poll_request_seconds,
+        check_cancelled=lambda: raise_if_cancelled(hooks, task),
+        on_deadline=lambda: TransientError(f"no answer within {settings.poll_request_seconds:g} s"),
+    )
+
+
 def _wait(seconds: float, hooks: RunHooks, task: SubmittedTask | None) -> None:
     """Sleep in short slices so a cancel is noticed quickly."""
     end = time.monotonic() + seconds
     while True:
-        _raise_if_cancelled(hooks, task)
+        raise_if_cancelled(hooks, task)
         left = end - time.monotonic()
         if left <= 0:
             return
         time.sleep(min(_WAIT_SLICE, left))
 
 
-def _raise_if_cancelled(hooks: RunHooks, task: SubmittedTask | None) -> None:
+def raise_if_cancelled(hooks: RunHooks, task: SubmittedTask | None) -> None:
+    """Raise CancelledError when the caller asked to stop, naming the task already paid if any."""
     if not hooks.cancelled():
         return
     if task is None:

@@ -91,27 +91,35 @@ def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool
 
 def download_result(
     url: str, *, client: httpx.Client | None = None, redirect_domains: tuple[str, ...] = (),
-    max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 120.0,
+    max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0, deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
     `client` is the caller's (a provider's injected client), else the shared one. A download is
     free and idempotent, so transport failures are retried; a 403/404/410 means the signed URL
-    expired and is reported as such. Redirects are followed only as `redirect_allowed` says
-    (within `redirect_domains`, the provider's result domains), at most MAX_REDIRECTS of them.
+    expired and is reported as such. `timeout` bounds each read; `deadline` (time.monotonic())
+    bounds the whole download, so a server trickling bytes cannot hold it forever; `stop` ends it
+    between chunks when the caller has given up on it.
+    Redirects are followed only as `redirect_allowed` says (within `redirect_domains`, the
+    provider's result domains), at most MAX_REDIRECTS of them.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
             return _download_once(url, client=client or shared_client(), redirect_domains=redirect_domains,
-                                  max_bytes=max_bytes, timeout=timeout)
+                                  max_bytes=max_bytes, timeout=timeout, deadline=deadline, stop=stop)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
         f"Could not download the result from {describe_host(url)} after {DOWNLOAD_ATTEMPTS} tries "
-        f"({type(last_error).__name__}). The task itself succeeded; its link expires after a few minutes.",
+        f"({type(last_error).__name__}). The task itself succeeded.",
         status=last_error.status if isinstance(last_error, _RetryableStatus) else None, billed=BILLED,
     )
+
+
+class DownloadStopped(ProviderUnavailableError):
+    """The download passed its deadline or its caller stopped it; the task's result is still there."""
 
 
 class _RetryableStatus(Exception):
@@ -121,13 +129,13 @@ class _RetryableStatus(Exception):
 
 
 def _download_once(url: str, *, client: httpx.Client, redirect_domains: tuple[str, ...], max_bytes: int,
-                   timeout: float) -> bytes:
+                   timeout: float, deadline: float | None, stop: threading.Event | None) -> bytes:
     # Delivery hosts may redirect to their storage; each hop is checked before it is requested.
     current = url
     for _ in range(MAX_REDIRECTS + 1):
         with client.stream("GET", current, timeout=timeout, follow_redirects=False) as response:
             if not response.is_redirect:
-                return _read_result(response, url, max_bytes=max_bytes)
+                return _read_result(response, url, max_bytes=max_bytes, deadline=deadline, stop=stop)
             target = urljoin(current, response.headers["location"])
         if not redirect_allowed(current, target, redirect_domains):
             raise UnsafeUrlError(
@@ -140,12 +148,13 @@ def _download_once(url: str, *, client: httpx.Client, redirect_domains: tuple[st
                                    f"{MAX_REDIRECTS} times; it was stopped.", billed=BILLED)
 
 
-def _read_result(response: httpx.Response, url: str, *, max_bytes: int) -> bytes:
+def _read_result(response: httpx.Response, url: str, *, max_bytes: int, deadline: float | None,
+                 stop: threading.Event | None) -> bytes:
     """The body of a final (non-redirect) answer, or the error its status means."""
     if response.status_code in (401, 403, 404, 410):
         raise ResultExpiredError(
             f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-            "(BFL's links last 10 minutes) or was revoked. The task was paid; run it again to get a new image.",
+            "(BFL's links last 10 minutes) or was revoked.",
             status=response.status_code, billed=BILLED,
         )
     if response.status_code >= 500:
@@ -161,6 +170,9 @@ def _read_result(response: httpx.Response, url: str, *, max_bytes: int) -> bytes
     chunks: list[bytes] = []
     received = 0
     for chunk in response.iter_bytes():
+        if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+            raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.",
+                                  billed=BILLED)
         received += len(chunk)
         if received > max_bytes:
             raise ResultTooLargeError(_too_large(received, max_bytes))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ class TaskPlan:
     statuses: list[str] = field(default_factory=lambda: ["Pending", "Generating", "Ready"])
     details: dict[str, Any] | None = None
     poll_http_errors: dict[int, int] = field(default_factory=dict)  # poll index -> HTTP status
+    poll_delays: dict[int, float] = field(default_factory=dict)  # poll index -> seconds before answering
     latency: float | None = None  # if set: Pending with progress until this many seconds pass
     progress_as_percent: bool = False
 
@@ -56,6 +58,8 @@ class FakeBfl(LoopbackFake):
     def __init__(self, api_key: str = "bfl-test-key-0123456789", result_expiry: float = 600.0) -> None:
         super().__init__(api_key)
         self.result_expiry = result_expiry
+        self.after_create_script: deque[Response] = deque()  # answered after the task was created (billed)
+        self.delivery_script: deque[Response] = deque()  # answered instead of a result download, in order
         self.submit_delay = 0.0  # seconds the API waits before answering a submit
         self.tasks: dict[str, _Task] = {}
         self.peak_active = 0  # most tasks in flight at once: shows whether a client overlaps them
@@ -93,6 +97,8 @@ class FakeBfl(LoopbackFake):
                 return Response.json({"detail": "Too many active tasks"}, 429)
             task = self._create_task(body)
             self.peak_active = max(self.peak_active, active + 1)
+            if self.after_create_script:
+                return self.after_create_script.popleft()
         polling_url = f"{self.cluster.url}/v1/get_result?id={task.id}"
         in_mp = sum(billable(w * h) for w, h in _input_sizes(body))
         out_mp = task.width * task.height / MEGAPIXEL
@@ -122,6 +128,7 @@ class FakeBfl(LoopbackFake):
         if task is None:
             return Response.json({"id": request.query.get("id"), "status": "Task not found"})
         index, gateway_error = self.count_poll(task)
+        time.sleep(task.plan.poll_delays.get(index, 0.0))
         if gateway_error:
             return gateway_error
         status, progress = self._status_of(task, index)
@@ -150,16 +157,23 @@ class FakeBfl(LoopbackFake):
         return status, fraction * 100 if plan.progress_as_percent else fraction
 
     # delivery ----------------------------------------------------------------------------
+    def result_bytes(self, task_id: str) -> bytes:
+        """The image a task's download delivers (for faults built from it: truncation, trickling)."""
+        task = self.tasks[task_id]
+        return render_result(task.width, task.height, int(task.body.get("seed") or 0),
+                             task.body.get("output_format") or "jpeg")
+
     def _handle_delivery(self, request: Request) -> Response:
         task_id = request.path.removeprefix("/results/").split(".")[0]
         task = self.tasks.get(task_id)
         if task is None or task.ready_at is None:
             return Response(404, b"not found")
+        if self.delivery_script:
+            return self.delivery_script.popleft()
         if time.monotonic() - task.ready_at > self.result_expiry:
             return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
                             {"Content-Type": "application/xml"})
-        data = render_result(task.width, task.height, int(task.body.get("seed") or 0),
-                             task.body.get("output_format") or "jpeg")
+        data = self.result_bytes(task.id)
         # The URL says .jpg and the header says octet-stream: clients must sniff the bytes.
         return Response(200, data, {"Content-Type": "application/octet-stream"})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,10 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Faults of a misbehaving server: send only this many bytes of the body, then close the
+    # connection (the Content-Length still announces all of it); or send it a byte at a time.
+    truncate_to: int | None = None
+    seconds_per_byte: float = 0.0
 
     @classmethod
     def json(cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":
@@ -95,7 +100,22 @@ class LoopbackServer:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(response.body)))
                 self.end_headers()
-                self.wfile.write(response.body)
+                if response.truncate_to is not None:
+                    self.wfile.write(response.body[: response.truncate_to])
+                    self.close_connection = True
+                elif response.seconds_per_byte:
+                    self._trickle(response)
+                else:
+                    self.wfile.write(response.body)
+
+            def _trickle(self, response: Response) -> None:
+                try:
+                    for index in range(len(response.body)):
+                        self.wfile.write(response.body[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(response.seconds_per_byte)
+                except OSError:  # the client gave up: what a trickle test wants
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

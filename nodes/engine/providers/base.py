@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -27,6 +28,7 @@ from ..transport import describe_host, download_result, shared_client
 from .http_errors import json_body, raise_for_http_error
 
 ImageEncoder = Callable[[np.ndarray], str]
+POLL_TIMEOUT = httpx.Timeout(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -144,8 +146,10 @@ class Provider(ABC):
         `polls_so_far` lets a provider treat an early "not found" as replication lag.
         """
 
-    def fetch(self, task: SubmittedTask, update: PollUpdate) -> bytes:
-        """Download the finished image, without the key (result hosts are not the provider's API)."""
+    def fetch(self, task: SubmittedTask, update: PollUpdate, *, deadline: float | None = None,
+              stop: threading.Event | None = None) -> bytes:
+        """Download the finished image, without the key (result hosts are not the provider's API);
+        `deadline` and `stop` bound the whole download (see transport.download_result)."""
         if update.result_url is None:
             raise errors.GenerationFailedError(
                 f"{self.label} reported task {task.task_id} finished but sent no image URL.",
@@ -153,7 +157,8 @@ class Provider(ABC):
             )
         if update.result_url.startswith("data:"):
             return decode_data_uri(update.result_url)
-        return download_result(update.result_url, client=self.client, redirect_domains=self.result_domains)
+        return download_result(update.result_url, client=self.client, redirect_domains=self.result_domains,
+                               deadline=deadline, stop=stop)
 
     # Helpers shared by the concrete providers -------------------------------------------
 
@@ -184,7 +189,7 @@ class Provider(ABC):
         """GET a status URL of `task` with the key, after checking the key may go there."""
         self.key_scope.check(url, "polling")
         try:
-            response = self.client.get(url, headers=self.headers())
+            response = self.client.get(url, headers=self.headers(), timeout=POLL_TIMEOUT)
         except httpx.TransportError as error:
             raise TransientError(f"poll failed ({type(error).__name__})") from None
         self.raise_for_refusal(response, stage="poll", task_id=task.task_id)

@@ -31,6 +31,9 @@ OUTPUT_FORMATS = {"png": "png", "jpeg": "jpeg", "webp": "png"}  # fal has no web
 CONTENT_POLICY_ERROR = "content_policy_violation"  # fal's error type for moderation refusals
 ACCOUNT_LOCKED = "User is locked"  # fal answers 403 with this when the balance is exhausted
 RETRYABLE_HEADER = "X-Fal-Retryable"
+# fal documents IN_QUEUE, IN_PROGRESS and COMPLETED; these end a request without a result where
+# they occur (a request cancelled through its cancel_url, a failed one), so they are not polled on.
+ENDED_STATUSES = frozenset({"FAILED", "CANCELED", "CANCELLED", "ERROR"})
 
 # References go inline as data URIs, which fal accepts wherever it takes an image URL, instead of
 # through fal's storage upload: that would be another request storing the user's images before the
@@ -105,6 +108,11 @@ class FalProvider(Provider):
             position = status_body.get("queue_position")
             where = f" (position {position})" if position is not None else ""
             return PollUpdate(done=False, status="in queue" + where)
+        if status in ENDED_STATUSES:
+            detail = format_detail(status_body.get("error") or "no details given")
+            raise errors.GenerationFailedError(
+                f"{self.label} request {task.task_id} ended as {status}: {detail}. It was not resubmitted.",
+                provider=self.name, task_id=task.task_id, billed=errors.MAYBE_BILLED)
         if status != "COMPLETED":
             return PollUpdate(done=False, status="in progress" if status == "IN_PROGRESS" else status)
         if status_body.get("error"):

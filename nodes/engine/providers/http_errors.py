@@ -1,8 +1,10 @@
 """Provider HTTP answers -> the pack's errors: status classification and the provider's own words.
 
-One place decides what each status means for money: on submit, 429 and 503 mean the provider
-refused before creating anything (safe to retry); on a poll every 5xx or 429 is transient (the
-task exists, so keep polling it); any other 5xx on submit may have created a task.
+One place decides what each status means for money. On submit only 429 ("too many active
+tasks", documented by BFL, Replicate and fal as a refusal) is safe to retry. No provider documents
+that a 5xx, 503 included, means no task was created, so a 5xx on submit is reported as an unknown
+outcome and never resent. On a poll every 5xx or 429 is transient: the task exists, so keep
+polling it.
 """
 
 from __future__ import annotations
@@ -50,8 +52,6 @@ def raise_for_http_error(response: httpx.Response, provider: str, label: str, *,
                              retry_after=retry_after, status=status)
     if polled and status >= 500:
         raise TransientError(f"{label} answered HTTP {status} while polling", status=status)
-    if stage == "submit" and status == 503:
-        raise TransientError(f"{label} is temporarily unavailable (HTTP 503)", retry_after=retry_after, status=status)
     if status >= 500:
         raise SubmitOutcomeUnknown(
             f"{label} failed with HTTP {status}{suffix}. The task may or may not have been created, so it was not "

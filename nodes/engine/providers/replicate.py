@@ -26,7 +26,9 @@ CUSTOM_SIZE_RANGE = (256, 2048)  # Replicate's width/height bounds when aspect_r
 SAFETY_TOLERANCE_MIN = 1  # Replicate's range is 1-5; BFL's 0 does not exist there
 MAX_REFERENCES = 10
 OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+# "aborted": the prediction reached its deadline before it started running
+# (https://replicate.com/docs/topics/predictions/lifecycle); it will never produce an image.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 # References travel inside the JSON body as data URIs rather than through Replicate's Files API:
 # an upload would be a separate request that stores the user's images on their account and adds a
@@ -97,8 +99,9 @@ class ReplicateProvider(Provider):
         )
 
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
-        """A prediction that finished within the submit's wait is read from the task, not fetched."""
-        prediction = task.extra.get("finished_prediction")
+        """A prediction that finished within the submit's wait is read from the task, not fetched;
+        a later poll (fetching a result again after a failed download) asks Replicate afresh."""
+        prediction = task.extra.get("finished_prediction") if polls_so_far == 0 else None
         if prediction is None:
             response = self.get_poll(task.poll_url, task)
             prediction = self.read_json(response, stage="poll")
@@ -126,5 +129,10 @@ def interpret_prediction(prediction: dict[str, Any], task: SubmittedTask, label:
         raise errors.GenerationFailedError(
             f"{label} prediction {task.task_id} was canceled (from the Replicate dashboard or API); "
             "it was not resubmitted.", **facts
+        )
+    if status == "aborted":
+        raise errors.GenerationFailedError(
+            f"{label} prediction {task.task_id} was aborted: it reached its deadline before it started running. "
+            "It was not resubmitted.", **facts
         )
     return PollUpdate(done=False, status=status)  # starting, processing, or a status added later
