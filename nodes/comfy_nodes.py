@@ -18,7 +18,7 @@ import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
 from .comfy_recover_node import FluxFlexRecoverTask, task_journal
-from .comfy_server import local_model_roots, result_cache
+from .comfy_server import current_user, local_model_roots, result_cache
 from .engine.errors import CancelledError, FluxFlexError
 from .engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
 from .engine.pricing import CostEstimate
@@ -57,7 +57,8 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
 def settings_inputs(*, sends: bool = True) -> list:
     """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
 
-    `sends` adds the result-cache switch, which means nothing on CostEstimate (it sends nothing).
+    `sends` adds the result-cache switch and the key's name, which mean nothing on CostEstimate
+    (it sends nothing).
     Local runs take their options from the Local Model node instead, so a remote run shows no
     widget that does nothing for it.
     """
@@ -65,6 +66,11 @@ def settings_inputs(*, sends: bool = True) -> list:
         "use_cache", default=True,
         tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
         "stored image with no request and no cost, also after a restart. Off: always send.")
+    key_name = io.String.Input(
+        "key_name", default="",
+        tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex (personal, "
+        "client, ...). Empty (default): the provider's default key. The workflow holds only this name; where it "
+        "is unknown, the default key is used and the report says so.")
     return [
         io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
@@ -86,7 +92,7 @@ def settings_inputs(*, sends: bool = True) -> list:
         io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
         io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
-        *([use_cache] if sends else []),
+        *([use_cache, key_name] if sends else []),  # last, so workflows saved before them still line up
     ]
 
 
@@ -146,6 +152,12 @@ class _ValidatedNode(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values: Any) -> bool | str:
         return check_settings(NodeSettings.from_widgets(values)) or True
+
+    @classmethod
+    def fingerprint_inputs(cls, **values: Any) -> str:
+        """Part of ComfyUI's key for reusing a node's outputs: on multi-user ComfyUI the user who
+        queued the prompt, so one user's paid images are never handed to another."""
+        return current_user() or ""
 
 
 class FluxFlexGenerate(_ValidatedNode):

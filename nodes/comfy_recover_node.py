@@ -9,11 +9,12 @@ Rerunning the same Generate or Edit node resumes the task too; this node is for 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 from comfy_api.latest import io
 
-from .comfy_server import pack_user_folder
+from .comfy_server import multi_user, pack_user_folder
 from .engine.durable import recover
 from .engine.errors import FluxFlexError
 from .engine.journal import TaskJournal
@@ -24,10 +25,21 @@ RECOVER_NODE = "FluxFlexRecoverTask"
 MAX_LISTED = 10
 
 
-@functools.cache
 def task_journal() -> TaskJournal:
-    """One journal of paid tasks per ComfyUI process, shared by every node."""
-    return TaskJournal(pack_user_folder() / "journal")
+    """The journal of paid tasks of whoever queued the running prompt (one per ComfyUI user on a
+    multi-user ComfyUI; one for all on a single-user one), shared by every node."""
+    return _journal_in(pack_user_folder() / "journal")
+
+
+@functools.cache
+def _journal_in(folder: Path) -> TaskJournal:
+    return TaskJournal(folder)
+
+
+def tooltip_summary() -> str:
+    """The tooltip's list of undelivered tasks; a multi-user ComfyUI shows one node list to every
+    user, so there it lists none (a user's tasks are named in their errors and the log)."""
+    return "" if multi_user() else "\n" + undelivered_summary()
 
 
 def undelivered_summary() -> str:
@@ -48,8 +60,8 @@ class FluxFlexRecoverTask(io.ComfyNode):
             description="Gets the image of a task that was paid but not delivered (after a crash, a restart, a "
             "Cancel or a provider error), by its task id from the error message or the log. Polls the provider; "
             "pays nothing. Providers keep results for about an hour.",
-            inputs=[io.String.Input("task_id", default="", tooltip="The task id the error or the log named.\n"
-                                    + undelivered_summary())],
+            inputs=[io.String.Input("task_id", default="", tooltip="The task id the error or the log named."
+                                    + tooltip_summary())],
             outputs=[io.Image.Output(display_name="image"), io.String.Output(display_name="report")],
             hidden=[io.Hidden.unique_id],
         )

@@ -1,51 +1,125 @@
 """Server-side half of the pack: routes that store provider keys and preview prices, and the
-pack's user folder.
+pack's user folders.
 
-The browser posts a key once; the server writes it to ComfyUI's user folder (owner-only) and
-the engine reads it from there. No route ever sends a key back: GET says only which providers
-have one, and whether its environment variable (which takes precedence) is set. The price route
-answers from the engine's pricing, so the price on a node and the run's report agree.
+The browser posts a key once; the server writes it to the pack's folder in ComfyUI's user folder
+(owner-only) and the engine reads it from there. No route ever sends a key back: GET says only
+which key names each provider has, and whether its environment variable (which takes precedence
+for the default key) is set. Every key route is guarded by `request_guard` (same origin, the
+pack's header, changes only from this machine) and every change is logged with the client's
+address, never with the key. The price route answers from the engine's pricing, so the price
+on a node and the run's report agree.
+
+Multi-user ComfyUI (`--multi-user`): each ComfyUI user has their own folder, so their own keys,
+result cache and journal: user/flux2_flex/users/<user id>/ (outside user/<user id>/, which
+ComfyUI's /userdata route serves to the browser). ComfyUI names the user of a request by its
+`comfy-user` header, but does not pass it on to the nodes of a prompt: neither a hidden input
+nor extra_data carries it on 0.3.64 or 0.33.0. So a middleware notes the user of each POST
+/prompt and an on-prompt handler writes it into the prompt's extra_data (overwriting anything
+the client put there); while a prompt runs, `current_user()` reads it back from the prompt
+queue's running item. A prompt without a known user runs no paid node (it fails closed).
+Single-user ComfyUI keeps the one folder user/flux2_flex/ as before.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
 import folder_paths
 from aiohttp import web
+from comfy.cli_args import args
+from comfy_execution.utils import get_executing_context
 from PIL import Image
 from server import PromptServer
 
-from .engine.errors import InvalidRequestError
+from .engine.errors import FluxFlexError, InvalidRequestError
+from .engine.keys import DEFAULT_KEY_NAME
 from .engine.providers import STORED_ENV_VARS
+from .engine.redaction import install_log_redaction, register_secret
 from .engine.result_cache import ResultCache
 from .engine.settings import configure
 from .key_store import KEYS_FILE_NAME, KeyStore
 from .price_preview import preview_for_browser
+from .request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
 PRICE_ROUTE = "/flux2_flex/price"
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
 EXAMPLE_INPUTS = Path(__file__).resolve().parent.parent / "workflows" / "input_images"
+PROMPT_USER_FIELD = "flux2_flex_user"  # in a prompt's extra_data: the ComfyUI user who queued it
+USERS_FOLDER = "users"
+USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # ComfyUI's own ids are letters, digits, '-' and '_'
+LOG = logging.getLogger("comfyui_flux2_flex")
+_queuing_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("flux2_flex_queuing_user", default=None)
 
 
-def pack_user_folder() -> Path:
+class UnknownUserError(FluxFlexError):
+    """Multi-user ComfyUI, but the prompt or request names no known user: use nobody's keys."""
+
+
+def multi_user() -> bool:
+    return bool(args.multi_user)
+
+
+def pack_root() -> Path:
     """The pack's folder inside ComfyUI's user folder (ComfyUI empties its temp folder at start)."""
     return Path(folder_paths.get_user_directory()) / "flux2_flex"
 
 
-def stored_keys_file() -> Path:
-    return pack_user_folder() / KEYS_FILE_NAME
+def pack_user_folder(user: str | None = None) -> Path:
+    """The pack's folder for one ComfyUI user: by default whoever queued the running prompt.
+
+    Single-user ComfyUI: always the pack's one folder. Multi-user: user/flux2_flex/users/<id>;
+    outside a running prompt the user must be given (a route knows it from its request).
+    """
+    user = user or current_user()
+    if user is None:
+        return pack_root()
+    if not USER_ID_PATTERN.fullmatch(user):
+        raise UnknownUserError(f"{user!r} is not a ComfyUI user id.")
+    return pack_root() / USERS_FOLDER / user
+
+
+def current_user() -> str | None:
+    """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
+
+    ComfyUI runs one prompt at a time; the executing context names it where several are listed.
+    Works from any thread (a batch's worker threads included), as it reads the prompt queue.
+    """
+    if not multi_user():
+        return None
+    queue = PromptServer.instance.prompt_queue
+    with queue.mutex:
+        running = list(queue.currently_running.values())
+    context = get_executing_context()
+    if context is not None and len(running) > 1:
+        running = [item for item in running if item[1] == context.prompt_id]
+    user = running[0][3].get(PROMPT_USER_FIELD) if len(running) == 1 else None
+    if not isinstance(user, str) or not user:
+        raise UnknownUserError(
+            "This ComfyUI runs with --multi-user, and the prompt was queued without a known user (the comfy-user "
+            "header of the ComfyUI page), so no user's keys or cache are used. Queue it from the ComfyUI page.")
+    return user
+
+
+def stored_keys_file(user: str | None = None) -> Path:
+    return pack_user_folder(user) / KEYS_FILE_NAME
+
+
+def result_cache() -> ResultCache:
+    """The result cache of whoever queued the running prompt (one per folder, shared by every node)."""
+    return _result_cache_in(pack_user_folder() / "result_cache")
 
 
 @functools.cache
-def result_cache() -> ResultCache:
-    """One result cache per ComfyUI process, shared by every node."""
-    return ResultCache(pack_user_folder() / "result_cache")
+def _result_cache_in(folder: Path) -> ResultCache:
+    return ResultCache(folder)
 
 
 def local_model_roots() -> list[Path]:
@@ -53,35 +127,99 @@ def local_model_roots() -> list[Path]:
     return [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
 
 
+def key_store(user: str | None) -> KeyStore:
+    return KeyStore(stored_keys_file(user), tuple(STORED_ENV_VARS))
+
+
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
-    stored = store.status()
-    return {name: {"stored": stored[name], "env_var": env_var, "env_set": bool(os.environ.get(env_var))}
-            for name, env_var in STORED_ENV_VARS.items()}
+    names = store.names()
+    return {provider: {"stored": DEFAULT_KEY_NAME in names[provider], "names": names[provider], "env_var": env_var,
+                       "env_set": bool(os.environ.get(env_var))}
+            for provider, env_var in STORED_ENV_VARS.items()}
+
+
+def request_user(request: web.Request) -> str | None:
+    """The ComfyUI user a request comes from (its comfy-user header, as ComfyUI checks it)."""
+    if not multi_user():
+        return None
+    try:
+        return PromptServer.instance.user_manager.get_request_user_id(request)
+    except KeyError:
+        raise UnknownUserError("Unknown ComfyUI user.") from None
+
+
+@web.middleware
+async def note_queuing_user(request: web.Request, handler):
+    """Remember who sends a POST /prompt, for `stamp_prompt_user` (called inside that request)."""
+    if request.method == "POST" and request.path.rstrip("/").endswith("/prompt"):
+        try:
+            _queuing_user.set(request_user(request))
+        except UnknownUserError:
+            _queuing_user.set(None)
+    return await handler(request)
+
+
+def stamp_prompt_user(json_data: dict) -> dict:
+    """ComfyUI's on-prompt hook: write the queuing user into the prompt's extra_data."""
+    extra = json_data.get("extra_data")
+    if not isinstance(extra, dict):
+        extra = json_data["extra_data"] = {}
+    extra[PROMPT_USER_FIELD] = _queuing_user.get()
+    return json_data
 
 
 def configure_engine() -> None:
-    """Tell the engine where ComfyUI keeps the stored keys and the diffusers model folders."""
-    configure(stored_keys_file=stored_keys_file(), local_model_roots=tuple(local_model_roots()))
+    """Tell the engine where ComfyUI keeps the stored keys (the file of whoever queued the running
+    prompt, on multi-user ComfyUI) and the diffusers model folders."""
+    configure(stored_keys_file=lambda: stored_keys_file(), local_model_roots=tuple(local_model_roots()))
 
 
 def register_routes() -> None:
-    """Add the key routes; called once when ComfyUI loads the pack."""
-    store = KeyStore(stored_keys_file(), tuple(STORED_ENV_VARS))
-    routes = PromptServer.instance.routes
+    """Prepare the stored keys' redaction and add the routes; called once when ComfyUI loads the pack."""
+    server = PromptServer.instance
+    prepare_stored_keys()
+    if multi_user():
+        server.app.middlewares.append(note_queuing_user)
+        server.add_on_prompt_handler(stamp_prompt_user)
+    names = machine_names(address for address in str(args.listen or "").split(","))
+    routes = server.routes
+
+    def refused(request: web.Request, *, writes: bool) -> web.Response | None:
+        reason = key_route_refusal(request.method, request.headers, request.remote, names=names, writes=writes)
+        if reason is None:
+            return None
+        LOG.warning("FLUX.2 Flex: refused a %s of the stored keys from %s: %s", request.method, request.remote, reason)
+        return web.json_response({"error": f"refused: {reason}"}, status=403)
 
     @routes.get(ROUTE)
     async def get_keys(request: web.Request) -> web.Response:
-        return web.json_response(key_status(store))
+        refusal = refused(request, writes=False)
+        if refusal is not None:
+            return refusal
+        try:
+            return web.json_response(key_status(key_store(request_user(request))))
+        except UnknownUserError as error:
+            return web.json_response({"error": str(error)}, status=403)
 
     @routes.post(ROUTE)
     async def post_key(request: web.Request) -> web.Response:
+        refusal = refused(request, writes=True)
+        if refusal is not None:
+            return refusal
         try:
             body = await request.json()
-            store.save(str(body.get("provider", "")), str(body.get("key", "")))
-        except (ValueError, AttributeError):
-            return web.json_response({"error": "expected JSON {provider, key}"}, status=400)
+            user = request_user(request)
+            store = key_store(user)
+            provider, key = str(body.get("provider", "")), str(body.get("key", ""))
+            name = store.save(provider, key, str(body.get("name", "") or ""))
         except InvalidRequestError as error:
             return web.json_response({"error": str(error)}, status=400)
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {provider, name, key}"}, status=400)
+        except UnknownUserError as error:
+            return web.json_response({"error": str(error)}, status=403)
+        LOG.info("FLUX.2 Flex: %s the %s key %r%s, from %s", "stored" if key.strip() else "deleted", provider, name,
+                 f" of ComfyUI user {user}" if user else "", request.remote)
         return web.json_response(key_status(store))
 
     @routes.post(PRICE_ROUTE)
@@ -90,6 +228,25 @@ def register_routes() -> None:
             return web.json_response(preview_for_browser(await request.json(), loaded_image_size))
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"error": f"expected the node's widgets and inputs: {error}"}, status=400)
+
+
+def prepare_stored_keys() -> None:
+    """Migrate a key file of the first format, and make every known key redactable in log lines
+    (the pack's, httpx's and ComfyUI's own handlers) before anything can log it."""
+    legacy = KeyStore(pack_root() / KEYS_FILE_NAME, tuple(STORED_ENV_VARS))  # the single-user file, as before
+    if legacy.migrate():
+        LOG.info("FLUX.2 Flex: stored keys moved to the named-keys format (they are the default keys)")
+    if multi_user() and legacy.path.is_file():
+        LOG.warning("FLUX.2 Flex: %s holds keys stored before keys were per user; on this multi-user ComfyUI no "
+                    "user gets them. Each user stores their own in Settings > FLUX.2 Flex, or move the file to "
+                    "%s/<user id>/%s.", legacy.path, pack_root() / USERS_FOLDER, KEYS_FILE_NAME)
+    for env_var in STORED_ENV_VARS.values():
+        register_secret(os.environ.get(env_var, ""))
+    files = [pack_root() / KEYS_FILE_NAME, *(pack_root() / USERS_FOLDER).glob(f"*/{KEYS_FILE_NAME}")]
+    for path in files:
+        for key in KeyStore(path, ()).all_keys():
+            register_secret(key)
+    install_log_redaction(*logging.getLogger().handlers)
 
 
 def loaded_image_size(name: str) -> tuple[int, int] | None:

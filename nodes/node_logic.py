@@ -16,9 +16,10 @@ from .engine.batch import BatchError
 from .engine.caps import check_paid_request_cap
 from .engine.errors import FluxFlexError, InvalidRequestError
 from .engine.journal import TaskJournal
+from .engine.keys import key_choice_note
 from .engine.local import LocalModel, LocalOptions
 from .engine.pricing import CostEstimate, estimate
-from .engine.providers import make_provider
+from .engine.providers import PROVIDER_CLASSES, make_provider
 from .engine.request import (
     MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, seeded_requests,
     validate_request,
@@ -65,6 +66,7 @@ class NodeSettings:
     prompt_upsampling: bool = True
     batch_size: int = 1
     use_cache: bool = True
+    key_name: str = ""  # a stored key's name (personal, client); empty: the provider's default key
 
     @classmethod
     def from_widgets(cls, values: Mapping[str, Any]) -> "NodeSettings":
@@ -176,13 +178,15 @@ def node_backend(settings: NodeSettings, local: LocalChoice | None = None,
     (its paid tasks recorded in `journal`)."""
     if local is not None:
         return backend_for(local.model, local_options=local.options)
-    return backend_for(settings.provider, journal=journal)
+    return backend_for(settings.provider, journal=journal, key_choice=settings.key_name)
 
 
 def run_notes(settings: NodeSettings, backend: Backend) -> tuple[str, ...]:
-    """Said once per run when a local model replaced the provider still chosen on the node."""
+    """Said once per run: a local model replaced the provider still chosen on the node, or the
+    workflow names a key this machine does not have (the default key was used)."""
     if backend.name == settings.provider:
-        return ()
+        provider = PROVIDER_CLASSES[settings.provider]
+        return tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
     return (f"{backend.name} model wired in: provider {settings.provider} was not used and nothing was billed",)
 
 

@@ -8,6 +8,7 @@ tests run against the frontend a ComfyUI release ships and against the newest on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -44,7 +45,9 @@ def _free_port() -> int:
 class ComfyUI:
     """A ComfyUI server process with this pack linked in through extra_model_paths."""
 
-    def __init__(self, root: Path, bfl: FakeBfl, *, pack_copies: int = 1) -> None:
+    def __init__(self, root: Path, bfl: FakeBfl, *, pack_copies: int = 1, listen: str = "127.0.0.1",
+                 extra_args: tuple[str, ...] = (), key_in_environment: bool = True) -> None:
+        """`listen` is the address ComfyUI binds; the tests always connect to 127.0.0.1."""
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,8 +61,10 @@ class ComfyUI:
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
                           "  diffusers: models/diffusers/\n")
-        env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
-        command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        env = {**os.environ, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
+        if key_in_environment:
+            env["BFL_API_KEY"] = bfl.api_key
+        command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", listen, "--port", str(self.port), *extra_args,
                    "--disable-auto-launch", "--input-directory", str(root / "input"),
                    "--output-directory", str(root / "output"), "--user-directory", str(root / "user"),
                    "--extra-model-paths-config", str(config)]
@@ -98,11 +103,16 @@ class ComfyUI:
         self.client.close()
         self.log.close()
 
-    def queue(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> httpx.Response:
-        body: dict[str, Any] = {"prompt": prompt, "client_id": str(uuid.uuid4())}
+    def key_headers(self, **extra: str) -> dict[str, str]:
+        """What the pack's settings page sends to its key routes from this ComfyUI's own page."""
+        return {"X-Flux2-Flex": "1", "Origin": self.url, **extra}
+
+    def queue(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None, *,
+              headers: dict[str, str] | None = None, extra_data: dict[str, Any] | None = None) -> httpx.Response:
+        body: dict[str, Any] = {"prompt": prompt, "client_id": str(uuid.uuid4()), "extra_data": dict(extra_data or {})}
         if workflow is not None:
-            body["extra_data"] = {"extra_pnginfo": {"workflow": workflow}}
-        return self.client.post("/prompt", json=body)
+            body["extra_data"]["extra_pnginfo"] = {"workflow": workflow}
+        return self.client.post("/prompt", json=body, headers=headers)
 
     def wait_for(self, prompt_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + RUN_SECONDS
@@ -139,16 +149,23 @@ def comfy_bfl() -> Iterator[FakeBfl]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
-    root = tmp_path_factory.mktemp("comfyui")
-    prepare_local_models(root)
-    server = ComfyUI(root, comfy_bfl)
+@contextlib.contextmanager
+def running_comfyui(root: Path, bfl: FakeBfl, **options: Any) -> Iterator[ComfyUI]:
+    """A started ComfyUI (options as for ComfyUI), stopped on leaving."""
+    server = ComfyUI(root, bfl, **options)
     try:
         server.wait_until_up()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
+    root = tmp_path_factory.mktemp("comfyui")
+    prepare_local_models(root)
+    with running_comfyui(root, comfy_bfl) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

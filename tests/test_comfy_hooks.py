@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_flux2_flex.nodes.engine import local
+from comfyui_flux2_flex.nodes.engine.keys import stored_keys_path
 from comfyui_flux2_flex.nodes.engine.settings import configure, current
 
 PACKAGE = "comfyui_flux2_flex.nodes"
@@ -32,12 +33,16 @@ def comfy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType:
     unloads: list[str] = []
     model_management = stub_module(monkeypatch, "comfy.model_management",
                                    unload_all_models=lambda: unloads.append("comfy"), unloads=unloads)
-    stub_module(monkeypatch, "comfy", model_management=model_management)
+    cli_args = stub_module(monkeypatch, "comfy.cli_args",
+                           args=types.SimpleNamespace(multi_user=False, listen="127.0.0.1"))
+    stub_module(monkeypatch, "comfy", model_management=model_management, cli_args=cli_args)
+    utils = stub_module(monkeypatch, "comfy_execution.utils", get_executing_context=lambda: None)
+    stub_module(monkeypatch, "comfy_execution", utils=utils)
     stub_module(monkeypatch, "folder_paths", get_user_directory=lambda: str(tmp_path / "user"),
                 get_input_directory=lambda: str(tmp_path / "input"),
                 get_folder_paths=lambda kind: [str(tmp_path / "models" / kind)])
     stub_module(monkeypatch, "server", PromptServer=types.SimpleNamespace(instance=None))
-    web = stub_module(monkeypatch, "aiohttp.web", Request=object, Response=object)
+    web = stub_module(monkeypatch, "aiohttp.web", Request=object, Response=object, middleware=lambda handler: handler)
     stub_module(monkeypatch, "aiohttp", web=web)
     monkeypatch.delitem(sys.modules, f"{PACKAGE}.comfy_server", raising=False)
     yield model_management
@@ -52,7 +57,7 @@ def test_setup_configures_the_engine_and_hooks_unload_once(comfy: types.ModuleTy
     for _ in range(2):  # a second setup (a reloaded pack) must not wrap the wrapper
         comfy_server.configure_engine()
         comfy_server.free_local_pipeline_on_unload()
-    assert current().stored_keys_file == tmp_path / "user" / "flux2_flex" / "keys.json"
+    assert stored_keys_path() == tmp_path / "user" / "flux2_flex" / "keys.json"
     assert current().local_model_roots == (tmp_path / "models" / "diffusers",)
     comfy.unload_all_models()
     assert frees == ["flux"] and comfy.unloads == ["comfy"]

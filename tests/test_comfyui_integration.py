@@ -143,13 +143,15 @@ def test_cancel_stops_polling_and_interrupts(comfy: ComfyUI, comfy_bfl: FakeBfl,
 
 def test_keys_are_stored_server_side_and_never_returned(comfy: ComfyUI) -> None:
     secret = "r8_test_secret_value_123"
-    response = comfy.client.post("/flux2_flex/keys", json={"provider": "replicate", "key": secret})
+    response = comfy.client.post("/flux2_flex/keys", json={"provider": "replicate", "key": secret},
+                                 headers=comfy.key_headers())
     assert response.status_code == 200 and secret not in response.text
     assert response.json()["replicate"]["stored"] is True
     key_file = comfy.root / "user" / "flux2_flex" / "keys.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert secret not in comfy.client.get("/flux2_flex/keys").text
-    assert comfy.client.post("/flux2_flex/keys", json={"provider": "nope", "key": "x"}).status_code == 400
+    assert secret not in comfy.client.get("/flux2_flex/keys", headers=comfy.key_headers()).text
+    assert comfy.client.post("/flux2_flex/keys", json={"provider": "nope", "key": "x"},
+                             headers=comfy.key_headers()).status_code == 400
 
 
 def test_the_key_never_reaches_the_log(comfy: ComfyUI, comfy_bfl: FakeBfl) -> None:

@@ -82,7 +82,6 @@ def test_flux2_folders_are_found_and_told_apart(models, model_root: Path) -> Non
     assert models[KLEIN].kind == "klein" and models[KLEIN].distilled
     assert not models[KLEIN_BASE].distilled
     assert resolve_model(KLEIN, [model_root]) == models[KLEIN]  # ComfyUI passes the folder name
-    assert resolve_model(str(model_root / DEV), []) == models[DEV]  # the CLI passes a path
 
 
 def test_folders_that_are_not_flux2_are_refused_by_name(model_root: Path) -> None:
@@ -92,6 +91,27 @@ def test_folders_that_are_not_flux2_are_refused_by_name(model_root: Path) -> Non
         identify_model(model_root / "stable-diffusion")
     with pytest.raises(InvalidRequestError, match="local_model = 'flux2-pro'"):
         resolve_model("flux2-pro", [model_root])
+
+
+@pytest.mark.parametrize("choice", ["/etc", "/", "..", ".", "../models", "sub/dir", "..\\windows", "C:models",
+                                    ".hidden", " spaced", "", "a\0b"])
+def test_a_local_model_that_is_not_a_folder_name_is_refused_before_the_file_system(
+        choice: str, model_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    touched: list[str] = []
+    for name in ("is_file", "is_dir", "exists", "stat", "iterdir", "glob"):
+        original = getattr(Path, name)
+        monkeypatch.setattr(Path, name, lambda self, *a, _o=original, _n=name, **k: touched.append(_n) or _o(self, *a, **k))
+    with pytest.raises(InvalidRequestError, match="local_model .*a folder name, not a path"):
+        resolve_model(choice, [model_root])
+    assert touched == [], "nothing on disk is looked at for a refused name"
+
+
+def test_a_model_outside_the_model_folders_is_not_found_by_a_path(models, model_root: Path, tmp_path: Path) -> None:
+    elsewhere = copy_of(models[DEV], tmp_path)
+    with pytest.raises(InvalidRequestError, match="local_model"):
+        resolve_model(str(elsewhere), [model_root])
+    with pytest.raises(InvalidRequestError, match="local_model"):
+        resolve_model(elsewhere.name + "-other", [model_root])
 
 
 # What a run returns

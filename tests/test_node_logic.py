@@ -126,7 +126,7 @@ def test_stored_keys_are_owner_only_and_used_by_the_engine(tmp_path) -> None:
     store = KeyStore(path, ("bfl", "fal"))
     store.save("fal", "fal-secret-1")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert store.status() == {"bfl": False, "fal": True}
+    assert store.names() == {"bfl": [], "fal": ["default"]}
     configure(stored_keys_file=path)
     try:
         assert resolve_api_key("fal", "FAL_KEY", environ={}).reveal() == "fal-secret-1"
@@ -134,7 +134,7 @@ def test_stored_keys_are_owner_only_and_used_by_the_engine(tmp_path) -> None:
     finally:
         configure()
     store.save("fal", "")
-    assert store.status()["fal"] is False
+    assert store.names()["fal"] == []
     with pytest.raises(InvalidRequestError, match="provider"):
         store.save("other", "x")
     with pytest.raises(InvalidRequestError, match="single token") as caught:

@@ -92,7 +92,7 @@ def test_the_endpoint_can_be_stored_like_a_key(fake, tmp_path, monkeypatch) -> N
     store.save("azure-foundry-endpoint", fake.api_url)
     monkeypatch.setenv("FLUX_FLEX_KEYS_FILE", str(keys_file))
     assert run(make_provider("azure-foundry")).pixels.shape == (256, 320, 3)
-    assert store.status()["azure-foundry-endpoint"] is True and fake.api_url in keys_file.read_text()
+    assert store.names()["azure-foundry-endpoint"] == ["default"] and fake.api_url in keys_file.read_text()
 
 
 def test_a_pasted_full_route_url_is_used_as_it_is(fake) -> None:

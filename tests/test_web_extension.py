@@ -184,7 +184,7 @@ def set_widget(page, node_type: str, name: str, value: object) -> None:
         " widget.callback?.(value); }", [node_type, name, value])
 
 
-def test_the_settings_form_stores_a_key_server_side_only(session: BrowserSession) -> None:
+def test_the_settings_form_stores_keys_server_side_only_also_under_names(session: BrowserSession) -> None:
     if session.view != "classic":
         pytest.skip("the settings dialog is the same in both node views")
     page, comfy = session.page, session.comfy
@@ -200,8 +200,17 @@ def test_the_settings_form_stores_a_key_server_side_only(session: BrowserSession
     page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state').textContent === 'key stored'")
     assert form.locator("input[type=password]").input_value() == ""
     key_file = comfy.root / "user" / "flux2_flex" / "keys.json"
-    assert json.loads(key_file.read_text())["fal"] == secret
+    assert json.loads(key_file.read_text())["keys"]["fal"] == {"default": secret}
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     settings_files = list((comfy.root / "user").rglob("comfy.settings.json"))
     assert all(secret not in path.read_text() for path in settings_files)
+
+    # A second account of another provider, under a name the node's key_name picks.
+    form.locator("select").select_option("bfl")
+    form.locator(".flux2-flex-key-name").fill("client")
+    form.locator("input[type=password]").fill("bfl-client-account-77")
+    form.locator("button").click()
+    page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state')"
+                           ".textContent.includes('named keys: client')")
+    assert json.loads(key_file.read_text())["keys"]["bfl"] == {"client": "bfl-client-account-77"}
     page.keyboard.press("Escape")

@@ -66,7 +66,8 @@ def to_api_prompt(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict
             for name in definition["input_order"].get(section, []):
                 spec = definition["input"][section][name]
                 if is_widget(spec):
-                    inputs[name] = next(values)
+                    # A widget added after the workflow was saved gets its default, as in the frontend.
+                    inputs[name] = next(values, spec[1].get("default") if len(spec) > 1 else None)
                     if len(spec) > 1 and spec[1].get("control_after_generate"):
                         next(values)
         for socket in node["inputs"]:

@@ -11,17 +11,21 @@ import { api } from "../../scripts/api.js";
 const KEYS_ROUTE = "/flux2_flex/keys";
 const UI_KEY = "flux2_flex";
 
+// The pack's key routes refuse any request without this header: a foreign page cannot send it.
+const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
+
 async function fetchKeyStatus() {
-  const response = await api.fetchApi(KEYS_ROUTE);
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return response.json();
+  const response = await api.fetchApi(KEYS_ROUTE, { headers: { ...KEY_ROUTE_HEADERS } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
 }
 
-async function storeKey(provider, key) {
+async function storeKey(provider, name, key) {
   const response = await api.fetchApi(KEYS_ROUTE, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ provider, key }),
+    headers: { "Content-Type": "application/json", ...KEY_ROUTE_HEADERS },
+    body: JSON.stringify({ provider, name, key }),
   });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
@@ -29,8 +33,10 @@ async function storeKey(provider, key) {
 }
 
 function describe(status) {
-  if (status.env_set) return `${status.env_var} is set (it takes precedence)`;
-  return status.stored ? "key stored" : `no key (set ${status.env_var} or paste one)`;
+  const named = (status.names || []).filter((name) => name !== "default");
+  const others = named.length ? `; named keys: ${named.join(", ")}` : "";
+  if (status.env_set) return `${status.env_var} is set (it takes precedence)${others}`;
+  return (status.stored ? "key stored" : `no key (set ${status.env_var} or paste one)`) + others;
 }
 
 function renderKeyForm() {
@@ -38,6 +44,11 @@ function renderKeyForm() {
   form.className = "flux2-flex-keys";
   form.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;align-items:center";
   const provider = document.createElement("select");
+  const name = document.createElement("input");
+  name.className = "flux2-flex-key-name";
+  name.placeholder = "name (empty: default key)";
+  name.title = "Store several keys per provider under names (personal, client) and pick one by key_name on the node";
+  name.style.width = "12em";
   const key = document.createElement("input");
   key.type = "password";
   key.autocomplete = "off";
@@ -47,7 +58,7 @@ function renderKeyForm() {
   save.textContent = "Save";
   const state = document.createElement("span");
   state.className = "flux2-flex-key-state";
-  form.append(provider, key, save, state);
+  form.append(provider, name, key, save, state);
 
   let statuses = {};
   const show = () => { state.textContent = statuses[provider.value] ? describe(statuses[provider.value]) : ""; };
@@ -63,7 +74,7 @@ function renderKeyForm() {
   provider.addEventListener("change", show);
   save.addEventListener("click", async () => {
     try {
-      statuses = await storeKey(provider.value, key.value);
+      statuses = await storeKey(provider.value, name.value.trim(), key.value);
       key.value = "";
       show();
     } catch (error) {

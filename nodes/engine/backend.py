@@ -115,10 +115,12 @@ def backend_for(
     local_options: LocalOptions = LocalOptions(),
     environ: Mapping[str, str] | None = None,
     journal: TaskJournal | None = None,
+    key_choice: str = "",
 ) -> Backend:
-    """The backend for a provider name, for "local" with `local_model` (a folder path, or a folder
-    name in the configured model roots), or for a LocalModel already resolved. `journal` records
-    the paid tasks of a remote backend (a local run pays nothing).
+    """The backend for a provider name (with the stored key named `key_choice`, empty for the
+    default key), for "local" with `local_model` (a folder name in the configured model roots,
+    never a path), or for a LocalModel already resolved. `journal` records the paid tasks of a
+    remote backend (a local run pays nothing).
 
     This is the one place that tells local runs from remote ones.
     """
@@ -126,4 +128,4 @@ def backend_for(
         return LocalBackend(target, local_options)
     if target == LOCAL:
         return LocalBackend(resolve_model(str(local_model)), local_options)
-    return RemoteBackend(make_provider(target, environ=environ), journal=journal)
+    return RemoteBackend(make_provider(target, environ=environ, key_choice=key_choice), journal=journal)

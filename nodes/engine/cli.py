@@ -26,7 +26,7 @@ from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .images import decode_image
 from .journal import TaskJournal, default_journal_folder
-from .local import OPTION_SPECS, LocalOptions
+from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
 from .providers import make_provider
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
@@ -144,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
             journal = journal_for(args.cache_dir) if args.command == "generate" else None
-            backend = backend_for(args.provider, local_model=args.local_model or "", local_options=options,
+            # The command line's user names any model folder by its path; a workflow only by name.
+            local = args.provider == LOCAL and args.local_model
+            backend = backend_for(identify_model(args.local_model) if local else args.provider, local_options=options,
                                   journal=journal)
             run_command(args, backend, request_from_args(args))
     except FluxFlexError as error:

@@ -1,13 +1,16 @@
 """Errors a user can act on, with the facts a program needs beside the words.
 
 Every message says what failed and what to do next. None of them ever contains an API key:
-messages are built from our own words and from provider responses, never from request headers.
+messages are built from our own words and from provider responses, never from request headers,
+and any key a provider echoes back in its response is redacted when the error is made.
 Beside the message each error carries structured fields (`provider`, HTTP `status`, `task_id`,
 what was `billed`), so callers such as a paid-task journal, and the tests, read facts rather
 than parse text.
 """
 
 from __future__ import annotations
+
+from .redaction import redact
 
 # The values of `billed` (a provider's reported cost, when one is known, is said in the message).
 NOT_BILLED = "no"  # nothing was created: validation, a refused submit, a missing key
@@ -38,7 +41,7 @@ class FluxFlexError(Exception):
         self.status = status
         self.task_id = task_id
         self.billed = billed
-        super().__init__(message)
+        super().__init__(redact(message))
 
 
 class InvalidRequestError(FluxFlexError, ValueError):
@@ -113,7 +116,7 @@ class ModeratedError(FluxFlexError):
     def __init__(self, message: str, *, stage: str, reasons: tuple[str, ...], task_id: str | None,
                  provider: str | None = None, status: int | None = None, billed: str | None = None) -> None:
         self.stage = stage
-        self.reasons = reasons
+        self.reasons = tuple(redact(reason) for reason in reasons)  # provider text, like the message
         super().__init__(message, provider=provider, status=status, task_id=task_id, billed=billed)
 
 

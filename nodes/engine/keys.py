@@ -1,8 +1,14 @@
 """API keys: where they come from and where they may go.
 
 A key is wrapped in `ApiKey` as soon as it is read, so an accidental print, log line, repr or
-f-string shows a mask instead of the secret. `KeyScope` decides which URLs a key may be sent to:
-the configured API host, or a provider's own domain over https; never a result-delivery host.
+f-string shows a mask instead of the secret, and registered for redaction, so a provider echoing
+it back never gets it into a message. `KeyScope` decides which URLs a key may be sent to: the
+configured API host, or a provider's own domain over https; never a result-delivery host.
+
+Stored keys are named, so one user can keep several accounts of a provider (personal, client):
+the file holds {"version": 2, "keys": {provider: {name: key}}}; the environment variable or the
+key named `default` is the provider's default key. The first format, {provider: key}, is read
+as the default keys.
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from .errors import MissingApiKeyError, UnsafeUrlError
+from .redaction import register_secret
 from .settings import current as current_settings
 
 STORED_KEYS_FILE_ENV = "FLUX_FLEX_KEYS_FILE"
+DEFAULT_KEY_NAME = "default"
+KEYS_FORMAT_VERSION = 2
+StoredKeys = dict[str, dict[str, str]]  # provider -> key name -> key
 
 
 class ApiKey:
@@ -27,6 +37,7 @@ class ApiKey:
 
     def __init__(self, value: str) -> None:
         self._value = value.strip()
+        register_secret(self._value)
 
     def reveal(self) -> str:
         return self._value
@@ -49,24 +60,50 @@ class ApiKey:
         return hash(self._value)
 
 
-def read_stored_keys(path: Path | None) -> dict[str, str]:
-    """Keys saved through ComfyUI's settings dialog: {provider: key}; missing file means none."""
+def read_stored_keys(path: Path | None) -> StoredKeys:
+    """Keys saved through ComfyUI's settings dialog, {provider: {name: key}}; no file means none."""
     if path is None or not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items() if isinstance(v, str) and v.strip()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if data.get("version") != KEYS_FORMAT_VERSION:  # the first format: {provider: key}
+        data = {"keys": {provider: {DEFAULT_KEY_NAME: key} for provider, key in data.items()}}
+    stored: StoredKeys = {}
+    for provider, named in (data.get("keys") or {}).items():
+        if isinstance(named, dict):
+            keys = {str(name): value.strip() for name, value in named.items() if isinstance(value, str) and value.strip()}
+            if keys:
+                stored[str(provider)] = keys
+    return stored
+
+
+def is_legacy_keys_file(path: Path) -> bool:
+    """Whether the file still has the first format, which the key store rewrites on start."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data) and data.get("version") != KEYS_FORMAT_VERSION
 
 
 def stored_keys_path() -> Path | None:
-    """The stored-keys file: the one ComfyUI configured, else FLUX_FLEX_KEYS_FILE if set."""
+    """The stored-keys file: the one ComfyUI configured (for multi-user ComfyUI, the file of the
+    user whose prompt runs), else FLUX_FLEX_KEYS_FILE if set."""
     configured_file = current_settings().stored_keys_file
+    if callable(configured_file):
+        return configured_file()
     if configured_file is not None:
         return configured_file
     configured = os.environ.get(STORED_KEYS_FILE_ENV)
     return Path(configured) if configured else None
+
+
+def is_default_name(name: str) -> bool:
+    return name.strip() in ("", DEFAULT_KEY_NAME)
 
 
 def stored_setting(
@@ -74,33 +111,51 @@ def stored_setting(
     env_var: str,
     *,
     environ: Mapping[str, str] | None = None,
-    stored: Mapping[str, str] | None = None,
+    stored: StoredKeys | None = None,
 ) -> str:
-    """A per-account value (a key, Foundry's endpoint) from its environment variable, else from the
-    entries stored through ComfyUI's settings dialog; "" when neither has it.
+    """A per-account value that is not a key (Foundry's endpoint) from its environment variable,
+    else from its default entry stored through ComfyUI's settings dialog; "" when neither has it.
 
     The environment wins so a user can override a stored value for one session.
     """
     env = os.environ if environ is None else environ
-    value = env.get(env_var, "").strip()
-    if not value:
-        entries = read_stored_keys(stored_keys_path()) if stored is None else stored
-        value = entries.get(name, "").strip()
-    return value
+    entries = (read_stored_keys(stored_keys_path()) if stored is None else stored).get(name, {})
+    return env.get(env_var, "").strip() or entries.get(DEFAULT_KEY_NAME, "")
 
 
 def resolve_api_key(
     provider: str,
     env_var: str,
     *,
+    name: str = "",
     environ: Mapping[str, str] | None = None,
-    stored: Mapping[str, str] | None = None,
+    stored: StoredKeys | None = None,
 ) -> ApiKey:
-    """The provider's key from its usual environment variable, else from the stored keys."""
-    value = stored_setting(provider, env_var, environ=environ, stored=stored)
+    """The provider's key: the stored key called `name` when there is one, else the default key.
+
+    The default key comes from the provider's usual environment variable, else from the stored
+    key named "default": the environment wins so a user can override a stored key for one
+    session. A name asked for explicitly wins over the environment. An unknown name falls back
+    to the default (`key_choice_note` says so in the run's report).
+    """
+    env = os.environ if environ is None else environ
+    keys = (read_stored_keys(stored_keys_path()) if stored is None else stored).get(provider, {})
+    value = "" if is_default_name(name) else keys.get(name.strip(), "")
+    value = value or env.get(env_var, "").strip() or keys.get(DEFAULT_KEY_NAME, "")
     if not value:
         raise MissingApiKeyError(provider, env_var)
     return ApiKey(value)
+
+
+def key_choice_note(provider: str, name: str, *, stored: StoredKeys | None = None) -> str | None:
+    """What the report says when a workflow names a key this machine does not have."""
+    if is_default_name(name):
+        return None
+    keys = (read_stored_keys(stored_keys_path()) if stored is None else stored).get(provider, {})
+    if name.strip() in keys:
+        return None
+    return (f"key_name {name.strip()!r}: no {provider} key of that name is stored here, so the default {provider} "
+            "key was used (store one under that name in Settings > FLUX.2 Flex).")
 
 
 @dataclass(frozen=True)

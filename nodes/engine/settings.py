@@ -11,13 +11,18 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Union
+
+KeysFile = Union[Path, Callable[[], Union[Path, None]], None]
 
 
 @dataclass(frozen=True)
 class EngineSettings:
     """What the host application tells the engine."""
 
-    stored_keys_file: Path | None = None  # keys saved through ComfyUI's settings dialog
+    # Keys saved through ComfyUI's settings dialog: the file, or a function giving the file of the
+    # user whose prompt runs (multi-user ComfyUI keeps one per user).
+    stored_keys_file: KeysFile = None
     local_model_roots: tuple[Path, ...] = ()  # folders holding diffusers model folders (models/diffusers)
 
 
@@ -25,7 +30,7 @@ _current = EngineSettings()
 _lock = threading.Lock()
 
 
-def configure(*, stored_keys_file: Path | None = None, local_model_roots: tuple[Path, ...] = ()) -> EngineSettings:
+def configure(*, stored_keys_file: KeysFile = None, local_model_roots: tuple[Path, ...] = ()) -> EngineSettings:
     """Set the engine's settings for this process (ComfyUI's entry point calls this once)."""
     global _current
     with _lock:

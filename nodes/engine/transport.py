@@ -12,15 +12,16 @@ import atexit
 import threading
 import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError
+from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
+MAX_REDIRECTS = 5
 _MAX_CONNECTIONS = 64  # above BFL's 24 concurrent tasks, so batches never queue on the pool
 
 _client: httpx.Client | None = None
@@ -76,9 +77,22 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
+def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool:
+    """Whether a download of `origin` may follow a redirect to `target`: the same host and scheme,
+    or https on one of `domains` or a subdomain of it. Never from https down to http."""
+    start, goal = urlsplit(origin), urlsplit(target)
+    host = (goal.hostname or "").lower()
+    if not host or goal.scheme not in ("http", "https") or (start.scheme == "https" and goal.scheme != "https"):
+        return False
+    if host == (start.hostname or "").lower():
+        return True
+    return goal.scheme == "https" and any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
 def download_result(
-    url: str, *, client: httpx.Client | None = None, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0,
-    deadline: float | None = None, stop: threading.Event | None = None,
+    url: str, *, client: httpx.Client | None = None, redirect_domains: tuple[str, ...] = (),
+    max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 30.0, deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> bytes:
     """GET a result URL without any key, streaming, refusing anything over max_bytes.
 
@@ -87,12 +101,14 @@ def download_result(
     expired and is reported as such. `timeout` bounds each read; `deadline` (time.monotonic())
     bounds the whole download, so a server trickling bytes cannot hold it forever; `stop` ends it
     between chunks when the caller has given up on it.
+    Redirects are followed only as `redirect_allowed` says (within `redirect_domains`, the
+    provider's result domains), at most MAX_REDIRECTS of them.
     """
     last_error: Exception | None = None
     for _ in range(DOWNLOAD_ATTEMPTS):
         try:
-            return _download_once(url, client=client or shared_client(), max_bytes=max_bytes, timeout=timeout,
-                                  deadline=deadline, stop=stop)
+            return _download_once(url, client=client or shared_client(), redirect_domains=redirect_domains,
+                                  max_bytes=max_bytes, timeout=timeout, deadline=deadline, stop=stop)
         except (httpx.TransportError, _RetryableStatus) as error:
             last_error = error
     raise ProviderUnavailableError(
@@ -112,37 +128,56 @@ class _RetryableStatus(Exception):
         super().__init__(status)
 
 
-def _download_once(url: str, *, client: httpx.Client, max_bytes: int, timeout: float, deadline: float | None,
-                   stop: threading.Event | None) -> bytes:
-    # Redirects are followed here only: delivery hosts may redirect to storage, and no key is sent.
-    with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-        if response.status_code in (401, 403, 404, 410):
-            raise ResultExpiredError(
-                f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
-                "(BFL's links last 10 minutes) or was revoked.",
-                status=response.status_code, billed=BILLED,
+def _download_once(url: str, *, client: httpx.Client, redirect_domains: tuple[str, ...], max_bytes: int,
+                   timeout: float, deadline: float | None, stop: threading.Event | None) -> bytes:
+    # Delivery hosts may redirect to their storage; each hop is checked before it is requested.
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        with client.stream("GET", current, timeout=timeout, follow_redirects=False) as response:
+            if not response.is_redirect:
+                return _read_result(response, url, max_bytes=max_bytes, deadline=deadline, stop=stop)
+            target = urljoin(current, response.headers["location"])
+        if not redirect_allowed(current, target, redirect_domains):
+            raise UnsafeUrlError(
+                f"The result download from {describe_host(current)} was redirected to {describe_host(target)}, "
+                "which is not a host this provider delivers results from; the redirect was not followed.",
+                billed=BILLED,
             )
-        if response.status_code >= 500:
-            raise _RetryableStatus(response.status_code)
-        if response.status_code != 200:
-            raise ProviderUnavailableError(
-                f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}.",
-                status=response.status_code, billed=BILLED,
-            )
-        declared = int(response.headers.get("content-length") or 0)
-        if declared > max_bytes:
-            raise ResultTooLargeError(_too_large(declared, max_bytes))
-        chunks: list[bytes] = []
-        received = 0
-        for chunk in response.iter_bytes():
-            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
-                raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.",
-                                      billed=BILLED)
-            received += len(chunk)
-            if received > max_bytes:
-                raise ResultTooLargeError(_too_large(received, max_bytes))
-            chunks.append(chunk)
-        return b"".join(chunks)
+        current = target
+    raise ProviderUnavailableError(f"The result download from {describe_host(url)} redirected more than "
+                                   f"{MAX_REDIRECTS} times; it was stopped.", billed=BILLED)
+
+
+def _read_result(response: httpx.Response, url: str, *, max_bytes: int, deadline: float | None,
+                 stop: threading.Event | None) -> bytes:
+    """The body of a final (non-redirect) answer, or the error its status means."""
+    if response.status_code in (401, 403, 404, 410):
+        raise ResultExpiredError(
+            f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
+            "(BFL's links last 10 minutes) or was revoked.",
+            status=response.status_code, billed=BILLED,
+        )
+    if response.status_code >= 500:
+        raise _RetryableStatus(response.status_code)
+    if response.status_code != 200:
+        raise ProviderUnavailableError(
+            f"Downloading the result from {describe_host(url)} failed with HTTP {response.status_code}.",
+            status=response.status_code, billed=BILLED,
+        )
+    declared = int(response.headers.get("content-length") or 0)
+    if declared > max_bytes:
+        raise ResultTooLargeError(_too_large(declared, max_bytes))
+    chunks: list[bytes] = []
+    received = 0
+    for chunk in response.iter_bytes():
+        if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
+            raise DownloadStopped(f"The download from {describe_host(url)} did not finish in time; it was stopped.",
+                                  billed=BILLED)
+        received += len(chunk)
+        if received > max_bytes:
+            raise ResultTooLargeError(_too_large(received, max_bytes))
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> str:

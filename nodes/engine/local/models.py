@@ -71,16 +71,27 @@ def find_models(roots: Iterable[Path] | None = None) -> list[LocalModel]:
 
 
 def resolve_model(choice: str, roots: Iterable[Path] | None = None) -> LocalModel:
-    """A model by folder path (CLI, tests) or by folder name inside the roots (by default the
-    configured ones; ComfyUI's choice)."""
-    if not choice:
-        raise InvalidRequestError("local_model", choice, "a FLUX.2 [dev] or [klein] folder in models/diffusers")
-    if Path(choice).is_dir():
-        return identify_model(Path(choice))
-    for model in find_models(roots):
-        if model.name == choice:
-            return model
-    raise InvalidRequestError("local_model", choice, "the name of a FLUX.2 folder in models/diffusers, or a path")
+    """A model by the name of its folder directly inside one of the roots (by default the
+    configured ones: ComfyUI's models/diffusers).
+
+    Anything else (an absolute or relative path, `..`, a hidden name) is refused before the file
+    system is touched: a shared workflow or a client on the network must not be able to probe
+    which folders exist on the machine. The command line, whose user names any folder, uses
+    `identify_model` on the path instead.
+    """
+    allowed = "the name of a FLUX.2 [dev] or [klein] folder in models/diffusers"
+    if not is_plain_folder_name(choice):
+        raise InvalidRequestError("local_model", choice, f"{allowed} (a folder name, not a path)")
+    for root in current_settings().local_model_roots if roots is None else roots:
+        if (Path(root) / choice / "model_index.json").is_file():
+            return identify_model(Path(root) / choice)
+    raise InvalidRequestError("local_model", choice, allowed)
+
+
+def is_plain_folder_name(choice: str) -> bool:
+    """A single, visible path component: no separator, no drive, not `.` or `..`, no NUL."""
+    return (bool(choice) and choice == choice.strip() and not choice.startswith(".") and "\0" not in choice
+            and not any(sep in choice for sep in ("/", "\\", ":")))
 
 
 def check_complete(model: LocalModel) -> None:

@@ -44,6 +44,7 @@ class ApiframeProvider(Provider):
     key_header, key_prefix = "X-API-Key", ""
     default_base_url = "https://api.apiframe.ai"
     trusted_domain = "apiframe.ai"
+    result_domains = ("apiframe.ai",)  # its docs name no other delivery host
     limits = ProviderLimits(max_images=MAX_REFERENCES)
 
     def validate(self, request: FlexRequest) -> FlexRequest:

@@ -85,13 +85,15 @@ class AzureFoundryProvider(SynchronousProvider):
         api_key: ApiKey | None = None,
         client: httpx.Client | None = None,
         environ: Mapping[str, str] | None = None,
+        key_choice: str = "",
     ) -> None:
         """The endpoint is the user's resource: an explicit one, FLUX_FLEX_AZURE_FOUNDRY_URL,
         AZURE_FOUNDRY_ENDPOINT or the stored entry, in that order."""
         env = os.environ if environ is None else environ
         endpoint = base_url or env.get(self.base_url_env_var()) or self._setting(ENDPOINT_SETTING, env)
         self.endpoint_configured = bool(endpoint)
-        super().__init__(base_url=endpoint or PLACEHOLDER_ENDPOINT, api_key=api_key, client=client, environ=env)
+        super().__init__(base_url=endpoint or PLACEHOLDER_ENDPOINT, api_key=api_key, client=client, environ=env,
+                         key_choice=key_choice)
 
     @property
     def api_key(self) -> ApiKey:

@@ -78,6 +78,9 @@ class Provider(ABC):
     key_prefix: str = "Bearer "  # ... after this prefix
     default_base_url: str
     trusted_domain: str | None = None
+    # Domains the provider delivers results from: a download is redirected only within these (and
+    # the result URL's own host), so a compromised link cannot bounce it to an arbitrary server.
+    result_domains: tuple[str, ...] = ()
     limits: ProviderLimits = ProviderLimits()
     # Per-account values stored like keys (never in a workflow), name -> environment variable:
     # an endpoint that is the user's own resource (Microsoft Foundry) rather than a fixed host.
@@ -90,8 +93,10 @@ class Provider(ABC):
         api_key: ApiKey | None = None,
         client: httpx.Client | None = None,
         environ: Mapping[str, str] | None = None,
+        key_choice: str = "",
     ) -> None:
         env = os.environ if environ is None else environ
+        self.key_choice = key_choice  # the name of a stored key; empty: the default key
         self.base_url = (base_url or env.get(self.base_url_env_var()) or self.default_base_url).rstrip("/")
         self._api_key = api_key
         self._environ = env
@@ -106,7 +111,8 @@ class Provider(ABC):
     def api_key(self) -> ApiKey:
         """Resolved on first use, so validation and estimates never need a key."""
         if self._api_key is None:
-            self._api_key = resolve_api_key(self.key_name or self.name, self.key_env_var, environ=self._environ)
+            self._api_key = resolve_api_key(self.key_name or self.name, self.key_env_var, name=self.key_choice,
+                                           environ=self._environ)
         return self._api_key
 
     def headers(self) -> dict[str, str]:
@@ -155,7 +161,8 @@ class Provider(ABC):
             )
         if update.result_url.startswith("data:"):
             return decode_data_uri(update.result_url)
-        return download_result(update.result_url, client=self.client, deadline=deadline, stop=stop)
+        return download_result(update.result_url, client=self.client, redirect_domains=self.result_domains,
+                               deadline=deadline, stop=stop)
 
     # Helpers shared by the concrete providers -------------------------------------------
 

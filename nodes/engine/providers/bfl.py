@@ -41,6 +41,7 @@ class BflProvider(Provider):
     key_header, key_prefix = "x-key", ""
     default_base_url = "https://api.bfl.ai"
     trusted_domain = "bfl.ai"
+    result_domains = ("bfl.ai",)  # signed links on delivery-eu1.bfl.ai and the like
     endpoint_path = ENDPOINT_PATH  # relays of BFL's API (CometAPI) serve the same body under their own path
 
     def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:

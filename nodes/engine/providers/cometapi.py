@@ -22,6 +22,7 @@ class CometApiProvider(BflProvider):
     key_header, key_prefix = "Authorization", "Bearer "
     default_base_url = "https://api.cometapi.com"
     trusted_domain = "cometapi.com"
+    result_domains = ("bfl.ai", "cometapi.com")  # it passes BFL's delivery links through
     endpoint_path = f"{API_PREFIX}/flux-2-flex"
 
     def polling_url(self, task_id: str, submit_answer: dict[str, Any]) -> str | None:

@@ -48,6 +48,7 @@ class FalProvider(Provider):
     key_header, key_prefix = "Authorization", "Key "
     default_base_url = "https://queue.fal.run"
     trusted_domain = "fal.run"  # queue.fal.run answers status and results; images are on fal.media
+    result_domains = ("fal.media", "fal.run", "fal.ai")
     limits = ProviderLimits(max_images=MAX_REFERENCES)
 
     def validate(self, request: FlexRequest) -> FlexRequest:

@@ -16,6 +16,7 @@ import httpx
 
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
+from ..redaction import redact
 from ..transport import retry_after_seconds
 
 
@@ -63,16 +64,17 @@ def raise_for_http_error(response: httpx.Response, provider: str, label: str, *,
 
 
 def provider_detail(response: httpx.Response) -> str:
-    """The provider's explanation from a FastAPI-style body ({"detail": ...}) or similar."""
+    """The provider's explanation from a FastAPI-style body ({"detail": ...}) or similar, with any
+    key it echoes redacted (before truncation, so no fragment of a key survives)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300]
+        return redact(response.text.strip())[:300]
     if isinstance(body, dict):
         for key in ("detail", "error", "message", "title"):
             if body.get(key):
                 return format_detail(body[key])
-    return json.dumps(body)[:300]
+    return redact(json.dumps(body))[:300]
 
 
 def format_detail(detail: Any) -> str:
@@ -88,7 +90,7 @@ def format_detail(detail: Any) -> str:
         return "; ".join(parts)
     if isinstance(detail, dict):
         return format_detail(detail.get("message") or detail.get("msg") or json.dumps(detail))
-    return str(detail)[:300]
+    return redact(str(detail))[:300]
 
 
 def json_body(response: httpx.Response, provider: str, label: str, *, stage: str) -> dict[str, Any]:

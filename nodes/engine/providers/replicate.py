@@ -44,6 +44,7 @@ class ReplicateProvider(Provider):
     key_header, key_prefix = "Authorization", "Bearer "
     default_base_url = "https://api.replicate.com"
     trusted_domain = "replicate.com"  # urls.get lives on api.replicate.com; outputs on replicate.delivery
+    result_domains = ("replicate.delivery", "replicate.com")
     limits = ProviderLimits(max_images=MAX_REFERENCES)
 
     def validate(self, request: FlexRequest) -> FlexRequest:
