@@ -204,7 +204,8 @@ def test_chosen_on_the_node_it_validates_without_an_endpoint_and_runs_with_one(f
 def test_the_settings_dialog_stores_the_endpoint_next_to_the_keys(comfy) -> None:
     """In a real ComfyUI (skipped without COMFYUI_PATH): the key route takes the endpoint too."""
     endpoint = "https://studio.services.ai.azure.com"
-    response = comfy.client.post("/flux2_flex/keys", json={"provider": "azure-foundry-endpoint", "key": endpoint})
+    response = comfy.client.post("/flux2_flex/keys", json={"provider": "azure-foundry-endpoint", "key": endpoint},
+                                 headers=comfy.key_headers())
     assert response.status_code == 200
     status = response.json()
     assert status["azure-foundry-endpoint"]["stored"] is True
