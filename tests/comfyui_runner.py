@@ -46,8 +46,10 @@ class ComfyUI:
     """A ComfyUI server process with this pack linked in through extra_model_paths."""
 
     def __init__(self, root: Path, bfl: FakeBfl, *, pack_copies: int = 1, listen: str = "127.0.0.1",
-                 extra_args: tuple[str, ...] = (), key_in_environment: bool = True) -> None:
-        """`listen` is the address ComfyUI binds; the tests always connect to 127.0.0.1."""
+                 extra_args: tuple[str, ...] = (), key_in_environment: bool = True,
+                 extra_env: dict[str, str] | None = None) -> None:
+        """`listen` is the address ComfyUI binds; the tests always connect to 127.0.0.1. `extra_env`
+        adds environment variables (another provider's key and stand-in URL)."""
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,7 +63,7 @@ class ComfyUI:
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
                           "  diffusers: models/diffusers/\n")
-        env = {**os.environ, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         if key_in_environment:
             env["BFL_API_KEY"] = bfl.api_key
         command = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", listen, "--port", str(self.port), *extra_args,
