@@ -14,8 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
+from dataclasses import replace
+
 from comfyui_flux2_flex.nodes.engine.polling import DURATIONS
-from comfyui_flux2_flex.nodes.engine.providers import make_provider
+from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_CLASSES, make_provider
 from comfyui_flux2_flex.nodes.engine.providers.base import Provider
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 
@@ -25,6 +27,10 @@ from fakes.loopback import LoopbackFake
 from fakes.stand_ins import STAND_INS, StandIn
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The stand-ins show a task from its submit on (no replication lag, unless a plan asks for one)
+# and their tasks take a fraction of a second: the in-process tests poll on that timing instead of
+# the real providers' (a first poll after 1 s, 16 s tasks), which only test_polling.py exercises.
+STAND_IN_TIMING = dict(visible_after=0.25, typical_seconds=0.5)
 _connect = socket.socket.connect
 
 
@@ -48,6 +54,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local-app-data"))
+    for cls in PROVIDER_CLASSES.values():
+        monkeypatch.setattr(cls, "poll_timing", replace(cls.poll_timing, **STAND_IN_TIMING))
     DURATIONS.clear()
 
 

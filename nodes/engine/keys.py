@@ -13,6 +13,7 @@ as the default keys.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class ApiKey:
 
     def reveal(self) -> str:
         return self._value
+
+    def one_way_tag(self) -> str:
+        """A short name for the account this key opens, for file names shared between processes:
+        a one-way hash, so neither the name nor the file reveals the key."""
+        return hashlib.blake2b(self._value.encode(), digest_size=12, person=b"flux2flex-acct").hexdigest()
 
     def __repr__(self) -> str:
         return "ApiKey(****)"

@@ -1,22 +1,18 @@
 """One lock per request across processes: two runs of the same request at once pay once.
 
-An advisory lock on a file named after the request's fingerprint, in the journal's folder. The
-operating system drops it when its process dies, so a crash never leaves a stale lock behind.
+An advisory lock (file_lock.py) on a file named after the request's fingerprint, in the journal's
+folder. The operating system drops it when its process dies, so a crash never leaves a stale lock.
 Waiting for it is done in short slices, so Cancel and Ctrl-C still act within a second.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-if os.name == "nt":
-    import msvcrt
-else:
-    import fcntl
+from .file_lock import try_lock, unlock
 
 LOCK_POLL_SECONDS = 0.05
 
@@ -30,31 +26,11 @@ def request_lock(folder: Path, fingerprint: str, *, cancelled: Callable[[], None
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{fingerprint[:40]}.lock", "a+b") as handle:
         waited = False
-        while not _try_lock(handle):
+        while not try_lock(handle):
             waited = True
             cancelled()
             time.sleep(LOCK_POLL_SECONDS)
         try:
             yield waited
         finally:
-            _unlock(handle)
-
-
-def _try_lock(handle) -> bool:
-    try:
-        if os.name == "nt":
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _unlock(handle) -> None:
-    if os.name == "nt":
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            unlock(handle)

@@ -7,6 +7,9 @@ a task, so it is reported, not resent. Once a task id exists it is written to th
 the first poll, and every failure is handled by polling that task again, never by submitting a
 new one: an expired, truncated or unreadable download is fetched again from the task. Every
 error after the submit names the task, what was paid and how to recover the image.
+
+Before a submit the run takes one of the key's active-task slots, shared with the other processes
+on this machine (slots.py), and gives it back once the task has finished: a 429 becomes rare.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from .fingerprint import request_fingerprint
 from .images import decode_image, downscale_to_max_pixels
 from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
-from .polling import DURATIONS, PollSchedule
+from .polling import DURATIONS, PollSchedule, finish_estimate, predicted_total
 from .pricing import CostEstimate, estimate
 from .providers.base import PollUpdate, Provider, SubmittedTask
 from .request import FlexRequest, InputImage
+from .slots import Slot, task_slots
 from .transport import DownloadStopped
 
 ProgressCallback = Callable[[float | None, str], None]
@@ -139,25 +143,31 @@ def generate(
     """
     started = time.monotonic()
     notes = prepared.notes
-    if resume is None:
-        hooks.progress(0.0, "submitting")
-        try:
-            task = _submit_once(prepared.request, provider, hooks, settings)
-        except SubmitOutcomeUnknown as unknown:
-            raise _record_unknown(journal, provider, prepared, unknown) from None
-        except errors.FluxFlexError as error:
-            error.provider = error.provider or provider.name
-            raise
-        entry, journal_note = _record(journal, task, prepared)
-        notes += journal_note
-    else:
-        task, entry = resume.task(), resume
-        hooks.progress(0.0, f"resuming paid task {task.task_id}")
-        notes += (f"resumed {provider.label} task {task.task_id}, paid by an earlier run: nothing new was paid",)
-    if hooks.on_submitted is not None:
-        hooks.on_submitted(task)
-    update, pixels = deliver(task, provider, hooks=hooks, settings=settings, journal=journal, entry=entry,
-                             price=prepared.estimate.summary())
+    slot = Slot(None)
+    try:
+        if resume is None:
+            hooks.progress(0.0, "submitting")
+            try:
+                slot = _take_slot(provider, hooks)
+                task = _submit_once(prepared.request, provider, hooks, settings)
+            except SubmitOutcomeUnknown as unknown:
+                raise _record_unknown(journal, provider, prepared, unknown) from None
+            except errors.FluxFlexError as error:
+                error.provider = error.provider or provider.name
+                raise
+            entry, journal_note = _record(journal, task, prepared)
+            notes += journal_note
+        else:
+            task, entry = resume.task(), resume
+            hooks.progress(0.0, f"resuming paid task {task.task_id}")
+            notes += (f"resumed {provider.label} task {task.task_id}, paid by an earlier run: nothing new was paid",)
+        if hooks.on_submitted is not None:
+            hooks.on_submitted(task)
+        update, pixels = deliver(task, provider, hooks=hooks, settings=settings, journal=journal, entry=entry,
+                                 price=prepared.estimate.summary(), just_submitted=resume is None,
+                                 on_finished=slot.release)
+    finally:
+        slot.release()  # also when the run failed or was cancelled before its task finished
     return GenerationResult(
         pixels=pixels,
         provider=provider.name,
@@ -181,12 +191,16 @@ def deliver(
     journal: TaskJournal | None,
     entry: JournalEntry | None,
     price: str,
+    just_submitted: bool = False,
+    on_finished: Callable[[], None] | None = None,
 ) -> tuple[PollUpdate, np.ndarray]:
     """Poll an accepted task to its end and download its image, fetching it again from the task
     when a download expires, breaks off or is not an image. Marks the journal entry; every error
-    names the task, what was paid and how to recover it."""
+    names the task, what was paid and how to recover it. A task `just_submitted` is polled on the
+    schedule and teaches the duration history; an older one (resumed, recovered) is asked at once.
+    `on_finished` is called once the provider reports the task ended, before the download."""
     try:
-        update, pixels = _poll_and_fetch(task, provider, hooks, settings)
+        update, pixels = _poll_and_fetch(task, provider, hooks, settings, just_submitted, on_finished)
     except errors.FluxFlexError as error:
         raise _paid_error(error, task, provider, journal, entry, price) from None
     if journal is not None and entry is not None:
@@ -194,13 +208,16 @@ def deliver(
     return update, pixels
 
 
-def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks,
-                    settings: RunSettings) -> tuple[PollUpdate, np.ndarray]:
+def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings,
+                    just_submitted: bool, on_finished: Callable[[], None] | None) -> tuple[PollUpdate, np.ndarray]:
     started = time.monotonic()
     polls = 0
     attempt = 1
     while True:
-        update, polls = _poll_until_done(task, provider, hooks, settings, started, polls)
+        update, polls = _poll_until_done(task, provider, hooks, settings, started, polls,
+                                         on_schedule=just_submitted and polls == 0 and not provider.holds_answer(task))
+        if on_finished is not None:
+            on_finished()
         hooks.progress(1.0, "downloading")
         try:
             return update, decode_image(_download(task, provider, update, hooks, settings))
@@ -298,6 +315,14 @@ def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Prov
     return error
 
 
+def _take_slot(provider: Provider, hooks: RunHooks) -> Slot:
+    """One of the provider's active-task slots for this key, shared with other processes (slots.py)."""
+    slots = task_slots(provider)
+    return slots.take(cancelled=lambda: raise_if_cancelled(hooks, None),
+                      on_wait=lambda: hooks.progress(0.0, f"waiting for one of the {slots.count} active-task slots "
+                                                          f"of this {provider.label} key"))
+
+
 def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, settings: RunSettings) -> SubmittedTask:
     """Submit, retrying only refusals that guarantee nothing was created."""
     deadline = time.monotonic() + settings.submit_retry_seconds
@@ -328,19 +353,28 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
 
 
 def _poll_until_done(
-    task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings, started: float, polls: int
+    task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings, started: float, polls: int,
+    *, on_schedule: bool,
 ) -> tuple[PollUpdate, int]:
     """Poll on the task's own clock: it starts when the provider accepted it, so the upload before
     and the download after neither skew progress-based estimates nor enter the duration history.
-    Returns the finished update and the number of polls so far."""
-    schedule = PollSchedule(DURATIONS.expected(provider.name))
+    A task not `on_schedule` (resumed, or asked again after a failed download) is older than this
+    clock: it is asked at once and teaches the history nothing. Returns the finished update and the
+    number of polls so far."""
+    schedule = PollSchedule(DURATIONS.expected(provider.name), provider.poll_timing)
     deadline = started + settings.task_timeout_seconds
     accepted = time.monotonic()
     first = polls
     refusals = 0
     progress: float | None = None
+    pending = _PendingAnswer()
     while True:
-        _wait(schedule.next_delay(time.monotonic() - accepted, progress, polls - first), hooks, task)
+        asked_before = polls - first
+        now = time.monotonic()
+        delay = schedule.next_delay(now - accepted, asked_before, pending.predicted()) if on_schedule or asked_before \
+            else 0.0
+        _wait(min(delay, max(0.0, deadline - now)), hooks, task)  # the last poll comes at the deadline
+        asked = time.monotonic() - accepted
         try:
             update = _poll_once(task, provider, hooks, settings, polls)
             refusals = 0
@@ -351,9 +385,14 @@ def _poll_until_done(
             if refusals > POLL_AUTH_RETRIES:
                 raise
             update = PollUpdate(done=False, status="retrying (the key was refused on a poll)", progress=progress)
+        else:
+            if not update.done:
+                pending = _PendingAnswer(asked, update.progress)
         polls += 1
         if update.done:
-            DURATIONS.record(provider.name, time.monotonic() - accepted)
+            if on_schedule:  # ready when the poll was sent, at `asked`: the way back is pickup, not task time
+                DURATIONS.record(provider.name, finish_estimate(pending.at, pending.progress, asked,
+                                                                schedule.expectation()))
             return update, polls
         progress = update.progress if update.progress is not None else progress
         hooks.progress(progress, update.status)
@@ -363,6 +402,17 @@ def _poll_until_done(
                 f"(last status: {update.status}). It was not resubmitted; it may still finish on the provider's side.",
                 provider=task.provider, task_id=task.task_id, billed=errors.BILLED,
             )
+
+
+@dataclass(frozen=True)
+class _PendingAnswer:
+    """The latest poll answered "not ready": seconds after the submit it was sent, its progress."""
+
+    at: float = 0.0
+    progress: float | None = None
+
+    def predicted(self) -> float | None:
+        return predicted_total(self.at, self.progress)
 
 
 def _poll_once(task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings,

@@ -34,6 +34,8 @@ class TaskPlan:
     poll_delays: dict[int, float] = field(default_factory=dict)  # poll index -> seconds before answering
     latency: float | None = None  # if set: Pending with progress until this many seconds pass
     progress_as_percent: bool = False
+    report_progress: bool = True  # False: "progress": null, as the spec allows
+    visible_after: float = 0.0  # "Task not found" until this many seconds after the submit (replication lag)
 
 
 @dataclass
@@ -125,13 +127,14 @@ class FakeBfl(LoopbackFake):
         if not self._authorised(request):
             return _forbidden()
         task = self.tasks.get(request.query.get("id", ""))
-        if task is None:
+        if task is None or time.monotonic() - task.created < task.plan.visible_after:
             return Response.json({"id": request.query.get("id"), "status": "Task not found"})
         index, gateway_error = self.count_poll(task)
         time.sleep(task.plan.poll_delays.get(index, 0.0))
         if gateway_error:
             return gateway_error
         status, progress = self._status_of(task, index)
+        progress = progress if task.plan.report_progress else None
         payload: dict[str, Any] = {"id": task.id, "status": status, "result": None, "progress": progress,
                                    "details": task.plan.details, "preview": None}
         if status == "Ready":

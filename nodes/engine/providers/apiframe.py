@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from .. import errors
 from ..images import encode_data_uri
+from ..polling import PollTiming
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .fields import as_fraction, as_number
@@ -46,6 +47,7 @@ class ApiframeProvider(Provider):
     trusted_domain = "apiframe.ai"
     result_domains = ("apiframe.ai",)  # its docs name no other delivery host
     limits = ProviderLimits(max_images=MAX_REFERENCES)
+    poll_timing = PollTiming(reports_progress=True)  # the job's `progress`, 0-100
 
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Apiframe's prompt is at most 2000 characters and its custom size 256-2048 per side."""

@@ -24,6 +24,7 @@ from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
 from ..images import decode_data_uri
 from ..keys import ApiKey, KeyScope, resolve_api_key
+from ..polling import PollTiming
 from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request
 from ..transport import describe_host, download_result, shared_client
 from .http_errors import json_body, raise_for_http_error
@@ -82,6 +83,7 @@ class Provider(ABC):
     # the result URL's own host), so a compromised link cannot bounce it to an arbitrary server.
     result_domains: tuple[str, ...] = ()
     limits: ProviderLimits = ProviderLimits()
+    poll_timing: PollTiming = PollTiming()  # what the provider documents about its tasks' timing
     # Per-account values stored like keys (never in a workflow), name -> environment variable:
     # an endpoint that is the user's own resource (Microsoft Foundry) rather than a fixed host.
     stored_settings: Mapping[str, str] = MappingProxyType({})
@@ -149,6 +151,11 @@ class Provider(ABC):
 
         `polls_so_far` lets a provider treat an early "not found" as replication lag.
         """
+
+    def holds_answer(self, task: SubmittedTask) -> bool:
+        """Whether the task already carries its final answer (a provider that answered the submit with
+        the result), so its first poll is sent at once instead of on the schedule."""
+        return False
 
     def fetch(self, task: SubmittedTask, update: PollUpdate, *, deadline: float | None = None,
               stop: threading.Event | None = None) -> bytes:

@@ -13,6 +13,7 @@ from typing import Any
 from .. import errors
 from ..errors import TransientError
 from ..images import encode_base64
+from ..polling import PollTiming
 from ..request import FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, SubmittedTask
 from .fields import as_fraction, as_int, as_number
@@ -43,6 +44,7 @@ class BflProvider(Provider):
     trusted_domain = "bfl.ai"
     result_domains = ("bfl.ai",)  # signed links on delivery-eu1.bfl.ai and the like
     endpoint_path = ENDPOINT_PATH  # relays of BFL's API (CometAPI) serve the same body under their own path
+    poll_timing = PollTiming(reports_progress=True)  # get_result's `progress` (ResultResponse in the OpenAPI)
 
     def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
         """The JSON body BFL expects; images as raw base64, as BFL's own examples send them."""

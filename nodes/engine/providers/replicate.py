@@ -98,6 +98,9 @@ class ReplicateProvider(Provider):
             extra={"finished_prediction": finished} if finished else {},
         )
 
+    def holds_answer(self, task: SubmittedTask) -> bool:
+        return task.extra.get("finished_prediction") is not None
+
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
         """A prediction that finished within the submit's wait is read from the task, not fetched;
         a later poll (fetching a result again after a failed download) asks Replicate afresh."""

@@ -38,6 +38,9 @@ class SynchronousProvider(Provider):
         response = self.post_submit(request, timeout=RESPONSE_TIMEOUT)
         return self.finished(self.read_json(response, stage="submit"), response)
 
+    def holds_answer(self, task: SubmittedTask) -> bool:
+        return True
+
     def poll(self, task: SubmittedTask, *, polls_so_far: int = 0) -> PollUpdate:
         """The answer carried in the task. A task read back from the journal of paid tasks has none
         (the image is never written there): there is nothing on the provider's side to fetch again."""
