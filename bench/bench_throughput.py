@@ -10,12 +10,16 @@ Run: python bench/bench_throughput.py (about a minute on 2 cores).
 from __future__ import annotations
 
 import io
+import math
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +201,125 @@ def png_levels() -> None:
               f"{sizes[0] / sizes[6]:.2f} of the size")
 
 
+# Issue 13's scheduling figures: polling, the shared task cap and the cache path ---------------------
+BFL_LAG = 0.5  # the stand-in answers "Task not found" this long after a submit, as BFL does for a moment
+POLL_LIMIT, PICKUP_LIMIT, CACHE_HIT_LIMIT, CLI_HIT_LIMIT = 2, 0.3, 0.1, 0.3
+WORKER = Path(__file__).resolve().parent.parent / "tests" / "batch_process.py"
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def _poll_figures(bfl: FakeBfl, task_ids: list[str]) -> tuple[list[int], list[float]]:
+    """Polls per task (those answered "Task not found" too) and how late each finished task was seen."""
+    polls = {task_id: 0 for task_id in task_ids}
+    for request in bfl.cluster.requests:
+        if request.query.get("id") in polls:
+            polls[request.query["id"]] += 1
+    tasks = [bfl.tasks[task_id] for task_id in task_ids]
+    return list(polls.values()), [t.ready_at - (t.created + t.plan.latency) for t in tasks]
+
+
+def _run_wave(bfl: FakeBfl, provider: BflProvider, count: int, first_seed: int) -> list[str]:
+    before = set(bfl.tasks)
+    bfl.plans.extend(TaskPlan(latency=LATENCY, visible_after=BFL_LAG) for _ in range(count))
+    prepared = [prepare(request(256, first_seed + i, references=0), provider) for i in range(count)]
+    generate_batch(prepared, provider)
+    return [task_id for task_id in bfl.tasks if task_id not in before]
+
+
+def polling_schedule(bfl: FakeBfl, provider: BflProvider) -> None:
+    """Polls per task and pickup delay for the first tasks after a start, then over 100 tasks."""
+    runner.DURATIONS.clear()  # a fresh start: no history
+    polls, late = _poll_figures(bfl, _run_wave(bfl, provider, 8, 5000))
+    print(f"first tasks after a start (8 at once, {LATENCY:g} s, 'Task not found' for {BFL_LAG:g} s): "
+          f"{max(polls) / POLL_LIMIT:.2f} of the {POLL_LIMIT}-poll limit at most; pickup p50 "
+          f"{_percentile(late, 0.5) / PICKUP_LIMIT:.2f}, p95 {_percentile(late, 0.95) / PICKUP_LIMIT:.2f} of the "
+          f"{PICKUP_LIMIT:g} s limit ({_percentile(late, 0.5):.3f} s, {_percentile(late, 0.95):.3f} s)")
+    ids, estimates = [], []
+    for wave in range(10):
+        ids += _run_wave(bfl, provider, 10, 6000 + 100 * wave)
+        estimates.append(runner.DURATIONS.expected(provider.name))
+    polls, late = _poll_figures(bfl, ids)
+    drift = max(abs(estimate - LATENCY) for estimate in estimates)
+    print(f"100 consecutive tasks (10 waves of 10): polls per task mean {statistics.mean(polls):.2f}, max {max(polls)} "
+          f"({max(polls) / POLL_LIMIT:.2f} of the limit; {statistics.mean(polls) / LATENCY:.2f} polls a second); pickup "
+          f"p50 {_percentile(late, 0.5) / PICKUP_LIMIT:.2f}, p95 {_percentile(late, 0.95) / PICKUP_LIMIT:.2f} of the "
+          f"limit ({_percentile(late, 0.5):.3f} s, {_percentile(late, 0.95):.3f} s); the duration estimate went "
+          f"{estimates[0]:.3f} -> {estimates[-1]:.3f} s for {LATENCY:g} s tasks, at most {drift / LATENCY:.3f} of the "
+          "task time off")
+
+
+def shared_cap() -> None:
+    """Two processes with one key, a batch of 16 each, against the 24-task cap: wall time over the
+    ideal (whole rounds of 24 tasks) and the 429s met."""
+    with FakeBfl() as bfl, tempfile.TemporaryDirectory() as folder:
+        bfl.plans.extend(TaskPlan(latency=LATENCY) for _ in range(32))
+        env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "XDG_CACHE_HOME": folder}
+        start = time.perf_counter()
+        workers = [subprocess.Popen([sys.executable, str(WORKER), "16", str(seed)], env=env,
+                                    stdout=subprocess.DEVNULL) for seed in (1, 100)]
+        codes = [worker.wait() for worker in workers]
+        wall = time.perf_counter() - start
+        posts = sum(1 for r in bfl.api.requests if r.path == "/v1/flux-2-flex" and r.method == "POST")
+        tasks = list(bfl.tasks.values())
+        span = max(t.ready_at for t in tasks) - min(t.created for t in tasks)
+    ideal = math.ceil(32 / 24) * LATENCY
+    print(f"2 processes x batch of 16, one key, 24-task cap (exit codes {codes}): {posts - len(tasks)} x 429; "
+          f"first submit to last image ready {span / ideal:.2f} of the ideal ({span:.2f} s over "
+          f"{math.ceil(32 / 24)} rounds x {LATENCY:g} s); the whole run with both processes' start "
+          f"{wall / ideal:.2f} ({wall:.2f} s)")
+
+
+def _fresh_copy(req: FlexRequest) -> FlexRequest:
+    """The same request with new image objects, as a rerun in ComfyUI builds them: nothing remembered."""
+    return replace(req, images=tuple(InputImage(image.pixels.copy()) for image in req.images))
+
+
+def cache_hit_figures(bfl: FakeBfl, provider: BflProvider) -> None:
+    """A result-cache hit with 8 references of 4 MP, in-process (1 MP and 4 MP out), and as a
+    whole `flux-flex` process."""
+    with tempfile.TemporaryDirectory() as folder:
+        cache = ResultCache(Path(folder))
+        for size in (1024, 2048):
+            req = replace(request(2048, 700 + size, references=8), width=size, height=size)
+            bfl.plans.append(TaskPlan(latency=LATENCY))
+            start = time.perf_counter()
+            generate_cached(prepare(req, provider), provider, cache)
+            miss = time.perf_counter() - start
+            hits = []
+            for _ in range(3):
+                fresh = _fresh_copy(req)
+                start = time.perf_counter()
+                generate_cached(prepare(fresh, provider), provider, cache)
+                hits.append(time.perf_counter() - start)
+            hit = statistics.median(hits)
+            print(f"cache hit, 8 references of 4 MP, {size * size / 2**20:g} MP out: {hit / CACHE_HIT_LIMIT:.2f} of the "
+                  f"{CACHE_HIT_LIMIT * 1000:.0f} ms limit ({hit * 1000:.0f} ms; {hit / miss:.3f} of a generation)")
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "BFL_API_KEY": bfl.api_key, "FLUX_FLEX_BFL_URL": bfl.api_url, "XDG_CACHE_HOME": folder}
+        command = [str(Path(sys.executable).with_name("flux-flex")), "generate", "--prompt", "a cached poster",
+                   "--width", "1024", "--height", "1024", "--seed", "9", "--out", f"{folder}/out.png",
+                   "--cache-dir", f"{folder}/cache"]
+        bfl.plans.append(TaskPlan(latency=LATENCY))
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, capture_output=True)
+            runs.append(time.perf_counter() - start)
+        bare = []
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            bare.append(time.perf_counter() - start)
+    hit, python = statistics.median(runs), statistics.median(bare)
+    print(f"CLI cache hit as a whole process (1 MP, no references): {hit / CLI_HIT_LIMIT:.2f} of the "
+          f"{CLI_HIT_LIMIT:g} s limit ({hit:.2f} s, of which {python:.2f} s is a bare Python start)")
+
+
 def main() -> None:
     with FakeBfl() as bfl:
         provider = BflProvider(base_url=bfl.api_url, api_key=ApiKey(bfl.api_key))
@@ -209,6 +332,9 @@ def main() -> None:
         pickup(bfl)
         cache_hit(bfl, provider)
         peak_memory(bfl, provider)
+        polling_schedule(bfl, provider)
+        cache_hit_figures(bfl, provider)
+    shared_cap()
     png_levels()
 
 

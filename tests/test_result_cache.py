@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comfyui_flux2_flex.nodes.engine import errors
+from comfyui_flux2_flex.nodes.engine import errors, fingerprint
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
 from comfyui_flux2_flex.nodes.engine.durable import generate_cached
 from comfyui_flux2_flex.nodes.engine.cli import main
@@ -53,10 +53,29 @@ def test_one_changed_pixel_or_another_provider_is_a_miss() -> None:
     assert cache_key("fal", REQUEST) != cache_key("bfl", REQUEST)
 
 
+def test_the_key_reads_the_pixels_not_their_memory_layout_and_keeps_their_order() -> None:
+    fortran = InputImage(np.asfortranarray(REFERENCE.pixels))
+    assert cache_key("bfl", replace(REQUEST, images=(fortran,))) == cache_key("bfl", REQUEST)
+    other = InputImage(REFERENCE.pixels[::-1].copy())
+    assert (cache_key("bfl", replace(REQUEST, images=(REFERENCE, other)))
+            != cache_key("bfl", replace(REQUEST, images=(other, REFERENCE))))
+
+
+def test_each_image_is_hashed_once_however_many_batch_items_share_it(fake_bfl: FakeBfl, bfl: BflProvider, tmp_path,
+                                                                     monkeypatch) -> None:
+    hashed: list[int] = []
+    hash_pixels = fingerprint._hash_pixels
+    monkeypatch.setattr(fingerprint, "_hash_pixels", lambda image: hashed.append(id(image)) or hash_pixels(image))
+    shared = tuple(InputImage(np.full((64, 64, 3), value, dtype=np.uint8)) for value in (1, 2))
+    items = [prepare(replace(REQUEST, seed=seed, images=shared), bfl) for seed in range(4)]
+    generate_batch(items, bfl, cache=ResultCache(tmp_path))
+    assert sorted(hashed) == sorted(id(image) for image in shared)
+
+
 def test_random_seeds_are_never_cached(fake_bfl: FakeBfl, bfl: BflProvider, tmp_path) -> None:
     assert cache_key("bfl", replace(REQUEST, seed=None)) is None
-    run(bfl, ResultCache(tmp_path), replace(REQUEST, seed=None))
-    assert list(tmp_path.iterdir()) == []
+    run(bfl, ResultCache(tmp_path / "cache"), replace(REQUEST, seed=None))
+    assert not (tmp_path / "cache").exists()
 
 
 def test_moderated_and_failed_runs_store_nothing(fake_bfl: FakeBfl, bfl: BflProvider, tmp_path) -> None:

@@ -14,7 +14,7 @@ import logging
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+from .lazy_httpx import httpx
 
 REDACTED = "[redacted key]"
 # Shorter values are not keys (providers' keys are 30+ characters) and replacing them would

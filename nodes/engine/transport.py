@@ -14,11 +14,10 @@ import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
+from .lazy_httpx import httpx
 from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=90.0, write=90.0, pool=30.0)
+DEFAULT_TIMEOUT = dict(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
 MAX_REDIRECTS = 5
@@ -34,7 +33,7 @@ def shared_client() -> httpx.Client:
     with _client_lock:
         if _client is None or _client.is_closed:
             _client = httpx.Client(
-                timeout=DEFAULT_TIMEOUT,
+                timeout=httpx.Timeout(**DEFAULT_TIMEOUT),
                 limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS),
                 follow_redirects=False,
                 headers={"User-Agent": "comfyui-flux2-flex"},

@@ -40,8 +40,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import httpx
-
+from ..lazy_httpx import httpx
 from .. import errors
 from ..images import encode_base64
 from ..keys import ApiKey, stored_setting

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-import httpx
 import numpy as np
 
+from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
 from ..images import decode_data_uri
@@ -30,7 +30,7 @@ from ..transport import describe_host, download_result, shared_client
 from .http_errors import json_body, raise_for_http_error
 
 ImageEncoder = Callable[[np.ndarray], str]
-POLL_TIMEOUT = httpx.Timeout(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
+POLL_TIMEOUT = dict(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
@@ -102,8 +102,16 @@ class Provider(ABC):
         self.base_url = (base_url or env.get(self.base_url_env_var()) or self.default_base_url).rstrip("/")
         self._api_key = api_key
         self._environ = env
-        self.client = client or shared_client()
+        self._client = client  # the process's shared client unless one is given, made on first use
         self.key_scope = KeyScope(self.base_url, self.trusted_domain)
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client, created when the first request is sent: a cache hit or a dry run never
+        pays for the connection pool and the TLS certificate store (about 65 ms)."""
+        if self._client is None:
+            self._client = shared_client()
+        return self._client
 
     @classmethod
     def base_url_env_var(cls) -> str:
@@ -204,7 +212,7 @@ class Provider(ABC):
         """GET a status URL of `task` with the key, after checking the key may go there."""
         self.key_scope.check(url, "polling")
         try:
-            response = self.client.get(url, headers=self.headers(), timeout=POLL_TIMEOUT)
+            response = self.client.get(url, headers=self.headers(), timeout=httpx.Timeout(**POLL_TIMEOUT))
         except httpx.TransportError as error:
             raise TransientError(f"poll failed ({type(error).__name__})") from None
         self.raise_for_refusal(response, stage="poll", task_id=task.task_id)

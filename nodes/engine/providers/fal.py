@@ -13,8 +13,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import httpx
-
+from ..lazy_httpx import httpx
 from .. import errors
 from ..images import encode_data_uri
 from ..request import STEPS, FlexRequest

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
+from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
 from ..redaction import redact

@@ -48,8 +48,7 @@ import operator
 from functools import partial
 from typing import Any
 
-import httpx
-
+from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import TransientError
 from ..images import encode_data_uri

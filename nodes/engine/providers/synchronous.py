@@ -13,15 +13,14 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-import httpx
-
+from ..lazy_httpx import httpx
 from .. import errors
 from ..request import FlexRequest
 from .base import PollUpdate, Provider, SubmittedTask
 
 # Generation happens while the submit's response is awaited: FLUX.2 [flex] at 50 steps and 4 MP
 # takes well over a minute on a busy deployment, longer than the shared client's 90 s read limit.
-RESPONSE_TIMEOUT = httpx.Timeout(connect=15.0, read=300.0, write=90.0, pool=30.0)
+RESPONSE_TIMEOUT = dict(connect=15.0, read=300.0, write=90.0, pool=30.0)
 FINISHED = "finished_update"
 # Headers that name a request on the provider's side, for the report and for support tickets.
 REQUEST_ID_HEADERS = ("x-generation-id", "apim-request-id", "x-request-id")
@@ -35,7 +34,7 @@ class SynchronousProvider(Provider):
         """The provider's 2xx answer as a task that is already done, or the pack's error."""
 
     def submit(self, request: FlexRequest) -> SubmittedTask:
-        response = self.post_submit(request, timeout=RESPONSE_TIMEOUT)
+        response = self.post_submit(request, timeout=httpx.Timeout(**RESPONSE_TIMEOUT))
         return self.finished(self.read_json(response, stage="submit"), response)
 
     def holds_answer(self, task: SubmittedTask) -> bool:
