@@ -53,6 +53,12 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 resets connections when dozens of clients connect at once
+    # (two processes submitting 16 each), which no real provider's server does.
+    request_queue_size = 128
+
+
 class LoopbackServer:
     """Serves `handler` on 127.0.0.1 on a free port and records every request it saw."""
 
@@ -60,7 +66,7 @@ class LoopbackServer:
         self.handler = handler
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, 0), self._make_handler_class())
+        self._server = _Server((host, 0), self._make_handler_class())
         self._server.daemon_threads = True
         # A short poll interval makes stop() return at once instead of after up to 0.5 s per server.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True)
