@@ -4,7 +4,11 @@ Prints, from one run, ratios that do not depend on this machine's speed as much 
 client overhead per image as a fraction of the server's latency (and where it goes), a batch of
 8 against one request, pickup delay and polls per task, HTTP requests per TCP connection, a cache
 hit against a generation, peak memory with 8 references of 4 MP, and the PNG encoder settings.
-Run: python bench/bench_throughput.py (about a minute on 2 cores).
+Then the scheduling figures, each against its limit: polls per task and pickup delay for the first
+tasks after a start and over 100 consecutive tasks (with the duration estimate's drift), two
+processes sharing one key's 24-task cap (429s, wall time against whole rounds of tasks), and a
+result-cache hit in-process and as a whole `flux-flex` process.
+Run: python bench/bench_throughput.py (about two minutes on 2 cores).
 """
 
 from __future__ import annotations
