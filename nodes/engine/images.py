@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
-from .request import MEGAPIXEL, downscaled_size
+from .request import MEGAPIXEL, UPLOAD_FORMATS, InputImage, downscaled_size
 
-# Measured with bench/bench_throughput.py on photo-like 1 MP and 4 MP images: zlib level 1 takes
-# about 0.95 of the default level 6's time for files 3% larger; level 0 (no compression) takes
-# half the time but makes uploads 30% larger, which costs more than it saves on any uplink much
-# slower than loopback. Level 1 is the fastest setting that does not cost upload time.
+# Measured with bench/bench_throughput.py on 4 MP images (2 cores): zlib level 1 takes 0.55-0.8
+# of the default level 6's time for files 2-13% larger on photographic images, and is as small
+# as level 6 within a few hundredths of the pixels on flat ones (screenshots, typography); level 3
+# is no faster than 1. Level 0 (no compression) takes half of level 1's time on photographs but
+# makes their uploads 25-50% larger, and flat images 50 times larger: on any uplink slower than
+# loopback that costs more than it saves. Level 1 is the fastest level that does not.
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
-UPLOAD_FORMATS = ("png", "jpeg", "webp")
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 DECODABLE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "MPO"})  # MPO: some JPEGs from phones
 MAX_DECODED_PIXELS = 64 * MEGAPIXEL  # far above any output size; stops decompression bombs
 WHITE = 255
@@ -47,8 +52,29 @@ def downscale_to_max_pixels(pixels: np.ndarray, max_pixels: int, *, label: str) 
     return Downscaled(np.asarray(resized), note)
 
 
-def encode_image(pixels: np.ndarray, image_format: str = "png") -> bytes:
-    """Encode uint8 RGB pixels for upload; PNG is lossless, JPEG and WebP are smaller."""
+def upload_base64(image: InputImage, image_format: str) -> bytes:
+    """The image encoded in `image_format`, as the base64 bytes a JSON body carries.
+
+    Made once per image and format (kept with the image), however many batch items or retries
+    send it; the encoder's buffer is read without a copy, so the base64 is the only whole copy.
+    """
+    return image.derived(("upload", image_format),
+                         lambda: base64.b64encode(_encoded(image.pixels, image_format).getbuffer()))
+
+
+def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[bytes]:
+    """`upload_base64` of each image, the distinct ones encoded in parallel: Pillow's encoders
+    release the GIL, so eight references take about the time of one on eight cores."""
+    distinct = list({id(image): image for image in images}.values())
+    workers = min(len(distinct), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flux-flex-encode") as pool:
+            list(pool.map(lambda image: upload_base64(image, image_format), distinct))
+    return [upload_base64(image, image_format) for image in images]
+
+
+def _encoded(pixels: np.ndarray, image_format: str) -> io.BytesIO:
+    """Pixels encoded for upload: PNG is lossless, JPEG and WebP are smaller and lossy."""
     if image_format not in UPLOAD_FORMATS:
         raise InvalidRequestError("upload_format", image_format, f"one of {', '.join(UPLOAD_FORMATS)}")
     buffer = io.BytesIO()
@@ -59,18 +85,7 @@ def encode_image(pixels: np.ndarray, image_format: str = "png") -> bytes:
         picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     else:
         picture.save(buffer, format="WEBP", quality=WEBP_QUALITY)
-    return buffer.getvalue()
-
-
-def encode_base64(pixels: np.ndarray, image_format: str = "png") -> str:
-    """Raw base64 without a data: prefix, as BFL's examples send it."""
-    return base64.b64encode(encode_image(pixels, image_format)).decode("ascii")
-
-
-def encode_data_uri(pixels: np.ndarray, image_format: str = "png") -> str:
-    """A data: URI, the form resellers accept where they expect an image URL."""
-    mime = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[image_format]
-    return f"data:{mime};base64,{encode_base64(pixels, image_format)}"
+    return buffer
 
 
 def decode_data_uri(uri: str) -> bytes:
