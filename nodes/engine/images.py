@@ -20,12 +20,12 @@ from PIL import Image, ImageOps
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from .request import MEGAPIXEL, UPLOAD_FORMATS, InputImage, downscaled_size
 
-# Measured with bench/bench_throughput.py on 4 MP images (2 cores): zlib level 1 takes 0.55-0.8
-# of the default level 6's time for files 2-13% larger on photographic images, and is as small
-# as level 6 within a few hundredths of the pixels on flat ones (screenshots, typography); level 3
-# is no faster than 1. Level 0 (no compression) takes half of level 1's time on photographs but
-# makes their uploads 25-50% larger, and flat images 50 times larger: on any uplink slower than
-# loopback that costs more than it saves. Level 1 is the fastest level that does not.
+# Chosen by bench/bench_throughput.py (zlib_levels) on 4 MP images, 2 cores: on a photographic
+# image zlib level 1 takes 0.8 of the default level 6's time (0.46 s against 0.55-0.60 s) for
+# 2.5% more bytes, on a flat one (a screenshot, typography) 0.7 of the time for files still 50
+# times smaller than the pixels; level 3 is no faster than 1. Level 0 halves level 1's time on a
+# photograph but sends 26% more bytes, and 55 times more on a flat image: on any uplink slower
+# than loopback that costs more than it saves. Level 1 is the fastest level that does not.
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
@@ -56,10 +56,10 @@ def upload_base64(image: InputImage, image_format: str) -> bytes:
     """The image encoded in `image_format`, as the base64 bytes a JSON body carries.
 
     Made once per image and format (kept with the image), however many batch items or retries
-    send it; the encoder's buffer is read without a copy, so the base64 is the only whole copy.
+    send it. The encoder's output is turned into base64 as it comes, so the base64 is the only
+    whole copy of the file ever held.
     """
-    return image.derived(("upload", image_format),
-                         lambda: base64.b64encode(_encoded(image.pixels, image_format).getbuffer()))
+    return image.derived(("upload", image_format), lambda: _encoded(image.pixels, image_format))
 
 
 def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[bytes]:
@@ -73,19 +73,41 @@ def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[b
     return [upload_base64(image, image_format) for image in images]
 
 
-def _encoded(pixels: np.ndarray, image_format: str) -> io.BytesIO:
-    """Pixels encoded for upload: PNG is lossless, JPEG and WebP are smaller and lossy."""
+def _encoded(pixels: np.ndarray, image_format: str) -> bytes:
+    """Pixels encoded for upload, in base64: PNG is lossless, JPEG and WebP are smaller and lossy."""
     if image_format not in UPLOAD_FORMATS:
         raise InvalidRequestError("upload_format", image_format, f"one of {', '.join(UPLOAD_FORMATS)}")
-    buffer = io.BytesIO()
+    sink = _Base64Sink()
     picture = Image.fromarray(pixels)
     if image_format == "png":
-        picture.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        picture.save(sink, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif image_format == "jpeg":
-        picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        picture.save(sink, format="JPEG", quality=JPEG_QUALITY)
     else:
-        picture.save(buffer, format="WEBP", quality=WEBP_QUALITY)
-    return buffer
+        picture.save(sink, format="WEBP", quality=WEBP_QUALITY)
+    return sink.getvalue()
+
+
+class _Base64Sink:
+    """A write-only file that keeps what is written to it as base64, encoding each piece as it
+    arrives (in whole 3-byte groups, carrying the rest over to the next piece)."""
+
+    def __init__(self) -> None:
+        self._encoded = io.BytesIO()
+        self._carry = b""
+
+    def write(self, data: bytes) -> int:
+        joined = self._carry + bytes(data)
+        whole = len(joined) - len(joined) % 3
+        self._encoded.write(base64.b64encode(joined[:whole]))
+        self._carry = joined[whole:]
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        """All of it, the padded last group included; BytesIO hands over its buffer without a copy."""
+        self._encoded.write(base64.b64encode(self._carry))
+        self._carry = b""
+        return self._encoded.getvalue()
 
 
 def decode_data_uri(uri: str) -> bytes:

@@ -85,11 +85,11 @@ UPLOAD_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp")
 LOSSLESS_UPLOAD_FORMAT = "png"
 UPLOAD_FORMAT_DEFAULT = LOSSLESS_UPLOAD_FORMAT  # never lossy unless the user chooses it
 UPLOAD_FORMAT_HELP = (
-    "How input images (the image to edit, references) are sent to the provider. png (default) is lossless: "
-    "the provider sees exactly your pixels, but a 4 MP photo makes an upload of several MB that takes about half "
-    "a second per image to encode. jpeg and webp (quality 95) are lossy: uploads about 5 times smaller and faster "
-    "(jpeg encodes 10 times faster, webp no faster than png), at the cost of slight softening of fine detail "
-    "and small text. Not every provider takes jpeg or webp; a refused choice is named before anything is sent."
+    "How input images (the image to edit, references) are sent to the provider. png (default) is lossless: the "
+    "provider sees exactly your pixels, but a 4 MP photo makes an upload of about 10 MB that takes about half a "
+    "second to encode. jpeg and webp (quality 95) are lossy: uploads about 4 times smaller, at the cost of slight "
+    "softening of fine detail and small text; jpeg also encodes about 20 times faster, webp no faster than png. "
+    "Not every provider takes jpeg or webp: a choice it does not take is refused before anything is sent."
 )
 MAX_INPUT_IMAGES = 8  # BFL's OpenAPI schema has input_image .. input_image_8
 T = TypeVar("T")
