@@ -170,4 +170,4 @@ def test_settings_apiframe_cannot_honour_are_named_in_notes(provider) -> None:
     notes = prepare(FlexRequest(prompt="p", width=1040, height=1024, safety_tolerance=5), provider).notes
     assert any("safety_tolerance 5 cannot be set on Apiframe" in note for note in notes)
     assert any("1040x1024 is not a multiple of 32" in note for note in notes)
-    assert "safety_tolerance" not in provider.build_body(FlexRequest(prompt="p", safety_tolerance=5))["fluxParams"]
+    assert "safety_tolerance" not in provider.dry_run_body(FlexRequest(prompt="p", safety_tolerance=5))["fluxParams"]
