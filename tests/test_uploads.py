@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfyui_flux2_flex.nodes.engine import images
+from comfyui_flux2_flex.nodes.engine import images, runner
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError
 from comfyui_flux2_flex.nodes.engine.fingerprint import request_fingerprint
@@ -126,3 +126,19 @@ def test_the_upload_format_names_a_different_result_only_when_lossy_images_are_s
         prompt="p", seed=1, images=(reference,), upload_format="jpeg"))
     assert request_fingerprint("bfl", text_only) == request_fingerprint("bfl", FlexRequest(
         prompt="p", seed=1, upload_format="jpeg"))
+
+
+def test_an_edit_image_over_the_cap_is_shrunk_and_encoded_once_for_the_whole_batch(
+    fake_bfl: FakeBfl, bfl: BflProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_encodes(monkeypatch)
+    shrinks: list[int] = []
+    shrink = runner.downscale_to_max_pixels
+    monkeypatch.setattr(runner, "downscale_to_max_pixels", lambda *args, **kwargs: shrinks.append(1) or shrink(
+        *args, **kwargs))
+    oversized = InputImage(np.zeros((2000, 2600, 3), np.uint8))  # 5.2 MP: over BFL's 4 MP per input
+    request = FlexRequest(prompt="p", width=128, height=128, seed=1, images=(oversized,))
+    prepared = [prepare(item, bfl) for item in seeded_requests(request, 3)]
+    assert all("downscaled from 2600x2000" in item.notes[0] for item in prepared)
+    generate_batch(prepared, bfl, settings=FAST)
+    assert len(shrinks) == 1 and list(calls.values()) == [1] and len(fake_bfl.submits) == 3

@@ -21,8 +21,8 @@ from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from .request import MEGAPIXEL, UPLOAD_FORMATS, InputImage, downscaled_size
 
 # Chosen by bench/bench_throughput.py (zlib_levels) on 4 MP images, 2 cores: on a photographic
-# image zlib level 1 takes 0.8 of the default level 6's time (0.46 s against 0.55-0.60 s) for
-# 2.5% more bytes, on a flat one (a screenshot, typography) 0.7 of the time for files still 50
+# image zlib level 1 takes 0.8-0.9 of the default level 6's time (0.46-0.55 s against 0.55-0.60 s)
+# for 2.5% more bytes, on a flat one (a screenshot, typography) 0.7 of the time for files still 50
 # times smaller than the pixels; level 3 is no faster than 1. Level 0 halves level 1's time on a
 # photograph but sends 26% more bytes, and 55 times more on a flat image: on any uplink slower
 # than loopback that costs more than it saves. Level 1 is the fastest level that does not.
