@@ -19,7 +19,7 @@ import threading
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .request import FlexRequest, InputImage
+from .request import LOSSLESS_UPLOAD_FORMAT, FlexRequest, InputImage
 
 MODEL = "flux-2-flex"
 FORMAT_VERSION = 2  # 2: a digest per image, combined (1 hashed all pixels in one stream)
@@ -29,9 +29,16 @@ _digests_lock = threading.Lock()
 
 
 def request_fingerprint(provider: str, request: FlexRequest) -> str:
-    """Provider, model, every setting (the seed too, None when random) and every input pixel."""
+    """Provider, model, every setting (the seed too, None when random) and every input pixel.
+
+    The upload format counts only where it changes what the provider receives: lossy uploads of
+    input images. PNG is lossless at any zlib level, and without images nothing is uploaded, so
+    those requests keep the names they had before the setting existed.
+    """
     digest = hashlib.sha256()
     settings = {**request.settings(), "input_images": None}
+    if not request.images or request.upload_format == LOSSLESS_UPLOAD_FORMAT:
+        del settings["upload_format"]
     digest.update(json.dumps({"v": FORMAT_VERSION, "provider": provider, "model": MODEL, **settings},
                              sort_keys=True).encode())
     for image_digest in image_digests(request.images):
