@@ -131,29 +131,36 @@ def expand_native(
     sigmas = builder.node("Flux2Scheduler", steps=settings.steps, width=width, height=height).out(0)
     sampler = builder.node("KSamplerSelect", sampler_name=SAMPLER).out(0)
     edit_latents = [_encode_edit_frame(builder, sources, edit_image, frame, frames) for frame in range(frames)] or [None]
-    images: Link | None = None
+    has_references = references is not None and bool(references.images)
+    decoded: list[Link] = []
     for index, edit_latent in enumerate(edit_latents):
-        def with_references(conditioning: Link) -> Link:
-            if edit_latent is not None:
-                conditioning = builder.node("ReferenceLatent", conditioning=conditioning, latent=edit_latent).out(0)
-            if references is not None and references.images:
-                conditioning = builder.node(REFERENCE_LATENTS_NODE, conditioning=conditioning, vae=sources.vae,
-                                            references=sources.references).out(0)
-            return conditioning
-
+        conditioned = [_with_references(builder, sources, side, edit_latent, has_references)
+                       for side in (positive, negative) if side is not None]
         if negative is None:
-            guider = builder.node("BasicGuider", model=sources.model, conditioning=with_references(positive))
+            guider = builder.node("BasicGuider", model=sources.model, conditioning=conditioned[0])
         else:
-            guider = builder.node("CFGGuider", model=sources.model, positive=with_references(positive),
-                                  negative=with_references(negative), cfg=settings.guidance)
+            guider = builder.node("CFGGuider", model=sources.model, positive=conditioned[0], negative=conditioned[1],
+                                  cfg=settings.guidance)
         noise = builder.node("RandomNoise", noise_seed=settings.seed + index * settings.batch_size)
         latent = builder.node("EmptyFlux2LatentImage", width=width, height=height, batch_size=settings.batch_size)
         sampled = builder.node("SamplerCustomAdvanced", noise=noise.out(0), guider=guider.out(0), sampler=sampler,
                                sigmas=sigmas, latent_image=latent.out(0))
-        decoded = builder.node("VAEDecode", samples=sampled.out(0), vae=sources.vae).out(0)
-        images = decoded if images is None else builder.node("ImageBatch", image1=images, image2=decoded).out(0)
-    assert images is not None
+        decoded.append(builder.node("VAEDecode", samples=sampled.out(0), vae=sources.vae).out(0))
+    images = decoded[0]
+    for frame_images in decoded[1:]:
+        images = builder.node("ImageBatch", image1=images, image2=frame_images).out(0)
     return NativeRun(images, native_report(settings, model, size, edit_image, references, tuple(notes)))
+
+
+def _with_references(builder: Builder, sources: NativeSources, conditioning: Link, edit_latent: Link | None,
+                     has_references: bool) -> Link:
+    """A conditioning with the edit frame's latent, then the references' latents, in the remote order."""
+    if edit_latent is not None:
+        conditioning = builder.node("ReferenceLatent", conditioning=conditioning, latent=edit_latent).out(0)
+    if has_references:
+        conditioning = builder.node(REFERENCE_LATENTS_NODE, conditioning=conditioning, vae=sources.vae,
+                                    references=sources.references).out(0)
+    return conditioning
 
 
 def _encode_edit_frame(builder: Builder, sources: NativeSources, edit_image: torch.Tensor, frame: int,
