@@ -1,42 +1,50 @@
 """Throughput benchmark against the loopback BFL stand-in (a script, not a test).
 
 Prints, from one run, ratios that do not depend on this machine's speed as much as seconds do:
-client overhead per image as a fraction of the server's latency (and where it goes), a batch of
-8 against one request, pickup delay and polls per task, HTTP requests per TCP connection, a cache
-hit against a generation, peak memory with 8 references of 4 MP, and the PNG encoder settings.
-Run: python bench/bench_throughput.py (about a minute on 2 cores).
+client overhead per image against the least the same bytes need (encoding on all cores, loopback
+transfer, decoding) and where it goes, a batch of 8 against one request, a batch of 4 sharing two
+references against one request, pickup delay and polls per task, HTTP requests per TCP
+connection, a cache hit against a generation, peak memory per 4 MP reference against its pixels,
+and PNG encoding at each zlib level on photographic and flat images.
+Run: python bench/bench_throughput.py (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from fakes.bfl_server import FakeBfl, TaskPlan  # noqa: E402
+from fakes.pictures import render_result  # noqa: E402
 
 from comfyui_flux2_flex.nodes.engine import runner  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.durable import generate_cached  # noqa: E402
-from comfyui_flux2_flex.nodes.engine.images import encode_base64  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.images import PNG_COMPRESS_LEVEL, upload_all_base64  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider  # noqa: E402
-from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage  # noqa: E402
+from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage, seeded_requests  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache  # noqa: E402
 from comfyui_flux2_flex.nodes.engine.runner import generate, prepare  # noqa: E402
 
 LATENCY = 2.0  # seconds the stand-in takes per image, like a fast real task
 LONG_LATENCY = 8.0  # a more typical task, for the polling figures
+MEMORY_PROBE = "--memory-probe"  # how main() runs memory_probe in a child process
 RNG = np.random.default_rng(0)
 
 
@@ -47,9 +55,10 @@ def photo_like(width: int, height: int) -> np.ndarray:
     return np.clip(ramp * 0.7 + noise + 40, 0, 255).astype(np.uint8)
 
 
-def request(size: int, seed: int, references: int = 1) -> FlexRequest:
+def request(size: int, seed: int, references: int = 1, upload_format: str = "png") -> FlexRequest:
     refs = tuple(InputImage(photo_like(size, size)) for _ in range(references))
-    return FlexRequest(prompt="bench", width=size, height=size, seed=seed, output_format="png", images=refs)
+    return FlexRequest(prompt="bench", width=size, height=size, seed=seed, output_format="png", images=refs,
+                       upload_format=upload_format)
 
 
 class Phases:
@@ -76,34 +85,76 @@ def timed_generate(bfl: FakeBfl, provider: BflProvider, req: FlexRequest) -> flo
     return time.perf_counter() - start
 
 
+def encode_limit(req: FlexRequest) -> float:
+    """Seconds to encode the request's images in its upload format on all cores, from fresh
+    copies (nothing memoized): what any client must spend before the body can go out."""
+    fresh = [InputImage(image.pixels) for image in req.images]
+    start = time.perf_counter()
+    upload_all_base64(fresh, req.upload_format)
+    return time.perf_counter() - start
+
+
+def loopback_seconds(size: int) -> float:
+    """Seconds to move `size` bytes through a loopback TCP connection: the wire's share of the limit."""
+    payload = memoryview(bytearray(size))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def drain() -> None:
+            connection, _ = server.accept()
+            with connection:
+                left = size
+                while left:
+                    left -= len(connection.recv(1 << 20)) or left
+        reader = threading.Thread(target=drain)
+        reader.start()
+        with socket.create_connection(server.getsockname()) as sender:
+            start = time.perf_counter()
+            sender.sendall(payload)
+            reader.join()
+            return time.perf_counter() - start
+
+
+OVERHEAD_CASES = (("1 MP out + one 1 MP reference", 1024, 1), ("4 MP out + 8 x 4 MP references", 2048, 8))
+
+
 def overhead(bfl: FakeBfl, provider: BflProvider) -> None:
+    """Client time per image (wall time over the server's latency) against the least the bytes
+    need: encoding the same images on all cores, moving the body and the result over loopback
+    and decoding the result. 1 MP out with one 1 MP reference, 4 MP out with eight 4 MP ones."""
     timed_generate(bfl, provider, request(512, 0))  # warm-up: connection and duration history
+    for label, size, references in OVERHEAD_CASES:
+        for upload_format in ("png", "jpeg"):
+            spent, parts, limits = overhead_figures(bfl, provider, size, references, upload_format)
+            limit = sum(limits.values())
+            split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in parts.items())
+            bound = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in limits.items())
+            print(f"client overhead, {label}, {upload_format} uploads: {spent / limit:.2f}x the limit "
+                  f"({spent:.2f} s against {limit:.2f} s; {spent / LATENCY:.3f} of the {LATENCY:g} s task); "
+                  f"spent: {split}; limit on {os.cpu_count()} cores: {bound}")
+
+
+def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references: int,
+                     upload_format: str) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Median client seconds of two requests, where they went, and the limit's parts."""
+    phases = Phases()
     decode = runner.decode_image
-    for label, size in (("1 MP", 1024), ("4 MP", 2048)):
-        phases = Phases()
-        provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
-        runner.decode_image = phases.wrap("decode", decode)
-        requests = [request(size, seed) for seed in range(1, 4)]
-        first_task = len(bfl.tasks)
-        try:
-            wall = statistics.median(timed_generate(bfl, provider, req) for req in requests)
-        finally:
-            del provider.submit, provider.fetch  # back to the class's methods
-            runner.decode_image = decode
-        for req in requests:  # the same encoding the submit did, timed on its own
-            phases.wrap("encode", encode_base64)(req.images[0].pixels)
-        tasks = list(bfl.tasks.values())[first_task:]
-        parts = {
-            "encode": phases.seconds["encode"],
-            "upload": phases.seconds["submit"] - phases.seconds["encode"],
-            "pickup": sum(t.ready_at - (t.created + t.plan.latency) for t in tasks),
-            "download": phases.seconds["download"],
-            "decode": phases.seconds["decode"],
-        }
-        split = ", ".join(f"{name} {seconds / len(requests) / LATENCY:.3f}" for name, seconds in parts.items())
-        print(f"client overhead per image at {label} (1 reference in, 1 image out): "
-              f"{(wall - LATENCY) / LATENCY:.2f} of the server latency ({wall - LATENCY:.2f} s over {LATENCY:g} s); "
-              f"in parts of the latency: {split}")
+    provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
+    runner.decode_image = phases.wrap("decode", decode)
+    requests = [request(size, seed, references, upload_format) for seed in range(1, 3)]
+    first_task = len(bfl.tasks)
+    try:
+        walls = [timed_generate(bfl, provider, req) for req in requests]
+    finally:
+        del provider.submit, provider.fetch  # back to the class's methods
+        runner.decode_image = decode
+    tasks = list(bfl.tasks.values())[first_task:]
+    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
+    limits = {"encode": statistics.median(encode_limit(req) for req in requests),
+              "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
+              "decode": phases.seconds["decode"] / len(requests)}
+    parts = {"submit (encode + upload)": phases.seconds["submit"] / len(requests),
+             "pickup": statistics.mean(t.ready_at - (t.created + t.plan.latency) for t in tasks),
+             "download": phases.seconds["download"] / len(requests), "decode": limits["decode"]}
+    return statistics.median(walls) - LATENCY, parts, limits
 
 
 def pickup(bfl: FakeBfl) -> None:
@@ -169,32 +220,100 @@ def cache_hit(bfl: FakeBfl, provider: BflProvider) -> None:
     print(f"cache hit time over a generation (1 MP): {hit / miss:.3f} ({hit * 1000:.0f} ms against {miss:.2f} s)")
 
 
-def peak_memory(bfl: FakeBfl, provider: BflProvider) -> None:
-    req = request(2048, 400, references=8)
+def shared_references(bfl: FakeBfl, provider: BflProvider) -> None:
+    """A batch of 4 whose items share two 4 MP references against one request with them: each
+    reference is encoded once for the whole batch, so the limit is 1.0. The stand-in parses every
+    body in this process too (same cores, same GIL); its share is printed beside the ratio."""
+    def two_references() -> tuple[InputImage, ...]:
+        return tuple(InputImage(photo_like(2048, 2048)) for _ in range(2))
+
+    stand_in = Phases()
+    handle = bfl.api.handler
+    bfl.api.handler = stand_in.wrap("submit", handle)
+    try:
+        one = timed_generate(bfl, provider, FlexRequest(prompt="bench", width=1024, height=1024, seed=600,
+                                                        images=two_references()))
+        parsing_one = stand_in.seconds.pop("submit")
+        shared = FlexRequest(prompt="bench", width=1024, height=1024, seed=700, images=two_references())
+        bfl.plans.extend(TaskPlan(latency=LATENCY) for _ in range(4))
+        start = time.perf_counter()
+        generate_batch([prepare(item, provider) for item in seeded_requests(shared, 4)], provider)
+        wall = time.perf_counter() - start
+    finally:
+        bfl.api.handler = handle
+    print(f"batch of 4 sharing two 4 MP references over one request with them: {wall / one:.2f} (limit 1.0; "
+          f"the stand-in spent {stand_in.seconds['submit']:.2f} s taking the 4 bodies in, {parsing_one:.2f} s the one)")
+
+
+def peak_memory(bfl: FakeBfl) -> None:
+    """Peak memory per 4 MP reference, as a multiple of its raw pixels, measured in a child process
+    so that the stand-in's own copies of the body do not count."""
+    for references in (1, 8):
+        probe = subprocess.run([sys.executable, __file__, MEMORY_PROBE, bfl.api_url, bfl.api_key, str(references)],
+                               check=True, capture_output=True, text=True)
+        figures = json.loads(probe.stdout)
+        print(f"peak memory with {references} x 4 MP reference(s), per reference: "
+              f"{figures['python_peak'] / figures['raw']:.2f}x its pixels on the Python heap, "
+              f"{figures['rss_peak'] / figures['raw']:.2f}x in peak RSS (Pillow's buffers included)")
+
+
+def memory_probe(api_url: str, key: str, references: int) -> None:
+    """In a fresh process: the peak of one run with `references` 4 MP references over what the
+    process held before it (the pixels themselves included in neither)."""
+    provider = BflProvider(base_url=api_url, api_key=ApiKey(key))
+    generate(prepare(request(256, 1, references=1), provider), provider)  # imports, client, connections
+    req = FlexRequest(prompt="bench", width=256, height=256, seed=2, images=request(2048, 2, references).images)
     raw = sum(image.pixels.nbytes for image in req.images)
-    bfl.plans.append(TaskPlan(latency=0.5))
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM, the peak RSS, to the current RSS
+    before = _status_kib("VmRSS")
     tracemalloc.start()
     generate(prepare(req, provider), provider)
-    _, peak = tracemalloc.get_traced_memory()
+    _, python_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"peak memory with 8 references of 4 MP: {peak / 2**20:.0f} MiB, {peak / raw:.2f}x the references' raw pixels")
+    rss_peak = (_status_kib("VmHWM") - before) * 1024
+    print(json.dumps({"raw": raw / references, "python_peak": python_peak / references,
+                      "rss_peak": rss_peak / references}))
 
 
-def png_levels() -> None:
-    for label, size in (("1 MP", 1024), ("4 MP", 2048)):
-        pixels = photo_like(size, size)
-        times, sizes = {}, {}
-        for level in (0, 1, 6):
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def flat_image(width: int, height: int) -> np.ndarray:
+    """A screenshot or typography: flat colours and text, which compresses many times better."""
+    picture = Image.new("RGB", (width, height), (245, 240, 230))
+    draw = ImageDraw.Draw(picture)
+    for top in range(0, height, 40):
+        draw.text((20, top), "FLEX COAST typography 0123456789 " * 8, fill=(20, 30, 90))
+    draw.rectangle((width // 4, height // 4, width // 2, height // 2), fill=(200, 40, 40))
+    return np.asarray(picture)
+
+
+ENCODER_SETTINGS = {
+    **{f"level {level}": {"format": "PNG", "compress_level": level} for level in (0, 1, 3, 6)},
+    "jpeg q95": {"format": "JPEG", "quality": 95}, "webp q95": {"format": "WEBP", "quality": 95},
+}
+
+
+def zlib_levels() -> None:
+    """PNG encode time and size at zlib levels 0, 1, 3 and 6 (Pillow's default), photographic
+    and flat 4 MP images; JPEG and WebP at quality 95 for scale. What PNG_COMPRESS_LEVEL follows."""
+    for label, pixels in (("photographic", photo_like(2048, 2048)), ("flat", flat_image(2048, 2048))):
+        figures = []
+        for name, options in ENCODER_SETTINGS.items():
             runs = []
             for _ in range(3):  # the median of three: single encodes vary by 20% on a busy machine
                 buffer = io.BytesIO()
                 start = time.perf_counter()
-                Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
+                Image.fromarray(pixels).save(buffer, **options)
                 runs.append(time.perf_counter() - start)
-            times[level], sizes[level] = statistics.median(runs), len(buffer.getvalue())
-        print(f"PNG encode at {label}, against level 6: level 1 takes {times[1] / times[6]:.2f} of the time for "
-              f"{sizes[1] / sizes[6]:.2f} of the size; level 0 takes {times[0] / times[6]:.2f} of the time for "
-              f"{sizes[0] / sizes[6]:.2f} of the size")
+            figures.append(f"{name} {statistics.median(runs):.3f} s, {len(buffer.getvalue()) / pixels.nbytes:.3f}")
+        print(f"encoding a {label} 4 MP image (seconds, size over the raw pixels; uploads use level "
+              f"{PNG_COMPRESS_LEVEL}): " + "; ".join(figures))
 
 
 def main() -> None:
@@ -202,15 +321,19 @@ def main() -> None:
         provider = BflProvider(base_url=bfl.api_url, api_key=ApiKey(bfl.api_key))
         connections = Connections(bfl)
         overhead(bfl, provider)
-        connections.report("7 images one after another (3 servers: API, polling, delivery)")
+        connections.report("9 images one after another (3 servers: API, polling, delivery)")
         batch(bfl, provider)
         connections.report("1 image then a batch of 8 at once")
         long_tasks(bfl, provider)
         pickup(bfl)
         cache_hit(bfl, provider)
-        peak_memory(bfl, provider)
-    png_levels()
+        shared_references(bfl, provider)
+        peak_memory(bfl)
+    zlib_levels()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [MEMORY_PROBE]:
+        memory_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()

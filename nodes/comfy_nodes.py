@@ -28,7 +28,7 @@ from .engine.providers import KEY_ENV_VARS, PROVIDER_NAMES
 from .engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
-    SAFETY_TOLERANCE, SEED, STEPS, WIDTH, NumberSpec,
+    SAFETY_TOLERANCE, SEED, STEPS, UPLOAD_FORMAT_DEFAULT, UPLOAD_FORMAT_HELP, UPLOAD_FORMATS, WIDTH, NumberSpec,
 )
 from .engine.runner import RunHooks
 from .node_logic import (
@@ -56,8 +56,8 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
 def settings_inputs(*, sends: bool = True) -> list:
     """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
 
-    `sends` adds the result-cache switch and the key's name, which mean nothing on CostEstimate
-    (it sends nothing).
+    `sends` adds the result-cache switch, the key's name and the upload format, which mean nothing
+    on CostEstimate (it sends nothing).
     Local runs take their options from the Local Model node instead, so a remote run shows no
     widget that does nothing for it.
     """
@@ -70,6 +70,8 @@ def settings_inputs(*, sends: bool = True) -> list:
         tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex (personal, "
         "client, ...). Empty (default): the provider's default key. The workflow holds only this name; where it "
         "is unknown, the default key is used and the report says so.")
+    upload_format = io.Combo.Input("upload_format", options=list(UPLOAD_FORMATS), default=UPLOAD_FORMAT_DEFAULT,
+                                   tooltip=UPLOAD_FORMAT_HELP)
     return [
         io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
@@ -91,7 +93,8 @@ def settings_inputs(*, sends: bool = True) -> list:
         io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
         io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
-        *([use_cache, key_name] if sends else []),  # last, so workflows saved before them still line up
+        *([use_cache, key_name, upload_format] if sends else []),  # last, in the order they were added, so
+        # workflows saved before them still line up
     ]
 
 

@@ -21,8 +21,8 @@ from .engine.local import LocalModel, LocalOptions
 from .engine.pricing import CostEstimate, estimate
 from .engine.providers import PROVIDER_CLASSES, make_provider
 from .engine.request import (
-    MAX_OUTPUT_PIXELS, SEED, FittedSize, FlexRequest, InputImage, fit_size, preset_size, seeded_requests,
-    validate_request,
+    MAX_OUTPUT_PIXELS, SEED, UPLOAD_FORMAT_DEFAULT, FittedSize, FlexRequest, InputImage, fit_size, preset_size,
+    seeded_requests, validate_request,
 )
 from .engine.result_cache import ResultCache
 from .engine.runner import GenerationResult, RunHooks
@@ -67,6 +67,7 @@ class NodeSettings:
     batch_size: int = 1
     use_cache: bool = True
     key_name: str = ""  # a stored key's name (personal, client); empty: the provider's default key
+    upload_format: str = UPLOAD_FORMAT_DEFAULT
 
     @classmethod
     def from_widgets(cls, values: Mapping[str, Any]) -> "NodeSettings":
@@ -94,7 +95,7 @@ class NodeSettings:
         return FlexRequest(
             prompt=self.prompt, width=width, height=height, steps=self.steps, guidance=self.guidance,
             seed=self.seed, safety_tolerance=self.safety_tolerance, output_format=self.output_format,
-            prompt_upsampling=self.prompt_upsampling, images=images,
+            prompt_upsampling=self.prompt_upsampling, images=images, upload_format=self.upload_format,
         )
 
 

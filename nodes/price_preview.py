@@ -62,6 +62,8 @@ def preview_price(
     try:
         provider = make_provider(settings.provider)
         provider.validate(settings.base_request())
+        if edit_image is not None or references is not None:  # images will be uploaded in this format
+            provider.check_upload_format(settings.upload_format)
     except FluxFlexError as error:
         return PricePreview("check settings", str(error), problem=True)
     price = price_for(provider.name)

@@ -24,11 +24,11 @@ def test_dry_run_prints_the_body_without_images_and_sends_nothing(bfl_env: FakeB
     ref = tmp_path / "ref.png"
     Image.new("RGB", (96, 64), "red").save(ref)
     code = main(["generate", "--prompt", "fox", "--reference", str(ref), "--seed", "3", "--no-prompt-upsampling",
-                 "--out", str(tmp_path / "o.png"), "--dry-run"])
+                 "--upload-format", "jpeg", "--out", str(tmp_path / "o.png"), "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
     body = json.loads(out[out.index("{"): out.index("}\n") + 1])
-    assert body["input_image"] == "<image 96x64, omitted>"
+    assert body["input_image"] == "<jpeg image 96x64, omitted>"
     assert body["seed"] == 3 and body["prompt_upsampling"] is False
     assert "$0.100" in out
     assert out.startswith(f"POST {bfl_env.api_url}/v1/flux-2-flex (BFL)\n")  # the URL it would post to

@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
-from comfyui_flux2_flex.nodes.engine.images import (
-    decode_image, downscale_to_max_pixels, encode_base64, encode_data_uri, encode_image,
-)
+from comfyui_flux2_flex.nodes.engine.images import decode_image, downscale_to_max_pixels, upload_base64
+from comfyui_flux2_flex.nodes.engine.request import InputImage
 from comfyui_flux2_flex.nodes.tensors import arrays_to_tensor, tensor_to_arrays
 
 
@@ -24,24 +23,29 @@ def random_batch(batch: int = 2, height: int = 48, width: int = 64, channels: in
     return torch.randint(0, 256, (batch, height, width, channels), generator=generator).float() / 255.0
 
 
+def uploaded(pixels: np.ndarray, image_format: str) -> bytes:
+    """The file an upload of `pixels` carries (its base64 decoded)."""
+    return base64.b64decode(upload_base64(InputImage(pixels), image_format))
+
+
 def test_png_round_trip_is_exact() -> None:
     tensor = random_batch()
     frames = tensor_to_arrays(tensor)
-    decoded = [decode_image(encode_image(frame, "png")) for frame in frames]
+    decoded = [decode_image(uploaded(frame, "png")) for frame in frames]
     assert torch.equal(arrays_to_tensor(decoded), tensor)
 
 
-def test_base64_and_data_uri_carry_the_same_png() -> None:
-    frame = tensor_to_arrays(random_batch(1))[0]
-    raw = encode_base64(frame)
-    assert encode_data_uri(frame) == "data:image/png;base64," + raw
-    assert np.array_equal(decode_image(base64.b64decode(raw)), frame)
-
-
-@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
-def test_lossy_uploads_stay_close(image_format: str) -> None:
+@pytest.mark.parametrize(("image_format", "magic"), [("jpeg", b"\xff\xd8\xff"), ("webp", b"RIFF")])
+def test_lossy_uploads_stay_close(image_format: str, magic: bytes) -> None:
     frame = np.full((64, 64, 3), 120, np.uint8)
-    assert np.abs(decode_image(encode_image(frame, image_format)).astype(int) - 120).max() <= 3
+    data = uploaded(frame, image_format)
+    assert data.startswith(magic)
+    assert np.abs(decode_image(data).astype(int) - 120).max() <= 3
+
+
+def test_an_unknown_upload_format_is_refused_by_name() -> None:
+    with pytest.raises(InvalidRequestError, match="upload_format.*png, jpeg, webp"):
+        uploaded(np.zeros((16, 16, 3), np.uint8), "gif")
 
 
 def test_single_frame_grayscale_half_and_non_contiguous_inputs() -> None:

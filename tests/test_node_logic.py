@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import stat
 
 import pytest
@@ -185,3 +186,20 @@ def test_the_browser_asks_with_widget_values_and_file_names() -> None:
     assert unreadable["text"].startswith("~"), "a file whose size cannot be read counts as unknown"
     with pytest.raises(ValueError):
         preview_for_browser({"widgets": "nope"}, sizes.get)
+
+
+def test_an_edit_sends_its_images_in_the_chosen_upload_format(bfl_env: FakeBfl) -> None:
+    frame = image_batch(1, 64, 80)
+    run_settings(settings(), RunHooks(), edit_image=frame)
+    run_settings(settings(upload_format="jpeg"), RunHooks(), edit_image=frame)
+    png, jpeg = (base64.b64decode(r.json()["input_image"]) for r in bfl_env.submits)
+    assert png.startswith(b"\x89PNG") and jpeg.startswith(b"\xff\xd8\xff")
+
+
+def test_the_price_preview_refuses_an_upload_format_only_where_images_are_wired() -> None:
+    assert not preview_price(settings(provider="fal", upload_format="jpeg")).problem, "text to image uploads nothing"
+    refused = preview_price(settings(provider="fal", upload_format="jpeg"), references=SocketImages(((64, 64),)))
+    assert refused.problem and "upload_format" in refused.detail and "png on fal" in refused.detail
+    answer = preview_for_browser({"widgets": {"provider": "replicate", "prompt": "x", "upload_format": "webp"},
+                                  "image": {"files": ["street.png"]}}, {"street.png": (768, 512)}.get)
+    assert not answer["problem"]

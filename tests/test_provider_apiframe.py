@@ -7,6 +7,7 @@ import io
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -41,9 +42,10 @@ def test_a_request_becomes_fluxparams_with_ten_references_as_data_uris(fake, pro
         "output_format": "jpg", "prompt_upsampling": False}}
     assert len(references) == 10
     for index, uri in enumerate(references):
-        assert uri.startswith("data:image/jpeg;base64,")
+        assert uri.startswith("data:image/png;base64,")  # Apiframe documents no other format
         with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as sent:
             assert sent.size == (64 + index, 48)
+            assert np.array_equal(np.asarray(sent.convert("RGB")), images[index].pixels)
 
 
 def test_the_finished_jobs_credit_cost_is_reported_beside_an_unknown_price(fake, provider) -> None:
@@ -168,4 +170,4 @@ def test_settings_apiframe_cannot_honour_are_named_in_notes(provider) -> None:
     notes = prepare(FlexRequest(prompt="p", width=1040, height=1024, safety_tolerance=5), provider).notes
     assert any("safety_tolerance 5 cannot be set on Apiframe" in note for note in notes)
     assert any("1040x1024 is not a multiple of 32" in note for note in notes)
-    assert "safety_tolerance" not in provider.build_body(FlexRequest(prompt="p", safety_tolerance=5))["fluxParams"]
+    assert "safety_tolerance" not in provider.dry_run_body(FlexRequest(prompt="p", safety_tolerance=5))["fluxParams"]

@@ -63,7 +63,7 @@ def test_edits_go_to_the_edit_endpoint_but_poll_the_returned_urls_without_it(
     assert submit.path == APP + "/edit"
     body = submit.json()
     assert body["image_size"] == "auto"
-    assert [uri[:23] for uri in body["image_urls"]] == ["data:image/jpeg;base64,"] * 2
+    assert [uri[:22] for uri in body["image_urls"]] == ["data:image/png;base64,"] * 2
     assert all("/edit" not in r.path for r in fake.queue.requests if r.method == "GET")
     assert result.pixels.shape == (240, 320, 3)
 

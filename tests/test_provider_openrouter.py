@@ -64,7 +64,7 @@ def test_references_go_as_data_urls_and_the_size_follows_the_first(fake, provide
     result = run(provider, request)
     (body,) = fake.generated
     assert body["aspect_ratio"] == "3:4"
-    assert [ref["image_url"]["url"][:23] for ref in body["input_references"]] == ["data:image/jpeg;base64,"] * 2
+    assert [ref["image_url"]["url"][:22] for ref in body["input_references"]] == ["data:image/png;base64,"] * 2
     assert "reported 18 cents" in result.report()  # 1 MP out and 1 MP for each reference, at 6 cents
 
 

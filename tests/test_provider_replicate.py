@@ -54,10 +54,11 @@ def test_every_setting_is_mapped_to_replicates_input(
         "seed": 11, "safety_tolerance": 4, "output_format": "jpg", "prompt_upsampling": False}}
 
 
-def test_references_go_as_jpeg_data_uris_and_the_size_follows_the_first(
+def test_references_go_as_jpeg_data_uris_when_chosen_and_the_size_follows_the_first(
     fake: FakeReplicate, provider: ReplicateProvider
 ) -> None:
-    request = FlexRequest(prompt="p", width=None, height=None, images=(picture(320, 240), picture(64, 64, 10)))
+    request = FlexRequest(prompt="p", width=None, height=None, images=(picture(320, 240), picture(64, 64, 10)),
+                          upload_format="jpeg")
     result = run(provider, request)
     model_input = fake.submits[0].json()["input"]
     assert model_input["aspect_ratio"] == model_input["resolution"] == "match_input_image"

@@ -8,11 +8,14 @@ test_provider_<name>.py.
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -23,7 +26,7 @@ from comfyui_flux2_flex.nodes.engine.journal import DELIVERED, SUBMITTED, TaskJo
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_NAMES, make_provider
 from comfyui_flux2_flex.nodes.engine.providers.base import Provider
-from comfyui_flux2_flex.nodes.engine.request import FlexRequest
+from comfyui_flux2_flex.nodes.engine.request import LOSSLESS_UPLOAD_FORMAT, UPLOAD_FORMATS, FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, prepare
 from comfyui_flux2_flex.nodes.engine.transport import retry_after_seconds
 
@@ -205,6 +208,35 @@ def test_the_dry_run_prints_the_url_it_would_post_to(name: str, fake: LoopbackFa
     first_line = capsys.readouterr().out.splitlines()[0]
     assert first_line == f"POST {provider.submit_url(FOX)} ({provider.label})"
     assert first_line.startswith(f"POST {fake.api_url}/") and fake.all_requests() == []
+
+
+def uploaded_images(body: object) -> list[Image.Image]:
+    """Every image a submitted JSON body carries, raw base64 or a data: URI, wherever it sits."""
+    if isinstance(body, dict):
+        return [image for value in body.values() for image in uploaded_images(value)]
+    if isinstance(body, list):
+        return [image for value in body for image in uploaded_images(value)]
+    if isinstance(body, str) and len(body) > 64 and " " not in body:
+        return [Image.open(io.BytesIO(base64.b64decode(body.split(",", 1)[-1])))]
+    return []
+
+
+@pytest.mark.parametrize("upload_format", UPLOAD_FORMATS)
+def test_each_upload_format_is_sent_where_documented_and_refused_before_sending_elsewhere(
+    name: str, fake: LoopbackFake, provider: Provider, upload_format: str
+) -> None:
+    reference = InputImage(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    request = FlexRequest(prompt="p", width=256, height=256, images=(reference,), upload_format=upload_format)
+    if upload_format not in provider.limits.upload_formats:
+        with pytest.raises(errors.InvalidRequestError, match=f"upload_format.*{upload_format}.*png"):
+            run(provider, request)
+        assert fake.all_requests() == []
+        return
+    run(provider, request)
+    (sent,) = uploaded_images(fake.submits[0].json())
+    assert sent.format == {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}[upload_format] and sent.size == (64, 48)
+    if upload_format == LOSSLESS_UPLOAD_FORMAT:
+        assert np.array_equal(np.asarray(sent), reference.pixels)
 
 
 def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:

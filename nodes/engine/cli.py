@@ -30,7 +30,8 @@ from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
 from .providers import make_provider
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
-    SAFETY_TOLERANCE, SEED, STEPS, WIDTH, FlexRequest, InputImage, NumberSpec,
+    SAFETY_TOLERANCE, SEED, STEPS, UPLOAD_FORMAT_DEFAULT, UPLOAD_FORMAT_HELP, UPLOAD_FORMATS, WIDTH, FlexRequest,
+    InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
 from .runner import GenerationResult, PreparedRequest, RunHooks
@@ -73,6 +74,8 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help=PROMPT_UPSAMPLING_HELP)
     parser.add_argument("--reference", action="append", type=Path, default=[], metavar="FILE",
                         help="an input image (repeat for several; the first is the image to edit)")
+    parser.add_argument("--upload-format", choices=UPLOAD_FORMATS, default=UPLOAD_FORMAT_DEFAULT,
+                        help=UPLOAD_FORMAT_HELP)
     parser.add_argument("--provider", choices=BACKEND_NAMES, default="bfl",
                         help="which API to call (default bfl), or local with --local-model")
     parser.add_argument("--local-model", type=Path, default=None,
@@ -99,6 +102,7 @@ def request_from_args(args: argparse.Namespace) -> FlexRequest:
         output_format=args.output_format,
         prompt_upsampling=args.prompt_upsampling,
         images=tuple(load_image_file(path) for path in args.reference),
+        upload_format=args.upload_format,
     )
 
 

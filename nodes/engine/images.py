@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
-from .request import MEGAPIXEL, downscaled_size
+from .request import MEGAPIXEL, UPLOAD_FORMATS, InputImage, downscaled_size
 
-# Measured with bench/bench_throughput.py on photo-like 1 MP and 4 MP images: zlib level 1 takes
-# about 0.95 of the default level 6's time for files 3% larger; level 0 (no compression) takes
-# half the time but makes uploads 30% larger, which costs more than it saves on any uplink much
-# slower than loopback. Level 1 is the fastest setting that does not cost upload time.
+# Chosen by bench/bench_throughput.py (zlib_levels) on 4 MP images, 2 cores: on a photographic
+# image zlib level 1 takes 0.8-0.9 of the default level 6's time (0.46-0.55 s against 0.55-0.60 s)
+# for 2.5% more bytes, on a flat one (a screenshot, typography) 0.7 of the time for files still 50
+# times smaller than the pixels; level 3 is no faster than 1. Level 0 halves level 1's time on a
+# photograph but sends 26% more bytes, and 55 times more on a flat image: on any uplink slower
+# than loopback that costs more than it saves. Level 1 is the fastest level that does not.
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
-UPLOAD_FORMATS = ("png", "jpeg", "webp")
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 DECODABLE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "MPO"})  # MPO: some JPEGs from phones
 MAX_DECODED_PIXELS = 64 * MEGAPIXEL  # far above any output size; stops decompression bombs
 WHITE = 255
@@ -47,30 +52,62 @@ def downscale_to_max_pixels(pixels: np.ndarray, max_pixels: int, *, label: str) 
     return Downscaled(np.asarray(resized), note)
 
 
-def encode_image(pixels: np.ndarray, image_format: str = "png") -> bytes:
-    """Encode uint8 RGB pixels for upload; PNG is lossless, JPEG and WebP are smaller."""
+def upload_base64(image: InputImage, image_format: str) -> bytes:
+    """The image encoded in `image_format`, as the base64 bytes a JSON body carries.
+
+    Made once per image and format (kept with the image), however many batch items or retries
+    send it. The encoder's output is turned into base64 as it comes, so the base64 is the only
+    whole copy of the file ever held.
+    """
+    return image.derived(("upload", image_format), lambda: _encoded(image.pixels, image_format))
+
+
+def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[bytes]:
+    """`upload_base64` of each image, the distinct ones encoded in parallel: Pillow's encoders
+    release the GIL, so eight references take about the time of one on eight cores."""
+    distinct = list({id(image): image for image in images}.values())
+    workers = min(len(distinct), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flux-flex-encode") as pool:
+            list(pool.map(lambda image: upload_base64(image, image_format), distinct))
+    return [upload_base64(image, image_format) for image in images]
+
+
+def _encoded(pixels: np.ndarray, image_format: str) -> bytes:
+    """Pixels encoded for upload, in base64: PNG is lossless, JPEG and WebP are smaller and lossy."""
     if image_format not in UPLOAD_FORMATS:
         raise InvalidRequestError("upload_format", image_format, f"one of {', '.join(UPLOAD_FORMATS)}")
-    buffer = io.BytesIO()
+    sink = _Base64Sink()
     picture = Image.fromarray(pixels)
     if image_format == "png":
-        picture.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        picture.save(sink, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif image_format == "jpeg":
-        picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        picture.save(sink, format="JPEG", quality=JPEG_QUALITY)
     else:
-        picture.save(buffer, format="WEBP", quality=WEBP_QUALITY)
-    return buffer.getvalue()
+        picture.save(sink, format="WEBP", quality=WEBP_QUALITY)
+    return sink.getvalue()
 
 
-def encode_base64(pixels: np.ndarray, image_format: str = "png") -> str:
-    """Raw base64 without a data: prefix, as BFL's examples send it."""
-    return base64.b64encode(encode_image(pixels, image_format)).decode("ascii")
+class _Base64Sink:
+    """A write-only file that keeps what is written to it as base64, encoding each piece as it
+    arrives (in whole 3-byte groups, carrying the rest over to the next piece)."""
 
+    def __init__(self) -> None:
+        self._encoded = io.BytesIO()
+        self._carry = b""
 
-def encode_data_uri(pixels: np.ndarray, image_format: str = "png") -> str:
-    """A data: URI, the form resellers accept where they expect an image URL."""
-    mime = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}[image_format]
-    return f"data:{mime};base64,{encode_base64(pixels, image_format)}"
+    def write(self, data: bytes) -> int:
+        joined = self._carry + bytes(data)
+        whole = len(joined) - len(joined) % 3
+        self._encoded.write(base64.b64encode(joined[:whole]))
+        self._carry = joined[whole:]
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        """All of it, the padded last group included; BytesIO hands over its buffer without a copy."""
+        self._encoded.write(base64.b64encode(self._carry))
+        self._carry = b""
+        return self._encoded.getvalue()
 
 
 def decode_data_uri(uri: str) -> bytes:

@@ -27,7 +27,7 @@ from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
 from .polling import DURATIONS, PollSchedule
 from .pricing import CostEstimate, estimate
 from .providers.base import PollUpdate, Provider, SubmittedTask
-from .request import FlexRequest, InputImage
+from .request import FlexRequest, InputImage, downscaled_size
 from .transport import DownloadStopped
 
 ProgressCallback = Callable[[float | None, str], None]
@@ -113,14 +113,27 @@ def prepare(request: FlexRequest, provider: Provider, *, count: int = 1) -> Prep
     notes: list[str] = []
     shrunk: list[InputImage] = []
     for index, image in enumerate(request.images, start=1):
-        result = downscale_to_max_pixels(image.pixels, provider.limits.max_input_pixels, label=f"input image {index}")
-        shrunk.append(InputImage(result.pixels) if result.note else image)
-        if result.note:
-            notes.append(result.note)
+        within, note = _within_cap(image, provider.limits.max_input_pixels, label=f"input image {index}")
+        shrunk.append(within)
+        if note:
+            notes.append(note)
     prepared = replace(request, images=tuple(shrunk))
     provider.validate(prepared)
     notes.extend(provider.notes_for(prepared))
     return PreparedRequest(prepared, estimate(prepared, provider.name, count=count), tuple(notes))
+
+
+def _within_cap(image: InputImage, max_pixels: int, *, label: str) -> tuple[InputImage, str | None]:
+    """The image, or its copy shrunk under the provider's cap and a note saying so. The copy is made
+    once per image (every batch item gets the same one), so it is encoded for upload once too."""
+    if downscaled_size(image.width, image.height, max_pixels) == (image.width, image.height):
+        return image, None
+
+    def shrink() -> tuple[InputImage, str | None]:
+        result = downscale_to_max_pixels(image.pixels, max_pixels, label=label)
+        return InputImage(result.pixels), result.note
+
+    return image.derived(("downscaled", max_pixels, label), shrink)
 
 
 def generate(

@@ -9,12 +9,10 @@ only when it ends.
 from __future__ import annotations
 
 import uuid
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 from .. import errors
-from ..images import encode_data_uri
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .fields import as_fraction, as_number
@@ -33,8 +31,7 @@ OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 # fluxParams.input_images takes image URLs and the pack has nowhere to host the user's images, so
 # each travels inside the body as a data URI (the form Replicate's schema, which Apiframe relays,
-# accepts for URL inputs). JPEG at quality 95 keeps ten references several times smaller than PNG.
-encode_reference = partial(encode_data_uri, image_format="jpeg")
+# accepts for URL inputs). Apiframe's flex page names no accepted image formats, so only PNG is sent.
 
 
 class ApiframeProvider(Provider):
@@ -46,6 +43,7 @@ class ApiframeProvider(Provider):
     trusted_domain = "apiframe.ai"
     result_domains = ("apiframe.ai",)  # its docs name no other delivery host
     limits = ProviderLimits(max_images=MAX_REFERENCES)
+    data_uri_images = True
 
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Apiframe's prompt is at most 2000 characters and its custom size 256-2048 per side."""
@@ -79,7 +77,7 @@ class ApiframeProvider(Provider):
             )
         return tuple(notes)
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """{"prompt", "model", "fluxParams"}: an explicit size is "custom", else the first image's aspect."""
         params: dict[str, Any] = {
             "steps": request.steps,
@@ -94,7 +92,7 @@ class ApiframeProvider(Provider):
         if request.seed is not None:
             params["seed"] = request.seed
         if request.images:
-            params["input_images"] = [encode(image.pixels) for image in request.images]
+            params["input_images"] = [encode(image) for image in request.images]
         return {"prompt": request.prompt, "model": MODEL, "fluxParams": params}
 
     def submit_url(self, request: FlexRequest) -> str:

@@ -31,6 +31,8 @@ not offered (PNG or JPG), so PNG is sent and the notes say so. prompt_upsampling
 field, but Microsoft's page does not list it for flex, so turning it off is noted as possibly
 ignored. The optional deployment name goes in `model` (default FLUX.2-flex, the model ID in
 Microsoft's example) [uncertain whether Foundry routes by it; the URL names the model].
+References go as PNG only: Microsoft's page says "base64" and names no image format, so the
+default ProviderLimits (PNG) apply until it does.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from .. import errors
-from ..images import encode_base64
 from ..keys import ApiKey, stored_setting
 from ..request import FlexRequest
 from .base import ImageEncoder, ProviderLimits, SubmittedTask
@@ -127,7 +128,7 @@ class AzureFoundryProvider(SynchronousProvider):
             )
         return tuple(notes)
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """BFL's flex body under Foundry's model name; references as raw base64, as in Microsoft's example."""
         return {"model": self._setting(DEPLOYMENT_SETTING, self._environ) or MODEL_ID,
                 **flex_body(request, encode, output_format=OUTPUT_FORMATS[request.output_format])}

@@ -9,26 +9,26 @@ clear words.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import httpx
-import numpy as np
 
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
 from ..images import decode_data_uri
 from ..keys import ApiKey, KeyScope, resolve_api_key
-from ..request import HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request
+from ..request import (
+    HEIGHT, LOSSLESS_UPLOAD_FORMAT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request,
+)
 from ..transport import describe_host, download_result, shared_client
 from .http_errors import json_body, raise_for_http_error
+from .upload_body import ImageEncoder, build_upload_body
 
-ImageEncoder = Callable[[np.ndarray], str]
 POLL_TIMEOUT = httpx.Timeout(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -40,6 +40,9 @@ class ProviderLimits:
     max_images: int = MAX_INPUT_IMAGES
     max_input_pixels: int = 4 * MEGAPIXEL  # each input image is downscaled to at most this
     max_concurrency: int = 24  # tasks in flight per account (BFL's default; a 429 means wait)
+    # Image formats the provider documents for uploaded images; where its documentation names
+    # none, only PNG, which every image API reads. Each provider says where its list comes from.
+    upload_formats: tuple[str, ...] = (LOSSLESS_UPLOAD_FORMAT,)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Provider(ABC):
     # Per-account values stored like keys (never in a workflow), name -> environment variable:
     # an endpoint that is the user's own resource (Microsoft Foundry) rather than a fixed host.
     stored_settings: Mapping[str, str] = MappingProxyType({})
+    data_uri_images = False  # images as data: URIs (where the API expects an image URL), else raw base64
 
     def __init__(
         self,
@@ -120,8 +124,24 @@ class Provider(ABC):
         return {self.key_header: self.key_prefix + self.api_key.reveal(), "Accept": "application/json"}
 
     def validate(self, request: FlexRequest) -> FlexRequest:
-        """Check the request against this provider's limits; subclasses add their own rules."""
-        return validate_request(request, max_images=self.limits.max_images)
+        """Check the request against this provider's limits; subclasses add their own rules.
+
+        The upload format matters only when there are images to upload: a text-to-image request
+        is never refused for a format it would not use.
+        """
+        validate_request(request, max_images=self.limits.max_images)
+        if request.images:
+            self.check_upload_format(request.upload_format)
+        return request
+
+    def check_upload_format(self, upload_format: str) -> None:
+        """Refuse an upload format this provider is not documented to take, naming the ones it is."""
+        allowed = self.limits.upload_formats
+        if upload_format not in allowed:
+            raise errors.InvalidRequestError(
+                "upload_format", upload_format,
+                f"{' or '.join(allowed)} on {self.label} (the image formats it is documented to take)",
+                provider=self.name)
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
         """Settings this provider cannot honour exactly, said aloud instead of dropped silently."""
@@ -137,7 +157,8 @@ class Provider(ABC):
 
     def dry_run_body(self, request: FlexRequest) -> dict[str, Any]:
         """The exact body that would be sent, with each image replaced by a short description."""
-        return self.build_body(request, lambda pixels: f"<image {pixels.shape[1]}x{pixels.shape[0]}, omitted>")
+        return self.build_body(request, lambda image: f"<{request.upload_format} image {image.width}x{image.height}, "
+                                                      "omitted>")
 
     @abstractmethod
     def submit(self, request: FlexRequest) -> SubmittedTask:
@@ -174,10 +195,12 @@ class Provider(ABC):
         `timeout` replaces the client's for providers that answer only once the image is made."""
         url = self.submit_url(request)
         self.key_scope.check(url, "submit")
-        body = json.dumps(self.build_body(request)).encode()
+        body = build_upload_body(lambda encode: self.build_body(request, encode), request.upload_format,
+                                 data_uri=self.data_uri_images)
         options = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self.client.post(url, headers={**self.headers(), **JSON_HEADERS, **(headers or {})},
+            response = self.client.post(url, headers={**self.headers(), **JSON_HEADERS, **(headers or {}),
+                                                      "Content-Length": str(body.length)},
                                         content=body, **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise TransientError(

@@ -12,15 +12,17 @@ from typing import Any
 
 from .. import errors
 from ..errors import TransientError
-from ..images import encode_base64
 from ..request import FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, SubmittedTask
+from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
 from .fields import as_fraction, as_int, as_number
 
 ENDPOINT_PATH = "/v1/flux-2-flex"
 IN_PROGRESS_STATUSES = frozenset({"Pending", "Generating", "Reasoning", "Queued", "Processing"})
 # "Task not found" right after a submit can be replication lag between BFL's clusters.
 TASK_NOT_FOUND_GRACE_POLLS = 3
+# BFL's schema says only "Base64 encoded image or URL" for input_image; its image-editing guide
+# (https://docs.bfl.ai/flux_2/flux2_image_editing) sends JPEG files. WebP is documented nowhere.
+UPLOAD_FORMATS = ("png", "jpeg")
 # BFL's two moderation statuses: status -> (stage, what happened, what to do).
 MODERATION_STATUSES = {
     "Request Moderated": ("request", "refused the request",
@@ -43,8 +45,9 @@ class BflProvider(Provider):
     trusted_domain = "bfl.ai"
     result_domains = ("bfl.ai",)  # signed links on delivery-eu1.bfl.ai and the like
     endpoint_path = ENDPOINT_PATH  # relays of BFL's API (CometAPI) serve the same body under their own path
+    limits = ProviderLimits(upload_formats=UPLOAD_FORMATS)
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_base64) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """The JSON body BFL expects; images as raw base64, as BFL's own examples send them."""
         return flex_body(request, encode)
 
@@ -93,7 +96,7 @@ def flex_body(request: FlexRequest, encode: ImageEncoder, *, output_format: str 
     if request.seed is not None:
         body["seed"] = request.seed
     for index, image in enumerate(request.images):
-        body[input_image_field(index)] = encode(image.pixels)
+        body[input_image_field(index)] = encode(image)
     return body
 
 

@@ -10,13 +10,11 @@ they are: fal's status and result paths drop the /edit of the submit path.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import httpx
 
 from .. import errors
-from ..images import encode_data_uri
 from ..request import STEPS, FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
 from .fields import as_int
@@ -37,8 +35,8 @@ ENDED_STATUSES = frozenset({"FAILED", "CANCELED", "CANCELLED", "ERROR"})
 
 # References go inline as data URIs, which fal accepts wherever it takes an image URL, instead of
 # through fal's storage upload: that would be another request storing the user's images before the
-# paid one. JPEG (quality 95) keeps the body several times smaller than PNG with no visible loss.
-encode_reference = partial(encode_data_uri, image_format="jpeg")
+# paid one. fal's page for this model (https://fal.ai/models/fal-ai/flux-2-flex/edit/api) names no
+# accepted image formats, so only PNG is sent.
 
 
 class FalProvider(Provider):
@@ -50,6 +48,7 @@ class FalProvider(Provider):
     trusted_domain = "fal.run"  # queue.fal.run answers status and results; images are on fal.media
     result_domains = ("fal.media", "fal.run", "fal.ai")
     limits = ProviderLimits(max_images=MAX_REFERENCES)
+    data_uri_images = True
 
     def validate(self, request: FlexRequest) -> FlexRequest:
         """fal runs 2-50 steps: 1 step cannot be honoured, and rounding it up would change the image."""
@@ -72,7 +71,7 @@ class FalProvider(Provider):
             notes.append(f"fal cannot encode {request.output_format}: the image comes back as png")
         return tuple(notes)
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """fal's input; without an explicit size the edit endpoint follows the input image ("auto")."""
         body: dict[str, Any] = {
             "prompt": request.prompt,
@@ -87,7 +86,7 @@ class FalProvider(Provider):
         if request.seed is not None:
             body["seed"] = request.seed
         if request.images:
-            body["image_urls"] = [encode(image.pixels) for image in request.images]
+            body["image_urls"] = [encode(image) for image in request.images]
         return body
 
     def submit_url(self, request: FlexRequest) -> str:

@@ -37,7 +37,7 @@ How each flex setting maps:
 - size: the same record declares only `aspect_ratio` for flex, no pixel `size` [uncertain], so the
   nearest preset aspect ratio is sent and OpenRouter picks the pixel count; the notes say so.
 - prompt_upsampling: not passed through; BFL's default (on) applies, and turning it off is noted.
-- references: `input_references` as JPEG data URIs, at most 8 (the flex endpoint's 0-8, same
+- references: `input_references` as data URIs (PNG unless the user picks another upload format), at most 8 (the flex endpoint's 0-8, same
   third-party reading [uncertain]).
 """
 
@@ -45,14 +45,12 @@ from __future__ import annotations
 
 import math
 import operator
-from functools import partial
 from typing import Any
 
 import httpx
 
 from .. import errors
 from ..errors import TransientError
-from ..images import encode_data_uri
 from ..request import ASPECT_PRESETS, FlexRequest
 from ..transport import retry_after_seconds
 from .base import ImageEncoder, ProviderLimits, SubmittedTask
@@ -73,9 +71,10 @@ NOT_BILLED_STATUSES = frozenset({408, 502})  # the generation failed or timed ou
 OVERLOADED = 529
 CENTS_PER_USD = 100
 
-# References travel inside the body as data URIs (OpenRouter accepts them as input_references);
-# JPEG at quality 95 keeps eight references several times smaller than PNG.
-encode_reference = partial(encode_data_uri, image_format="jpeg")
+# References travel inside the body as data URIs (OpenRouter accepts them as input_references); its
+# image-input guide (https://openrouter.ai/docs/guides/overview/multimodal/images) lists PNG, JPEG,
+# WebP and GIF as the image types it takes.
+UPLOAD_FORMATS = ("png", "jpeg", "webp")
 
 
 class OpenRouterProvider(SynchronousProvider):
@@ -84,7 +83,8 @@ class OpenRouterProvider(SynchronousProvider):
     key_env_var = "OPENROUTER_API_KEY"
     default_base_url = "https://openrouter.ai/api/v1"
     trusted_domain = None  # one request to the configured host: the key goes nowhere else
-    limits = ProviderLimits(max_images=MAX_REFERENCES)
+    limits = ProviderLimits(max_images=MAX_REFERENCES, upload_formats=UPLOAD_FORMATS)
+    data_uri_images = True
 
     def notes_for(self, request: FlexRequest) -> tuple[str, ...]:
         width, height = request.output_size()
@@ -100,7 +100,7 @@ class OpenRouterProvider(SynchronousProvider):
             )
         return tuple(notes)
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """The Image API's body; BFL's own settings ride in provider.options."""
         body: dict[str, Any] = {
             "model": MODEL,
@@ -114,7 +114,7 @@ class OpenRouterProvider(SynchronousProvider):
         if request.seed is not None:
             body["seed"] = request.seed
         if request.images:
-            body["input_references"] = [{"type": "image_url", "image_url": {"url": encode(image.pixels)}}
+            body["input_references"] = [{"type": "image_url", "image_url": {"url": encode(image)}}
                                         for image in request.images]
         return body
 

@@ -8,11 +8,9 @@ back finished and needs no poll; a slower one is polled at the `urls.get` Replic
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from .. import errors
-from ..images import encode_data_uri
 from ..request import FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .moderation import moderation_error
@@ -32,9 +30,10 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 # References travel inside the JSON body as data URIs rather than through Replicate's Files API:
 # an upload would be a separate request that stores the user's images on their account and adds a
-# failure point before the one paid call. Replicate recommends data URIs under about 1 MB, so they
-# are JPEG (quality 95): several times smaller than PNG, with no visible loss for a reference.
-encode_reference = partial(encode_data_uri, image_format="jpeg")
+# failure point before the one paid call. The model's schema takes jpeg, png, gif and webp for
+# input_images (https://replicate.com/black-forest-labs/flux-2-flex/api). Replicate recommends
+# data URIs under about 1 MB: a 4 MP photo as PNG is several MB, so jpeg is worth choosing there.
+UPLOAD_FORMATS = ("png", "jpeg", "webp")
 
 
 class ReplicateProvider(Provider):
@@ -45,7 +44,8 @@ class ReplicateProvider(Provider):
     default_base_url = "https://api.replicate.com"
     trusted_domain = "replicate.com"  # urls.get lives on api.replicate.com; outputs on replicate.delivery
     result_domains = ("replicate.delivery", "replicate.com")
-    limits = ProviderLimits(max_images=MAX_REFERENCES)
+    limits = ProviderLimits(max_images=MAX_REFERENCES, upload_formats=UPLOAD_FORMATS)
+    data_uri_images = True
 
     def validate(self, request: FlexRequest) -> FlexRequest:
         """Replicate's custom size is 256-2048 per side, narrower than BFL's 64-4096."""
@@ -61,7 +61,7 @@ class ReplicateProvider(Provider):
             )
         return ()
 
-    def build_body(self, request: FlexRequest, encode: ImageEncoder = encode_reference) -> dict[str, Any]:
+    def build_body(self, request: FlexRequest, encode: ImageEncoder) -> dict[str, Any]:
         """Replicate's {"input": {...}}: an explicit size is "custom", otherwise the first image's size."""
         model_input: dict[str, Any] = {
             "prompt": request.prompt,
@@ -78,7 +78,7 @@ class ReplicateProvider(Provider):
         if request.seed is not None:
             model_input["seed"] = request.seed
         if request.images:
-            model_input["input_images"] = [encode(image.pixels) for image in request.images]
+            model_input["input_images"] = [encode(image) for image in request.images]
         return {"input": model_input}
 
     def submit_url(self, request: FlexRequest) -> str:
