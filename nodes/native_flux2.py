@@ -210,7 +210,7 @@ def native_report(settings: NodeSettings, model: NativeModel, size: tuple[int, i
                      + (f"; {big} over 1 MP downscaled to about 1 MP first" if big else ""))
     lines.append(f"not used on this path: provider {settings.provider}, safety_tolerance, output_format "
                  f"{settings.output_format}, prompt_upsampling (the prompt was used as written), use_cache "
-                 "(ComfyUI's own cache applies), key_name")
+                 "(ComfyUI's own cache applies), key_name, upload_format (images go to the VAE uncompressed)")
     lines.extend(notes)
     return "\n".join(lines)
 
