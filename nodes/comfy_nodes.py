@@ -17,8 +17,10 @@ import comfy.model_management
 import comfy.utils
 from comfy_api.latest import ComfyExtension, io
 
+from .comfy_native_nodes import NATIVE_NODE_CLASSES, native_node_output
 from .comfy_recover_node import FluxFlexRecoverTask, task_journal
 from .comfy_server import current_user, local_model_roots, result_cache
+from .comfy_types import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
 from .engine.errors import CancelledError, FluxFlexError
 from .engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
 from .engine.pricing import CostEstimate
@@ -33,13 +35,10 @@ from .node_logic import (
     COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_NODE, MAX_BATCH, REFERENCE_BATCH_NODE,
     LocalChoice, NodeSettings, check_settings, estimate_cost, run_settings,
 )
+from .native_flux2 import NativeModel
 from .references import ReferenceSet, collect_references
 
 LOG = logging.getLogger("comfyui_flux2_flex")
-CATEGORY = "FLUX.2 Flex"
-REFERENCES = io.Custom("FLUX2_FLEX_REFERENCES")
-LOCAL_MODEL = io.Custom("FLUX2_FLEX_LOCAL_MODEL")
-UI_KEY = "flux2_flex"  # the key the web extension reads from a node's "executed" message
 PROGRESS_STEPS = 100
 NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
 
@@ -122,11 +121,6 @@ def run_interruptibly(action: Callable[[], Any]) -> Any:
         raise
 
 
-def ui_report(report: str) -> dict[str, list]:
-    """What the web extension shows on the node after it ran."""
-    return {UI_KEY: [{"report": report}]}
-
-
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
     result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(),
@@ -139,13 +133,18 @@ def image_node_outputs() -> list:
             io.String.Output(display_name="report")]
 
 
+# dynprompt: where a Local Model (ComfyUI)'s loaders are, for the expansion into ComfyUI's FLUX.2 nodes
+IMAGE_NODE_HIDDEN = [io.Hidden.unique_id, io.Hidden.dynprompt]
+
+
 def image_node_extra_inputs() -> list:
     """The optional sockets Generate and Edit share, after their widgets."""
     return [
         REFERENCES.Input("references", optional=True, tooltip="Reference images from a Reference Batch node."),
         LOCAL_MODEL.Input("local_model", optional=True,
                           tooltip="Wire a FLUX.2 [flex] Local Model node here to run on your own GPU, free; the "
-                          "provider is then not used. Several nodes can share one loaded model."),
+                          "provider is then not used. Local Model (ComfyUI) runs ComfyUI's own FLUX.2 files and "
+                          "nodes; Local Model (diffusers) a diffusers folder. Several nodes can share one model."),
     ]
 
 
@@ -175,14 +174,17 @@ class FluxFlexGenerate(_ValidatedNode):
             "a report with the cost.",
             inputs=[*settings_inputs(), *image_node_extra_inputs()],
             outputs=image_node_outputs(),
-            hidden=[io.Hidden.unique_id],
+            hidden=IMAGE_NODE_HIDDEN,
+            enable_expand=True,  # with a Local Model (ComfyUI): a subgraph of ComfyUI's FLUX.2 nodes
         )
 
     @classmethod
-    def execute(cls, references: ReferenceSet | None = None, local_model: LocalChoice | None = None,
+    def execute(cls, references: ReferenceSet | None = None, local_model: LocalChoice | NativeModel | None = None,
                 **values: Any) -> io.NodeOutput:
-        return image_node_output(cls.hidden.unique_id, NodeSettings.from_widgets(values), references=references,
-                                 local=local_model)
+        settings = NodeSettings.from_widgets(values)
+        if isinstance(local_model, NativeModel):
+            return native_node_output(cls, settings, local_model, references=references)
+        return image_node_output(cls.hidden.unique_id, settings, references=references, local=local_model)
 
 
 class FluxFlexEdit(_ValidatedNode):
@@ -204,14 +206,19 @@ class FluxFlexEdit(_ValidatedNode):
                 *image_node_extra_inputs(),
             ],
             outputs=image_node_outputs(),
-            hidden=[io.Hidden.unique_id],
+            hidden=IMAGE_NODE_HIDDEN,
+            enable_expand=True,  # with a Local Model (ComfyUI): a subgraph of ComfyUI's FLUX.2 nodes
         )
 
     @classmethod
     def execute(cls, image, match_input_size: bool = True, references: ReferenceSet | None = None,
-                local_model: LocalChoice | None = None, **values: Any) -> io.NodeOutput:
-        return image_node_output(cls.hidden.unique_id, NodeSettings.from_widgets(values), edit_image=image,
-                                 references=references, match_input_size=match_input_size, local=local_model)
+                local_model: LocalChoice | NativeModel | None = None, **values: Any) -> io.NodeOutput:
+        settings = NodeSettings.from_widgets(values)
+        if isinstance(local_model, NativeModel):
+            return native_node_output(cls, settings, local_model, edit_image=image, references=references,
+                                      match_input_size=match_input_size)
+        return image_node_output(cls.hidden.unique_id, settings, edit_image=image, references=references,
+                                 match_input_size=match_input_size, local=local_model)
 
 
 def _reference_image_inputs() -> list:
@@ -313,7 +320,7 @@ class FluxFlexLocalModel(io.ComfyNode):
 
 
 NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate,
-                                   FluxFlexLocalModel, FluxFlexRecoverTask]
+                                   FluxFlexLocalModel, *NATIVE_NODE_CLASSES, FluxFlexRecoverTask]
 
 
 class FluxFlexExtension(ComfyExtension):

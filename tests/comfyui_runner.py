@@ -34,6 +34,8 @@ needs_comfyui = pytest.mark.skipif(
 STARTUP_SECONDS = 180
 LOCAL_EXAMPLE_MODEL = "FLUX.2-klein-4B"  # the folder name the local example workflow picks
 RUN_SECONDS = 120
+NATIVE_RUN_SECONDS = 600  # the tiny klein's text encoder is full-size arithmetic: about a minute a prompt on CPU
+NO_NATIVE_FLUX2 = 3  # tiny_comfy_flux2.py's exit status on a ComfyUI from before FLUX.2
 
 
 def _free_port() -> int:
@@ -62,7 +64,8 @@ class ComfyUI:
                 link.symlink_to(REPO_ROOT, target_is_directory=True)
         config = root / "extra_model_paths.yaml"
         config.write_text(f"flux2_flex_test:\n  base_path: {root}\n  custom_nodes: custom_nodes/\n"
-                          "  diffusers: models/diffusers/\n")
+                          "  diffusers: models/diffusers/\n  diffusion_models: models/diffusion_models/\n"
+                          "  text_encoders: models/text_encoders/\n  vae: models/vae/\n")
         env = {**os.environ, "FLUX_FLEX_BFL_URL": bfl.api_url, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         if key_in_environment:
             env["BFL_API_KEY"] = bfl.api_key
@@ -116,8 +119,8 @@ class ComfyUI:
             body["extra_data"]["extra_pnginfo"] = {"workflow": workflow}
         return self.client.post("/prompt", json=body, headers=headers)
 
-    def wait_for(self, prompt_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + RUN_SECONDS
+    def wait_for(self, prompt_id: str, seconds: float = RUN_SECONDS) -> dict[str, Any]:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             history = self.client.get(f"/history/{prompt_id}").json()
             if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
@@ -127,10 +130,11 @@ class ComfyUI:
             time.sleep(0.3)
         raise TimeoutError(f"prompt {prompt_id} did not finish")
 
-    def run(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run(self, prompt: dict[str, Any], workflow: dict[str, Any] | None = None,
+            seconds: float = RUN_SECONDS) -> dict[str, Any]:
         response = self.queue(prompt, workflow)
         assert response.status_code == 200, response.text
-        return self.wait_for(response.json()["prompt_id"])
+        return self.wait_for(response.json()["prompt_id"], seconds)
 
 
 def prepare_local_models(root: Path) -> bool:
@@ -142,6 +146,17 @@ def prepare_local_models(root: Path) -> bool:
     from tiny_flux2_pipelines import build_tiny_flux2_klein
 
     build_tiny_flux2_klein(root / "models" / "diffusers" / LOCAL_EXAMPLE_MODEL, distilled=True)
+    return True
+
+
+def prepare_native_models(root: Path) -> bool:
+    """Put a tiny random-weight FLUX.2 klein, under ComfyUI's standard klein file names, where its
+    loaders look; False where this ComfyUI has no FLUX.2 (nothing is written then)."""
+    build = subprocess.run([COMFYUI_PYTHON, str(REPO_ROOT / "tests" / "tiny_comfy_flux2.py"), str(root / "models")],
+                           cwd=COMFYUI_PATH, capture_output=True, text=True)
+    if build.returncode == NO_NATIVE_FLUX2:
+        return False
+    assert build.returncode == 0, build.stderr[-3000:]
     return True
 
 
@@ -166,6 +181,7 @@ def running_comfyui(root: Path, bfl: FakeBfl, **options: Any) -> Iterator[ComfyU
 def comfy(comfy_bfl: FakeBfl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyUI]:
     root = tmp_path_factory.mktemp("comfyui")
     prepare_local_models(root)
+    prepare_native_models(root)
     with running_comfyui(root, comfy_bfl) as server:
         yield server
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_runner import ComfyUI, needs_comfyui, prepare_local_models
+from comfyui_runner import NATIVE_RUN_SECONDS, ComfyUI, needs_comfyui, prepare_local_models, prepare_native_models
 from fakes.bfl_server import FakeBfl
 from workflow_format import load, workflow_files
 
@@ -40,6 +40,7 @@ class BrowserSession:
     bfl: FakeBfl
     view: str
     local_ready: bool  # ComfyUI's Python has diffusers and a tiny FLUX.2 klein is in models/diffusers
+    native_ready: bool  # ComfyUI has native FLUX.2 and a tiny klein is under its standard file names
 
 
 @pytest.fixture(scope="module", params=["classic", "vue"])
@@ -48,7 +49,7 @@ def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     view = request.param
     with FakeBfl() as bfl:
         root = tmp_path_factory.mktemp(f"comfyui-{view}")
-        local_ready = prepare_local_models(root)
+        local_ready, native_ready = prepare_local_models(root), prepare_native_models(root)
         comfy = ComfyUI(root, bfl)
         try:
             comfy.wait_until_up()
@@ -58,7 +59,7 @@ def session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 open_comfyui(page, comfy)
                 if view == "vue":
                     choose_vue_nodes(page)
-                yield BrowserSession(page, comfy, bfl, view, local_ready)
+                yield BrowserSession(page, comfy, bfl, view, local_ready, native_ready)
                 browser.close()
         finally:
             comfy.stop()
@@ -129,9 +130,11 @@ def priced_node_count(path: Path) -> int:
 def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(session: BrowserSession,
                                                                           path: Path) -> None:
     page = session.page
-    local = "local_model" in path.stem
-    if local and not session.local_ready:
-        pytest.skip("ComfyUI's Python has no diffusers: the local example cannot run")
+    native = "comfyui_klein" in path.stem
+    local = "local_model" in path.stem or native
+    if local and not (session.native_ready if native else session.local_ready):
+        pytest.skip("this ComfyUI has no native FLUX.2" if native else
+                    "ComfyUI's Python has no diffusers: the local example cannot run")
     open_workflow(page, path)
     count = priced_node_count(path)
     prices = shown_prices(page, count)
@@ -139,7 +142,8 @@ def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(sessio
     press_run(page)
     page.wait_for_function(
         "(count) => [...document.querySelectorAll('.flux2-flex-report')].filter(e => "
-        "e.textContent.startsWith('Last run')).length === count", arg=count, timeout=RUN_SECONDS * 1000)
+        "e.textContent.startsWith('Last run')).length === count", arg=count,
+        timeout=(NATIVE_RUN_SECONDS if native else RUN_SECONDS) * 1000)
     for text in SIGN_IN_GATE:
         assert page.get_by_text(text).count() == 0, f"'{text}' appeared after pressing Run"
     sends = 0 if local or "cost_preview" in path.stem else 1

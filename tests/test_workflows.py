@@ -10,14 +10,15 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.node_logic import NODE_IDS
 from workflow_format import WORKFLOWS, link_problems, load, workflow_files
 
-CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage"}
+CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "UNETLoader", "CLIPLoader", "VAELoader"}
 FILES = workflow_files()
 
 
 def test_one_workflow_per_use_is_bundled() -> None:
     names = {path.stem for path in FILES}
     assert names == {"flux2_flex_text_to_image_typography", "flux2_flex_edit_image",
-                     "flux2_flex_multi_reference_edit", "flux2_flex_cost_preview", "flux2_flex_local_model"}
+                     "flux2_flex_multi_reference_edit", "flux2_flex_cost_preview", "flux2_flex_local_model",
+                     "flux2_flex_comfyui_klein_edit"}
     used = {node["type"] for path in FILES for node in load(path)["nodes"]}
     assert set(NODE_IDS) <= used, "every node of the pack appears in an example"
 
@@ -39,6 +40,14 @@ def test_load_image_inputs_are_shipped_small_images(path: Path) -> None:
             assert image.stat().st_size < 300_000
             with Image.open(image) as picture:
                 assert picture.format == "PNG"
+
+
+def test_the_comfyui_files_example_uses_comfyuis_standard_klein_file_names() -> None:
+    workflow = load(WORKFLOWS / "flux2_flex_comfyui_klein_edit.json")
+    loaders = {node["type"]: node["widgets_values"] for node in workflow["nodes"] if node["type"] in CORE_NODES}
+    assert loaders["UNETLoader"][0] == "flux-2-klein-4b.safetensors"
+    assert loaders["CLIPLoader"][:2] == ["qwen_3_4b.safetensors", "flux2"]
+    assert loaders["VAELoader"] == ["flux2-vae.safetensors"]
 
 
 def test_no_workflow_carries_a_key_widget() -> None:

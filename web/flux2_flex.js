@@ -96,7 +96,7 @@ const PRICE_ROUTE = "/flux2_flex/price";
 const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
 const PANEL_WIDGET = "flux2_flex_price";
 const REFERENCE_BATCH = "FluxFlexReferenceBatch";
-const LOCAL_MODEL_NODE = "FluxFlexLocalModel";
+const LOCAL_MODEL_NODES = new Set(["FluxFlexLocalModel", "FluxFlexNativeModel"]);  // diffusers, ComfyUI files
 const LOAD_IMAGE = "LoadImage";
 const REFRESH_MS = 400;
 
@@ -139,7 +139,7 @@ function priceQuestion(node) {
     widgets: widgetValues(node),
     image: connected("image") ? socketImages(node, "image") : null,
     references: connected("references") ? socketImages(node, "references") : null,
-    local: inputNode(node, "local_model")?.type === LOCAL_MODEL_NODE,
+    local: LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type),
   };
 }
 
