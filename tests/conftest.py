@@ -10,12 +10,11 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
-from dataclasses import replace
-
 from comfyui_flux2_flex.nodes.engine.polling import DURATIONS
 from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_CLASSES, make_provider
 from comfyui_flux2_flex.nodes.engine.providers.base import Provider
