@@ -41,7 +41,8 @@ def generate_cached(
     fingerprint = request_fingerprint(provider.name, prepared.request)
     asked = time.time()
     with _lock_for(prepared, fingerprint, cache, journal, hooks) as waited:
-        stored = _read_cache(cache, provider, prepared)
+        key = cache_key(provider.name, prepared.request, fingerprint) if cache is not None else None
+        stored = _read_cache(cache, key)
         if stored is not None:
             hooks.progress(1.0, "from the result cache")
             return stored
@@ -52,7 +53,7 @@ def generate_cached(
         finally:
             if resume is not None and journal is not None:
                 journal.release(resume)
-        return _write_cache(cache, provider, prepared, replace(result, notes=result.notes + notes))
+        return _write_cache(cache, key, replace(result, notes=result.notes + notes))
 
 
 def recover(
@@ -122,9 +123,8 @@ def _resumable(journal: TaskJournal | None, provider: Provider, fingerprint: str
     return None, notes
 
 
-def _read_cache(cache: ResultCache | None, provider: Provider, prepared: PreparedRequest) -> GenerationResult | None:
-    key = cache_key(provider.name, prepared.request) if cache is not None else None
-    if key is None:
+def _read_cache(cache: ResultCache | None, key: str | None) -> GenerationResult | None:
+    if cache is None or key is None:
         return None
     try:
         return cache.get(key)
@@ -132,10 +132,8 @@ def _read_cache(cache: ResultCache | None, provider: Provider, prepared: Prepare
         return None  # an unreadable cache is a cache miss, not a failed run
 
 
-def _write_cache(cache: ResultCache | None, provider: Provider, prepared: PreparedRequest,
-                 result: GenerationResult) -> GenerationResult:
-    key = cache_key(provider.name, prepared.request) if cache is not None else None
-    if key is None:
+def _write_cache(cache: ResultCache | None, key: str | None, result: GenerationResult) -> GenerationResult:
+    if cache is None or key is None:
         return result
     try:
         cache.put(key, result)
