@@ -113,7 +113,8 @@ def loopback_seconds(size: int) -> float:
                     left -= len(connection.recv(1 << 20)) or left
         reader = threading.Thread(target=drain)
         reader.start()
-        with socket.create_connection(server.getsockname()) as sender:
+        with socket.socket() as sender:  # not create_connection: Connections counts only the client's
+            sender.connect(server.getsockname())
             start = time.perf_counter()
             sender.sendall(payload)
             reader.join()
