@@ -19,6 +19,11 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
+# numpy starts a BLAS thread per core on import, a fifth of a run answered from the result cache;
+# the engine does no linear algebra with numpy (pixels only), so one thread loses nothing. Set
+# before the imports below load numpy, and only where the user has not chosen a number.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from PIL import Image
 
 from .backend import BACKEND_NAMES, Backend, backend_for
