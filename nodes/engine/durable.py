@@ -41,7 +41,7 @@ def generate_cached(
     fingerprint = request_fingerprint(provider.name, prepared.request)
     asked = time.time()
     with _lock_for(prepared, fingerprint, cache, journal, hooks) as waited:
-        key = cache_key(provider.name, prepared.request, fingerprint) if cache is not None else None
+        key = cache_key(provider.name, prepared.request, fingerprint)  # no hashing: the fingerprint is given
         stored = _read_cache(cache, key)
         if stored is not None:
             hooks.progress(1.0, "from the result cache")
