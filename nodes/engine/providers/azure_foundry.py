@@ -37,7 +37,6 @@ default ProviderLimits (PNG) apply until it does.
 
 from __future__ import annotations
 
-import os
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
@@ -78,22 +77,14 @@ class AzureFoundryProvider(SynchronousProvider):
         {ENDPOINT_SETTING: "AZURE_FOUNDRY_ENDPOINT", DEPLOYMENT_SETTING: "AZURE_FOUNDRY_DEPLOYMENT"}
     )
 
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: ApiKey | None = None,
-        client: httpx.Client | None = None,
-        environ: Mapping[str, str] | None = None,
-        key_choice: str = "",
-    ) -> None:
-        """The endpoint is the user's resource: an explicit one, FLUX_FLEX_AZURE_FOUNDRY_URL,
-        AZURE_FOUNDRY_ENDPOINT or the stored entry, in that order."""
-        env = os.environ if environ is None else environ
-        endpoint = base_url or env.get(self.base_url_env_var()) or self._setting(ENDPOINT_SETTING, env)
+    endpoint_configured = True  # False once the fallback below finds no endpoint anywhere
+
+    def fallback_base_url(self, environ: Mapping[str, str]) -> str:
+        """The endpoint is the user's resource: after an explicit one and FLUX_FLEX_AZURE_FOUNDRY_URL,
+        AZURE_FOUNDRY_ENDPOINT or the stored entry; without any, a placeholder no request is sent to."""
+        endpoint = self._setting(ENDPOINT_SETTING, environ)
         self.endpoint_configured = bool(endpoint)
-        super().__init__(base_url=endpoint or PLACEHOLDER_ENDPOINT, api_key=api_key, client=client, environ=env,
-                         key_choice=key_choice)
+        return endpoint or PLACEHOLDER_ENDPOINT
 
     @property
     def api_key(self) -> ApiKey:

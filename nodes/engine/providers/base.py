@@ -102,11 +102,15 @@ class Provider(ABC):
     ) -> None:
         env = os.environ if environ is None else environ
         self.key_choice = key_choice  # the name of a stored key; empty: the default key
-        self.base_url = (base_url or env.get(self.base_url_env_var()) or self.default_base_url).rstrip("/")
+        self.base_url = (base_url or env.get(self.base_url_env_var()) or self.fallback_base_url(env)).rstrip("/")
         self._api_key = api_key
         self._environ = env
         self._client = client  # the process's shared client unless one is given, made on first use
         self.key_scope = KeyScope(self.base_url, self.trusted_domain)
+
+    def fallback_base_url(self, environ: Mapping[str, str]) -> str:
+        """The base URL when none is given and the URL override variable is unset."""
+        return self.default_base_url
 
     @property
     def client(self) -> httpx.Client:
