@@ -55,8 +55,8 @@ async def comfy_entrypoint():
         LOG.warning("FLUX.2 [flex] nodes: a second copy of the pack at %s was not loaded; the copy at %s is in "
                     "use. Remove one of them from custom_nodes.", PACK_ROOT, _IN_USE_ELSEWHERE)
         return _no_nodes_extension()
-    from .nodes.comfy_nodes import FluxFlexExtension
-    from .nodes.comfy_server import (
+    from .nodes.comfy.extension import FluxFlexExtension
+    from .nodes.comfy.server import (
         configure_engine, free_local_pipeline_on_unload, install_example_inputs, register_routes,
     )
 

@@ -17,7 +17,7 @@ from comfyui_flux2_flex.nodes.engine import local
 from comfyui_flux2_flex.nodes.engine.keys import stored_keys_path
 from comfyui_flux2_flex.nodes.engine.settings import configure, current
 
-PACKAGE = "comfyui_flux2_flex.nodes"
+PACKAGE = "comfyui_flux2_flex.nodes.comfy"
 
 
 def stub_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes) -> types.ModuleType:
@@ -29,7 +29,7 @@ def stub_module(monkeypatch: pytest.MonkeyPatch, name: str, **attributes) -> typ
 
 @pytest.fixture
 def comfy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType:
-    """ComfyUI's modules as comfy_server imports them; returns comfy.model_management."""
+    """ComfyUI's modules as the ComfyUI layer's server module imports them; returns comfy.model_management."""
     unloads: list[str] = []
     model_management = stub_module(monkeypatch, "comfy.model_management",
                                    unload_all_models=lambda: unloads.append("comfy"), unloads=unloads)
@@ -44,14 +44,14 @@ def comfy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.ModuleType:
     stub_module(monkeypatch, "server", PromptServer=types.SimpleNamespace(instance=None))
     web = stub_module(monkeypatch, "aiohttp.web", Request=object, Response=object, middleware=lambda handler: handler)
     stub_module(monkeypatch, "aiohttp", web=web)
-    monkeypatch.delitem(sys.modules, f"{PACKAGE}.comfy_server", raising=False)
+    monkeypatch.delitem(sys.modules, f"{PACKAGE}.server", raising=False)
     yield model_management
     configure()
 
 
 def test_setup_configures_the_engine_and_hooks_unload_once(comfy: types.ModuleType, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    comfy_server = importlib.import_module(f"{PACKAGE}.comfy_server")
+    comfy_server = importlib.import_module(f"{PACKAGE}.server")
     frees: list[str] = []
     monkeypatch.setattr(local, "free", lambda: frees.append("flux"))
     for _ in range(2):  # a second setup (a reloaded pack) must not wrap the wrapper

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfyui_flux2_flex.nodes.node_logic import NODE_IDS
+from comfyui_flux2_flex.nodes.logic.node_runs import NODE_IDS
 from comfyui_runner import NATIVE_RUN_SECONDS, RUN_SECONDS, ComfyUI, needs_comfyui
 from fakes.bfl_server import FakeBfl, TaskPlan
 from workflow_format import load, to_api_prompt, workflow_files

@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from comfyui_flux2_flex.nodes.native_flux2 import (
+from comfyui_flux2_flex.nodes.logic.native_flux2 import (
     DEV, KLEIN_BASE, KLEIN_DISTILLED, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, expand_native,
 )
-from comfyui_flux2_flex.nodes.node_logic import NATIVE_MODEL_NODE, NodeSettings
-from comfyui_flux2_flex.nodes.references import collect_references
+from comfyui_flux2_flex.nodes.logic.node_runs import NATIVE_MODEL_NODE, NodeSettings
+from comfyui_flux2_flex.nodes.logic.references import collect_references
 from comfyui_runner import NATIVE_RUN_SECONDS, ComfyUI, needs_comfyui
 from native_graph import RecordingBuilder, graph_problems
 from workflow_format import WORKFLOWS, load, to_api_prompt

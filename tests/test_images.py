@@ -15,7 +15,7 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.engine.errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from comfyui_flux2_flex.nodes.engine.images import decode_image, downscale_to_max_pixels, upload_base64
 from comfyui_flux2_flex.nodes.engine.request import InputImage
-from comfyui_flux2_flex.nodes.tensors import arrays_to_tensor, tensor_to_arrays
+from comfyui_flux2_flex.nodes.logic.tensors import arrays_to_tensor, tensor_to_arrays
 
 
 def random_batch(batch: int = 2, height: int = 48, width: int = 64, channels: int = 3) -> torch.Tensor:

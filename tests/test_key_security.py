@@ -19,9 +19,9 @@ from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, generate, prepare
 from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.engine.transport import download_result, redirect_allowed
-from comfyui_flux2_flex.nodes.key_store import KeyStore
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, run_settings
-from comfyui_flux2_flex.nodes.request_guard import REMOTE_WRITES_ENV, TRUSTED_HOSTS_ENV, key_route_refusal
+from comfyui_flux2_flex.nodes.logic.key_store import KeyStore
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, run_settings
+from comfyui_flux2_flex.nodes.logic.request_guard import REMOTE_WRITES_ENV, TRUSTED_HOSTS_ENV, key_route_refusal
 
 from fakes.bfl_server import FakeBfl, render_result
 from fakes.loopback import LoopbackServer, Response
@@ -71,7 +71,7 @@ def test_a_rebound_host_name_is_refused_even_from_its_own_page() -> None:
 
 
 def test_a_trusted_host_name_can_be_added(monkeypatch: pytest.MonkeyPatch) -> None:
-    from comfyui_flux2_flex.nodes.request_guard import machine_names
+    from comfyui_flux2_flex.nodes.logic.request_guard import machine_names
 
     monkeypatch.setenv(TRUSTED_HOSTS_ENV, "comfy.lan, Proxy.Example.")
     names = machine_names()

@@ -28,8 +28,8 @@ from comfyui_flux2_flex.nodes.engine.local import (
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
 from comfyui_flux2_flex.nodes.engine.settings import configure
-from comfyui_flux2_flex.nodes.node_logic import LocalChoice, NodeSettings, run_settings
-from comfyui_flux2_flex.nodes.price_preview import preview_price
+from comfyui_flux2_flex.nodes.logic.node_runs import LocalChoice, NodeSettings, run_settings
+from comfyui_flux2_flex.nodes.logic.price_preview import preview_price
 from tiny_flux2_pipelines import build_tiny_flux2_dev, build_tiny_flux2_klein
 
 DEV, KLEIN, KLEIN_BASE = "flux2-dev-tiny", "flux2-klein-tiny", "flux2-klein-base-tiny"
@@ -334,7 +334,7 @@ def test_four_bit_without_bitsandbytes_says_how_to_install(models, monkeypatch) 
 
 def test_importing_the_engine_and_nodes_logic_loads_no_diffusers() -> None:
     code = ("import sys; import comfyui_flux2_flex.nodes.engine.local, comfyui_flux2_flex.nodes.engine.cli, "
-            "comfyui_flux2_flex.nodes.node_logic; "
+            "comfyui_flux2_flex.nodes.logic.node_runs; "
             "print(sorted(m for m in ('diffusers', 'transformers', 'accelerate') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError
-from comfyui_flux2_flex.nodes.native_flux2 import (
+from comfyui_flux2_flex.nodes.logic.native_flux2 import (
     AUTO, DEV, KLEIN_BASE, KLEIN_DISTILLED, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind,
     expand_native, upstream_model_file,
 )
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, build_requests
-from comfyui_flux2_flex.nodes.references import collect_references
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, build_requests
+from comfyui_flux2_flex.nodes.logic.references import collect_references
 from native_graph import RecordingBuilder
 
 SOURCES = NativeSources(model=["unet", 0], clip=["clip", 0], vae=["vae", 0], image=["load", 0], references=["refs", 0])

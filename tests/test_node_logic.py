@@ -12,10 +12,10 @@ from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError, MissingA
 from comfyui_flux2_flex.nodes.engine.keys import resolve_api_key
 from comfyui_flux2_flex.nodes.engine.settings import configure
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
-from comfyui_flux2_flex.nodes.key_store import KeyStore
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
-from comfyui_flux2_flex.nodes.price_preview import SocketImages, preview_for_browser, preview_price
-from comfyui_flux2_flex.nodes.references import collect_references
+from comfyui_flux2_flex.nodes.logic.key_store import KeyStore
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, check_settings, estimate_cost, run_settings
+from comfyui_flux2_flex.nodes.logic.price_preview import SocketImages, preview_for_browser, preview_price
+from comfyui_flux2_flex.nodes.logic.references import collect_references
 from fakes.bfl_server import FakeBfl, TaskPlan
 
 

@@ -10,7 +10,7 @@ from comfyui_flux2_flex.nodes.engine.caps import CAP_ENV_VAR
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError, PaidRequestCapError
 from comfyui_flux2_flex.nodes.engine.journal import TaskJournal
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, run_settings
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, run_settings
 from fakes.bfl_server import FakeBfl
 
 

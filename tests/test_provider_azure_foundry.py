@@ -17,9 +17,9 @@ from comfyui_flux2_flex.nodes.engine.providers import STORED_ENV_VARS, make_prov
 from comfyui_flux2_flex.nodes.engine.providers.azure_foundry import AzureFoundryProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, generate, prepare
-from comfyui_flux2_flex.nodes.key_store import KeyStore
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, check_settings, estimate_cost, run_settings
-from comfyui_flux2_flex.nodes.price_preview import preview_price
+from comfyui_flux2_flex.nodes.logic.key_store import KeyStore
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, check_settings, estimate_cost, run_settings
+from comfyui_flux2_flex.nodes.logic.price_preview import preview_price
 
 from comfyui_runner import needs_comfyui
 from fakes.azure_foundry_server import ROUTE, error

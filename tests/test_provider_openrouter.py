@@ -19,8 +19,8 @@ from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.openrouter import OpenRouterProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, prepare
-from comfyui_flux2_flex.nodes.node_logic import NodeSettings, estimate_cost, run_settings
-from comfyui_flux2_flex.nodes.price_preview import preview_price
+from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, estimate_cost, run_settings
+from comfyui_flux2_flex.nodes.logic.price_preview import preview_price
 
 from fakes.loopback import Response
 from fakes.openrouter_server import FakeOpenRouter, error, size_for

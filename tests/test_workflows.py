@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from comfyui_flux2_flex.nodes.node_logic import NODE_IDS
+from comfyui_flux2_flex.nodes.logic.node_runs import NODE_IDS
 from workflow_format import WORKFLOWS, link_problems, load, workflow_files
 
 CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "UNETLoader", "CLIPLoader", "VAELoader"}

@@ -1,4 +1,4 @@
-"""The pack's nodes as ComfyUI sees them: schemas and thin adapters over node_logic.
+"""The pack's nodes as ComfyUI sees them: schemas and thin adapters over the node logic (..logic).
 
 Imported only by ComfyUI (through the entry point in the top-level __init__.py), never by the
 engine or the tests that run without ComfyUI. No node is marked `is_api_node`: that flag means a
@@ -10,36 +10,31 @@ classic canvas and in the Vue node view alike.
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Callable
+from typing import Any
 
-import comfy.model_management
-import comfy.utils
-from comfy_api.latest import ComfyExtension, io
+from comfy_api.latest import io
 
-from .comfy_native_nodes import NATIVE_NODE_CLASSES, native_node_output
-from .comfy_recover_node import FluxFlexRecoverTask, task_journal
-from .comfy_server import current_user, local_model_roots, result_cache
-from .comfy_types import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
-from .engine.errors import CancelledError, FluxFlexError
-from .engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
-from .engine.pricing import CostEstimate
-from .engine.providers import KEY_ENV_VARS, PROVIDER_NAMES
-from .engine.request import (
+from .native_nodes import native_node_output
+from .recover_node import task_journal
+from .running import comfy_hooks, run_interruptibly
+from .server import current_user, local_model_roots, result_cache
+from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
+from ..engine.errors import FluxFlexError
+from ..engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
+from ..engine.pricing import CostEstimate
+from ..engine.providers import KEY_ENV_VARS, PROVIDER_NAMES
+from ..engine.request import (
     ASPECT_PRESETS, GUIDANCE, HEIGHT, MAX_INPUT_IMAGES, MEGAPIXEL_CHOICES, OUTPUT_FORMAT_DEFAULT,
     OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_DEFAULT, PROMPT_UPSAMPLING_HELP,
     SAFETY_TOLERANCE, SEED, STEPS, UPLOAD_FORMAT_DEFAULT, UPLOAD_FORMAT_HELP, UPLOAD_FORMATS, WIDTH, NumberSpec,
 )
-from .engine.runner import RunHooks
-from .node_logic import (
+from ..logic.node_runs import (
     COST_ESTIMATE_NODE, CUSTOM_SIZE, EDIT_NODE, GENERATE_NODE, LOCAL_MODEL_NODE, MAX_BATCH, REFERENCE_BATCH_NODE,
     LocalChoice, NodeSettings, check_settings, estimate_cost, run_settings,
 )
-from .native_flux2 import NativeModel
-from .references import ReferenceSet, collect_references
+from ..logic.native_flux2 import NativeModel
+from ..logic.references import ReferenceSet, collect_references
 
-LOG = logging.getLogger("comfyui_flux2_flex")
-PROGRESS_STEPS = 100
 NO_LOCAL_MODEL = "(no FLUX.2 folder in models/diffusers)"
 
 
@@ -96,29 +91,6 @@ def settings_inputs(*, sends: bool = True) -> list:
         *([use_cache, key_name, upload_format] if sends else []),  # last, in the order they were added, so
         # workflows saved before them still line up
     ]
-
-
-def comfy_hooks(node_id: str | None) -> RunHooks:
-    """ComfyUI's progress bar and Cancel button, as engine callbacks."""
-    bar = comfy.utils.ProgressBar(PROGRESS_STEPS, node_id=node_id)
-
-    def on_progress(fraction: float | None, status: str) -> None:
-        if fraction is not None:
-            bar.update_absolute(int(fraction * PROGRESS_STEPS), PROGRESS_STEPS)
-
-    return RunHooks(on_progress=on_progress, is_cancelled=comfy.model_management.processing_interrupted)
-
-
-def run_interruptibly(action: Callable[[], Any]) -> Any:
-    """Turn the engine's CancelledError into ComfyUI's interruption, logging any task already paid."""
-    try:
-        return action()
-    except CancelledError as cancelled:
-        LOG.warning("%s", cancelled)
-        raise comfy.model_management.InterruptProcessingException() from None
-    except FluxFlexError as error:
-        LOG.error("%s", error)  # a paid task's id, price and how to recover it reach the log too
-        raise
 
 
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
@@ -317,13 +289,3 @@ class FluxFlexLocalModel(io.ComfyNode):
     def choice(model: str, dtype: str, offload: str, quantization: str) -> LocalChoice:
         """The model folder (only a name inside models/diffusers) and validated options."""
         return LocalChoice(resolve_model(model, local_model_roots()), LocalOptions(dtype, offload, quantization).validate())
-
-
-NODES: list[type[io.ComfyNode]] = [FluxFlexGenerate, FluxFlexEdit, FluxFlexReferenceBatch, FluxFlexCostEstimate,
-                                   FluxFlexLocalModel, *NATIVE_NODE_CLASSES, FluxFlexRecoverTask]
-
-
-class FluxFlexExtension(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return NODES
-

@@ -7,7 +7,7 @@ caches, previews, interrupts and frees memory as it does for its own workflows, 
 
 The plan is built here with no ComfyUI import: the builder is passed in (ComfyUI's GraphBuilder at
 run time, a recorder in tests), so how each setting maps is tested without ComfyUI. Sizes come from
-the same node_logic functions as remote runs.
+the same node_runs functions as remote runs.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import torch
 
-from .engine.local.backend import REFERENCE_RESIZE_PIXELS
-from .engine.request import downscaled_size, validate_request
-from .node_logic import NodeSettings, check_settings_before_paying, edit_output_size, image_size
+from ..engine.local.backend import REFERENCE_RESIZE_PIXELS
+from ..engine.request import downscaled_size, validate_request
+from .node_runs import NodeSettings, check_settings_before_paying, edit_output_size, image_size
 from .references import ReferenceSet
 
 AUTO, DEV, KLEIN_DISTILLED, KLEIN_BASE = "auto", "dev", "klein distilled", "klein base"

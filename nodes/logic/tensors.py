@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .engine.errors import InvalidRequestError
+from ..engine.errors import InvalidRequestError
 
 # Resampling and colour nodes overshoot 0..1 a little; values past this are on another scale.
 SCALE_TOLERANCE = 1.0

@@ -16,14 +16,14 @@ import torch
 from comfy_api.latest import io
 from comfy_execution.graph_utils import GraphBuilder
 
-from .engine.errors import FluxFlexError
-from .native_flux2 import (
+from ..engine.errors import FluxFlexError
+from ..logic.native_flux2 import (
     MODEL_KINDS, NATIVE_NODES, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind, encode_size,
     expand_native, upstream_model_file,
 )
-from .comfy_types import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
-from .node_logic import NATIVE_MODEL_NODE, NodeSettings
-from .references import ReferenceSet
+from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
+from ..logic.node_runs import NATIVE_MODEL_NODE, NodeSettings
+from ..logic.references import ReferenceSet
 
 
 def missing_native_nodes() -> list[str]:

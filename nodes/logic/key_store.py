@@ -12,12 +12,12 @@ import json
 import re
 from pathlib import Path
 
-from .engine.errors import InvalidRequestError
-from .engine.files import write_atomically
-from .engine.keys import (
+from ..engine.errors import InvalidRequestError
+from ..engine.files import write_atomically
+from ..engine.keys import (
     DEFAULT_KEY_NAME, KEYS_FORMAT_VERSION, StoredKeys, is_default_name, is_legacy_keys_file, read_stored_keys,
 )
-from .engine.redaction import MIN_SECRET_LENGTH, register_secret
+from ..engine.redaction import MIN_SECRET_LENGTH, register_secret
 
 KEYS_FILE_NAME = "keys.json"
 OWNER_ONLY = 0o600

@@ -1,6 +1,6 @@
 """What the nodes do, as plain functions: no ComfyUI import, so tests call them directly.
 
-The ComfyUI classes in comfy_nodes.py only translate widgets to `NodeSettings`, hand over
+The ComfyUI classes in ..comfy.node_classes only translate widgets to `NodeSettings`, hand over
 ComfyUI's progress bar and interrupt flag as hooks, and wrap the returned values.
 """
 
@@ -11,21 +11,21 @@ from typing import Any, Mapping
 
 import torch
 
-from .engine.backend import Backend, backend_for
-from .engine.batch import BatchError
-from .engine.caps import check_paid_request_cap
-from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.journal import TaskJournal
-from .engine.keys import key_choice_note
-from .engine.local import LocalModel, LocalOptions
-from .engine.pricing import CostEstimate, estimate
-from .engine.providers import PROVIDER_CLASSES, make_provider
-from .engine.request import (
+from ..engine.backend import Backend, backend_for
+from ..engine.batch import BatchError
+from ..engine.caps import check_paid_request_cap
+from ..engine.errors import FluxFlexError, InvalidRequestError
+from ..engine.journal import TaskJournal
+from ..engine.keys import key_choice_note
+from ..engine.local import LocalModel, LocalOptions
+from ..engine.pricing import CostEstimate, estimate
+from ..engine.providers import PROVIDER_CLASSES, make_provider
+from ..engine.request import (
     MAX_OUTPUT_PIXELS, SEED, UPLOAD_FORMAT_DEFAULT, FittedSize, FlexRequest, InputImage, fit_size, preset_size,
     seeded_requests, validate_request,
 )
-from .engine.result_cache import ResultCache
-from .engine.runner import GenerationResult, RunHooks
+from ..engine.result_cache import ResultCache
+from ..engine.runner import GenerationResult, RunHooks
 from .references import ReferenceSet
 from .tensors import arrays_to_tensor, tensor_to_arrays
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping
 
-from .engine.errors import FluxFlexError
-from .engine.pricing import CostEstimate, PerMegapixelPrice, UnknownPrice, estimate_from_sizes, price_for
-from .engine.providers import make_provider
-from .engine.request import MEGAPIXEL, downscaled_size
-from .node_logic import NodeSettings, edit_output_size
+from ..engine.errors import FluxFlexError
+from ..engine.pricing import CostEstimate, PerMegapixelPrice, UnknownPrice, estimate_from_sizes, price_for
+from ..engine.providers import make_provider
+from ..engine.request import MEGAPIXEL, downscaled_size
+from .node_runs import NodeSettings, edit_output_size
 from .references import REFERENCE_LIMITS
 
 SMALLEST_BILLED = (1024, 1024)  # any image up to 1 MP is billed as 1 MP

@@ -12,10 +12,10 @@ from typing import Sequence
 
 import torch
 
-from .engine.errors import InvalidRequestError
-from .engine.images import downscale_to_max_pixels
-from .engine.providers.base import ProviderLimits
-from .engine.request import InputImage
+from ..engine.errors import InvalidRequestError
+from ..engine.images import downscale_to_max_pixels
+from ..engine.providers.base import ProviderLimits
+from ..engine.request import InputImage
 from .tensors import tensor_to_arrays
 
 REFERENCE_LIMITS = ProviderLimits()  # the strictest provider (BFL): 8 images, each at most 4 MP

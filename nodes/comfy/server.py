@@ -37,15 +37,15 @@ from comfy_execution.utils import get_executing_context
 from PIL import Image
 from server import PromptServer
 
-from .engine.errors import FluxFlexError, InvalidRequestError
-from .engine.keys import DEFAULT_KEY_NAME
-from .engine.providers import STORED_ENV_VARS
-from .engine.redaction import install_log_redaction, register_secret
-from .engine.result_cache import ResultCache
-from .engine.settings import configure
-from .key_store import KEYS_FILE_NAME, KeyStore
-from .price_preview import preview_for_browser
-from .request_guard import key_route_refusal, machine_names
+from ..engine.errors import FluxFlexError, InvalidRequestError
+from ..engine.keys import DEFAULT_KEY_NAME
+from ..engine.providers import STORED_ENV_VARS
+from ..engine.redaction import install_log_redaction, register_secret
+from ..engine.result_cache import ResultCache
+from ..engine.settings import configure
+from ..logic.key_store import KEYS_FILE_NAME, KeyStore
+from ..logic.price_preview import preview_for_browser
+from ..logic.request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
 PRICE_ROUTE = "/flux2_flex/price"
@@ -286,7 +286,7 @@ def free_local_pipeline_on_unload() -> None:
     a second call (a reloaded pack) finds the wrapper in place and leaves it."""
     import comfy.model_management as model_management
 
-    from .engine.local import free as free_local_pipeline
+    from ..engine.local import free as free_local_pipeline
 
     unload_comfy_models = model_management.unload_all_models
     if getattr(unload_comfy_models, "frees_flux_flex_pipeline", False):

@@ -14,12 +14,14 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from .comfy_server import multi_user, pack_user_folder
-from .engine.durable import recover
-from .engine.errors import FluxFlexError
-from .engine.journal import TaskJournal
-from .engine.providers import make_provider
-from .tensors import arrays_to_tensor
+from .running import comfy_hooks, run_interruptibly
+from .schema import CATEGORY, ui_report
+from .server import multi_user, pack_user_folder
+from ..engine.durable import recover
+from ..engine.errors import FluxFlexError
+from ..engine.journal import TaskJournal
+from ..engine.providers import make_provider
+from ..logic.tensors import arrays_to_tensor
 
 RECOVER_NODE = "FluxFlexRecoverTask"
 MAX_LISTED = 10
@@ -56,7 +58,7 @@ class FluxFlexRecoverTask(io.ComfyNode):
         return io.Schema(
             node_id=RECOVER_NODE,
             display_name="FLUX.2 [flex] Recover paid task",
-            category="FLUX.2 Flex",
+            category=CATEGORY,
             description="Gets the image of a task that was paid but not delivered (after a crash, a restart, a "
             "Cancel or a provider error), by its task id from the error message or the log. Polls the provider; "
             "pays nothing. Providers keep results for about an hour.",
@@ -68,9 +70,6 @@ class FluxFlexRecoverTask(io.ComfyNode):
 
     @classmethod
     def execute(cls, task_id: str, **_: Any) -> io.NodeOutput:
-        # Imported here: comfy_nodes lists this node, so a top-level import would be circular.
-        from .comfy_nodes import comfy_hooks, run_interruptibly, ui_report
-
         journal = task_journal()
         entry = journal.find(task_id.strip())
         if entry is None:
