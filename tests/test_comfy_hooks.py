@@ -61,3 +61,10 @@ def test_setup_configures_the_engine_and_hooks_unload_once(comfy: types.ModuleTy
     assert current().local_model_roots == (tmp_path / "models" / "diffusers",)
     comfy.unload_all_models()
     assert frees == ["flux"] and comfy.unloads == ["comfy"]
+
+
+def test_the_example_pictures_are_found_where_the_pack_keeps_them(comfy: types.ModuleType) -> None:
+    """ComfyUI's input folder gets the examples' pictures on start; their folder is found from the
+    server module's own place in the pack, which moved once already."""
+    comfy_server = importlib.import_module(f"{PACKAGE}.server")
+    assert sorted(path.name for path in comfy_server.EXAMPLE_INPUTS.glob("*.png")), comfy_server.EXAMPLE_INPUTS
