@@ -188,21 +188,31 @@ def set_widget(page, node_type: str, name: str, value: object) -> None:
         " widget.callback?.(value); }", [node_type, name, value])
 
 
-def test_the_settings_form_stores_keys_server_side_only_also_under_names(session: BrowserSession) -> None:
-    if session.view != "classic":
-        pytest.skip("the settings dialog is the same in both node views")
-    page, comfy = session.page, session.comfy
-    secret = "fal-browser-secret-42"
+def open_pack_settings(page):
     page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
     page.get_by_text("FLUX.2 Flex", exact=True).first.click()
     form = page.locator(".flux2-flex-keys")
-    form.locator("select option[value='fal']").wait_for(state="attached")
-    form.locator("select").select_option("fal")
-    assert "no key" in form.locator(".flux2-flex-key-state").inner_text()
-    form.locator("input[type=password]").fill(secret)
-    form.locator("button").click()
-    page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state').textContent === 'key stored'")
-    assert form.locator("input[type=password]").input_value() == ""
+    form.locator(".flux2-flex-provider option[value='fal']").wait_for(state="attached")
+    return form
+
+
+def wait_for_message(page, selector: str, text: str) -> None:
+    page.wait_for_function("([selector, text]) => document.querySelector(selector)?.textContent === text",
+                           arg=[f"{selector} .flux2-flex-message", text])
+
+
+def test_the_settings_form_stores_keys_server_side_only_and_says_which(session: BrowserSession) -> None:
+    page, comfy = session.page, session.comfy
+    secret = f"fal-browser-secret-{session.view}"
+    form = open_pack_settings(page)
+    form.locator(".flux2-flex-provider").select_option("fal")
+    assert form.locator(".flux2-flex-key-state").inner_text() == "No key stored."
+    assert form.locator(".flux2-flex-key").get_attribute("type") == "password"
+    form.locator(".flux2-flex-key").fill(secret)
+    form.locator(".flux2-flex-save").click()
+    wait_for_message(page, ".flux2-flex-keys", "fal key 'default' stored")
+    assert form.locator(".flux2-flex-key-state").inner_text() == "Stored: 'default'."
+    assert form.locator(".flux2-flex-key").input_value() == ""
     key_file = comfy.root / "user" / "flux2_flex" / "keys.json"
     assert json.loads(key_file.read_text())["keys"]["fal"] == {"default": secret}
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -210,11 +220,33 @@ def test_the_settings_form_stores_keys_server_side_only_also_under_names(session
     assert all(secret not in path.read_text() for path in settings_files)
 
     # A second account of another provider, under a name the node's key_name picks.
-    form.locator("select").select_option("bfl")
+    form.locator(".flux2-flex-provider").select_option("bfl")
+    assert "BFL_API_KEY is set on the server" in form.locator(".flux2-flex-key-state").inner_text()
     form.locator(".flux2-flex-key-name").fill("client")
-    form.locator("input[type=password]").fill("bfl-client-account-77")
-    form.locator("button").click()
-    page.wait_for_function("document.querySelector('.flux2-flex-keys .flux2-flex-key-state')"
-                           ".textContent.includes('named keys: client')")
+    form.locator(".flux2-flex-key").fill("bfl-client-account-77")
+    form.locator(".flux2-flex-save").click()
+    wait_for_message(page, ".flux2-flex-keys", "bfl key 'client' stored")
+    assert "Stored: 'client'." in form.locator(".flux2-flex-key-state").inner_text()
     assert json.loads(key_file.read_text())["keys"]["bfl"] == {"client": "bfl-client-account-77"}
+    assert secret not in page.content() and "bfl-client-account-77" not in page.content()
+    page.keyboard.press("Escape")
+
+
+def test_foundrys_endpoint_is_an_option_beside_the_providers_not_a_key(session: BrowserSession) -> None:
+    page, comfy = session.page, session.comfy
+    form = open_pack_settings(page)
+    providers = form.locator(".flux2-flex-provider option").evaluate_all("options => options.map(o => o.value)")
+    assert "azure-foundry" in providers and not any(value.startswith("azure-foundry-") for value in providers)
+    endpoint = page.locator(".flux2-flex-options [data-option='azure-foundry-endpoint'] input")
+    assert endpoint.get_attribute("type") == "text"
+    assert endpoint.get_attribute("placeholder") == "https://<resource>.services.ai.azure.com"
+    endpoint.fill("https://studio.services.ai.azure.com")
+    page.locator(".flux2-flex-options [data-option='azure-foundry-endpoint'] button").click()
+    wait_for_message(page, ".flux2-flex-options", "Microsoft Foundry endpoint stored")
+    stored = json.loads((comfy.root / "user" / "flux2_flex" / "keys.json").read_text())["keys"]
+    assert stored["azure-foundry-endpoint"] == {"default": "https://studio.services.ai.azure.com"}
+    page.keyboard.press("Escape")
+    open_pack_settings(page)  # opened again, the form shows what is stored: an endpoint is not a secret
+    page.wait_for_function("document.querySelector(\".flux2-flex-options [data-option='azure-foundry-endpoint'] "
+                           "input\")?.value === 'https://studio.services.ai.azure.com'")
     page.keyboard.press("Escape")
