@@ -19,7 +19,8 @@ import pytest
 
 from comfyui_runner import NATIVE_RUN_SECONDS, ComfyUI, needs_comfyui, prepare_local_models, prepare_native_models
 from fakes.bfl_server import FakeBfl
-from workflow_format import load, workflow_files
+from workflow_format import (COST_ESTIMATE, LOCAL_COMFYUI, LOCAL_DIFFUSERS, MULTI_REFERENCE, TEXT_TO_IMAGE, load,
+                             workflow_files)
 
 CHROMIUM = shutil.which("chromium")
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright to test the page")
@@ -84,7 +85,7 @@ def choose_vue_nodes(page) -> None:
     if not known:
         pytest.skip(f"this frontend ({frontend_version(page)}) has no Vue node view")
     page.evaluate(f"app.extensionManager.setting.set('{VUE_NODES_SETTING}', true)")
-    open_workflow(page, workflow_files()[0])
+    open_workflow(page, TEXT_TO_IMAGE)
     try:
         page.locator("[data-node-id]").filter(has_text="FLUX.2 [flex]").first.wait_for(state="visible",
                                                                                     timeout=15_000)
@@ -130,8 +131,8 @@ def priced_node_count(path: Path) -> int:
 def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(session: BrowserSession,
                                                                           path: Path) -> None:
     page = session.page
-    native = "comfyui_klein" in path.stem
-    local = "local_model" in path.stem or native
+    native = path == LOCAL_COMFYUI
+    local = path == LOCAL_DIFFUSERS or native
     if local and not (session.native_ready if native else session.local_ready):
         pytest.skip("this ComfyUI has no native FLUX.2" if native else
                     "ComfyUI's Python has no diffusers: the local example cannot run")
@@ -146,7 +147,7 @@ def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(sessio
         timeout=(NATIVE_RUN_SECONDS if native else RUN_SECONDS) * 1000)
     for text in SIGN_IN_GATE:
         assert page.get_by_text(text).count() == 0, f"'{text}' appeared after pressing Run"
-    sends = 0 if local or "cost_preview" in path.stem else 1
+    sends = 0 if local or path == COST_ESTIMATE else 1
     assert len(session.bfl.submits) - submits == sends, "exactly the requests the workflow makes reach the provider"
     reports = page.locator(".flux2-flex-report").all_inner_texts()
     for price, report in zip(prices, reports):
@@ -161,7 +162,7 @@ def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(sessio
 
 def test_the_price_follows_provider_batch_size_and_wired_images(session: BrowserSession) -> None:
     page = session.page
-    open_workflow(page, next(p for p in workflow_files() if "multi_reference" in p.stem))
+    open_workflow(page, MULTI_REFERENCE)
     assert shown_prices(page, 1) == ["Price: $0.200"]
     set_widget(page, "FluxFlexEdit", "batch_size", 3)
     page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: $0.600'")
@@ -175,9 +176,13 @@ def test_the_price_follows_provider_batch_size_and_wired_images(session: Browser
 
 def test_cost_estimate_follows_its_image_and_match_input_size(session: BrowserSession) -> None:
     page = session.page
-    open_workflow(page, next(p for p in workflow_files() if "cost_preview" in p.stem))
+    open_workflow(page, COST_ESTIMATE)
     assert shown_prices(page, 1) == ["Price: $0.600"], "4 edits of the 768x512 image (1 MP out, 1 MP in) + 1 reference"
-    set_widget(page, "FluxFlexCostEstimate", "match_input_size", False)
+    set_widget(page, "FluxFlexCostEstimate", "match_input_size", False)  # its size widgets say 768x512 too
+    page.wait_for_timeout(2 * 400)  # two of the extension's refreshes
+    assert shown_prices(page, 1) == ["Price: $0.600"]
+    set_widget(page, "FluxFlexCostEstimate", "aspect_ratio", "16:9")
+    set_widget(page, "FluxFlexCostEstimate", "megapixels", "2")
     page.wait_for_function("document.querySelector('.flux2-flex-price').textContent === 'Price: $0.800'")
 
 
