@@ -19,6 +19,7 @@ from workflow_format import (COST_ESTIMATE, EDIT_IMAGE, LOCAL_COMFYUI, LOCAL_DIF
                              WORKFLOWS)
 
 SIZE = 512
+MAX_PROMPT_LINES = 4
 BACKGROUND, PANEL, CHIP, TEXT, MUTED, ACCENT = "#1b1b1d", "#262729", "#3c3d42", "#ffffff", "#a0a0a0", "#f5b642"
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")  # Debian's fonts-dejavu; Pillow's own font otherwise
 FONT_FOLDER = Path("/usr/share/fonts/truetype/dejavu")
@@ -56,11 +57,12 @@ def draw_card(path: Path) -> Image.Image:
 
     card = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     draw = ImageDraw.Draw(card)
-    draw.text((28, 24), title, font=font(38, bold=True), fill=TEXT)
-    draw.text((28, 74), subtitle, font=font(21), fill=MUTED)
+    # The top left stays clear: the template browser lays its "Node graph" badge over it.
+    draw.text((28, 62), title, font=font(38, bold=True), fill=TEXT)
+    draw.text((28, 110), subtitle, font=font(21), fill=MUTED)
 
     # The flow: inputs -> the node that runs -> the kind of result.
-    top, height = 122, 150
+    top, height = 154, 140
     inputs = [*pictures[:3], *helpers[:1]] or ["Prompt"]  # text to image: the prompt is its input
     for item, box in zip(inputs, input_boxes(len(inputs), 28, top, 150, height)):
         if item in pictures:
@@ -76,12 +78,12 @@ def draw_card(path: Path) -> Image.Image:
     outcome(draw, (node_box[2] + 42, top, SIZE - 28, top + height), result)
 
     # The prompt, as typed in the workflow.
-    panel = (28, 300, SIZE - 28, SIZE - 28)
+    panel = (28, 312, SIZE - 28, SIZE - 20)
     draw.rounded_rectangle(panel, radius=14, fill=PANEL)
     draw.text((panel[0] + 18, panel[1] + 14), "Prompt", font=font(19, bold=True), fill=MUTED)
-    lines = textwrap.wrap(f"“{prompt}”", width=33)
-    shown = lines[:5]
-    if len(lines) > 5:
+    lines = textwrap.wrap(f"“{prompt}”", width=33, break_on_hyphens=False)
+    shown = lines[:MAX_PROMPT_LINES]
+    if len(lines) > MAX_PROMPT_LINES:
         shown[-1] = shown[-1].rstrip(" ,.") + " …”"
     draw.multiline_text((panel[0] + 18, panel[1] + 44), "\n".join(shown), font=font(22), fill=TEXT, spacing=7)
     return card
