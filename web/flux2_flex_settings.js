@@ -15,6 +15,7 @@ const KEYS_ROUTE = "/flux2_flex/keys";
 // The pack's key routes refuse any request without this header: a foreign page cannot send it.
 const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
 const STYLE_ID = "flux2-flex-settings-style";
+const DEFAULT_KEY_NAME = "default";  // the server's name for a key stored without one
 
 // Every word the form shows, in one place.
 const TEXT = {
@@ -27,6 +28,8 @@ const TEXT = {
   optionsTooltip: "Per-account settings that are not secrets, such as Microsoft Foundry's endpoint. Stored on the "
     + "server next to the keys, never in a workflow.",
   provider: "Provider",
+  providerChoice: (label, account) => `${label} (${account})`,
+  optionLabel: (label, option) => `${label} ${option}`,
   keyName: "Key name",
   keyNamePlaceholder: "default",
   keyNameHelp: "Optional: store several accounts (personal, client) and pick one with the node's key_name.",
@@ -142,7 +145,7 @@ function renderKeyForm() {
   };
   const send = async (keyValue) => {
     const account = provider.value;
-    const keyName = name.value.trim() || TEXT.keyNamePlaceholder;
+    const keyName = name.value.trim() || DEFAULT_KEY_NAME;
     try {
       status = await store(account, name.value.trim(), keyValue);
       key.value = "";
@@ -158,7 +161,7 @@ function renderKeyForm() {
   readStatus().then((body) => {
     status = body;
     const accounts = Object.entries(status).filter(([, entry]) => !entry.option_of);
-    provider.replaceChildren(...accounts.map(([account, entry]) => new Option(`${entry.label} (${account})`, account)));
+    provider.replaceChildren(...accounts.map(([account, entry]) => new Option(TEXT.providerChoice(entry.label, account), account)));
     show();
   }).catch((error) => showMessage(message, TEXT.notRead(error.message), true));
   return form;
@@ -175,7 +178,7 @@ function renderOptionForm() {
     const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save });
     const row = element("div", "flux2-flex-row flux2-flex-bottom");
     row.dataset.option = name;
-    row.append(field(`${entry.label} ${entry.option}`, input), save);
+    row.append(field(TEXT.optionLabel(entry.label, entry.option), input), save);
     const box = element("div");
     box.append(row);
     if (entry.env_set) box.append(element("div", "flux2-flex-note", { textContent: TEXT.envSetOption(entry.env_var) }));
