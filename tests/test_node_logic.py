@@ -188,6 +188,8 @@ def test_the_price_preview_says_what_is_wrong_or_unknown() -> None:
     no_key = preview_price(settings(provider="bfl-eu"), has_key=False)
     assert no_key.problem and no_key.text == f"$0.050 · {size} · no bfl key: Settings > FLUX.2 Flex", \
         "bfl-eu pays with the bfl key"
+    empty = preview_price(settings(prompt=" "))
+    assert empty.problem and empty.text == f"$0.050 · {size} · needs a prompt", "the price, then what is missing"
 
 
 def test_the_browser_asks_with_widget_values_and_file_names() -> None:

@@ -187,14 +187,24 @@ function showApplicableWidgets(node) {
 
 function fitNode(node) {
   const wanted = node.computeSize?.();
-  if (wanted) node.setSize([node.size[0], wanted[1]]);
+  if (wanted) node.setSize([Math.max(node.size[0], wanted[0]), wanted[1]]);
   node.setDirtyCanvas?.(true, true);
+}
+
+// Fold the inputs the schema marks advanced in the classic canvas too (frontend 1.58.1 folds them
+// only in the Vue node view by itself; its node menu's "Show advanced" unfolds them in both).
+// Frontends without the idiom have no such property: the node keeps every widget in view.
+function foldAdvanced(node) {
+  for (const widget of node.widgets ?? []) {
+    if (widget.options?.advanced && "advanced" in widget) widget.advanced = true;
+  }
 }
 
 function panelHeight(state) {
   // Lines as the panel wraps them; the classic canvas sizes a DOM widget by what it asks for.
-  const measured = state.panel.scrollHeight;
-  if (measured > 0 && state.panel.isConnected && state.panel.offsetParent) return measured + 4;
+  const parts = [state.price, state.status, state.report];
+  const measured = parts.reduce((sum, part) => sum + part.offsetHeight, 0);
+  if (measured > 0 && state.panel.offsetParent) return measured + 24;  // padding, and the margin the canvas keeps
   const lines = `${state.price.textContent}\n${state.status.textContent}\n${state.report.textContent}`.split("\n");
   const width = Math.max(120, (state.node.size?.[0] ?? 300) - 20);
   const perLine = Math.max(20, Math.floor(width / 6.5));
@@ -308,7 +318,14 @@ function showReportOnNode(nodeType) {
   const onNodeCreated = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {
     const result = onNodeCreated?.apply(this, arguments);
+    foldAdvanced(this);
     addPanel(this);
+    return result;
+  };
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    requestAnimationFrame(() => fitNode(this));  // a saved size from before folding leaves a gap
     return result;
   };
   const onExecuted = nodeType.prototype.onExecuted;

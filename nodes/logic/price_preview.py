@@ -38,6 +38,8 @@ class SocketImages:
 
 NO_KEY = "no {provider} key: Settings > FLUX.2 Flex"
 NEEDS_IMAGE = "needs an image"
+NEEDS_PROMPT = "needs a prompt"
+PLACEHOLDER_PROMPT = "(prompt)"
 INPUT_SIZE = "the input's size"
 
 
@@ -65,6 +67,9 @@ def preview_price(
     """The price of what the node would send with these settings, exact where sizes are known,
     with the output size it prices; `has_key` is whether the provider's key is there to pay with."""
     size = _output_size_text(settings, edit_image, match_input_size)
+    needs_prompt = not settings.prompt.strip()
+    if needs_prompt:  # said after the price, rather than as a refusal in place of it
+        settings = replace(settings, prompt=PLACEHOLDER_PROMPT)
     if local:
         return PricePreview(f"free (local run) · {size}", "a local model is wired in: the run uses your own hardware",
                             0.0, 0.0)
@@ -81,9 +86,10 @@ def preview_price(
     else:
         preview = _known_price(settings, price, edit_image, references, match_input_size, provider.limits.max_input_pixels,
                                size)
+    missing = [NEEDS_PROMPT] if needs_prompt else []
     if not has_key:
-        return replace(preview, text=f"{preview.text} · {NO_KEY.format(provider=provider.key_name or provider.name)}", problem=True)
-    return preview
+        missing.append(NO_KEY.format(provider=provider.key_name or provider.name))
+    return replace(preview, text=" · ".join([preview.text, *missing]), problem=True) if missing else preview
 
 
 def _output_size_text(settings: NodeSettings, edit_image: SocketImages | None, match_input_size: bool) -> str:
