@@ -322,12 +322,6 @@ function showReportOnNode(nodeType) {
     addPanel(this);
     return result;
   };
-  const onConfigure = nodeType.prototype.onConfigure;
-  nodeType.prototype.onConfigure = function () {
-    const result = onConfigure?.apply(this, arguments);
-    requestAnimationFrame(() => fitNode(this));  // a saved size from before folding leaves a gap
-    return result;
-  };
   const onExecuted = nodeType.prototype.onExecuted;
   nodeType.prototype.onExecuted = function (message) {
     onExecuted?.apply(this, arguments);
