@@ -24,11 +24,13 @@ BACKGROUND, PANEL, CHIP, TEXT, MUTED, ACCENT = "#1b1b1d", "#262729", "#3c3d42", 
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")  # Debian's fonts-dejavu; Pillow's own font otherwise
 FONT_FOLDER = Path("/usr/share/fonts/truetype/dejavu")
 CHIP_NAMES = {  # the pack's nodes as the node menu names them
-    "FluxFlexGenerate": "Generate", "FluxFlexEdit": "Edit", "FluxFlexCostEstimate": "Cost Estimate",
-    "FluxFlexReferenceBatch": "Reference Batch", "FluxFlexLocalModel": "Local Model (diffusers)",
+    "FluxFlexGenerate": "Generate (text to image)", "FluxFlexEdit": "Edit image",
+    "FluxFlexCostEstimate": "Cost Estimate",
+    "FluxFlexLocalModel": "Local Model (diffusers)",
     "FluxFlexNativeModel": "Local Model (ComfyUI)",
 }
 MAIN_NODES = ("FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate")
+LOCAL_MODEL_NODES = ("FluxFlexLocalModel", "FluxFlexNativeModel")
 # What each card says beyond the workflow itself: its title, how it runs, and the kind of result.
 CARDS = {
     TEXT_TO_IMAGE: ("Text to image", "FLUX.2 [flex] · your provider key", "new image"),
@@ -50,8 +52,7 @@ def draw_card(path: Path) -> Image.Image:
     workflow = json.loads(path.read_text(encoding="utf-8"))
     nodes = workflow["nodes"]
     pictures = [node["widgets_values"][0] for node in nodes if node["type"] == "LoadImage"]
-    helpers = [CHIP_NAMES[node["type"]] for node in nodes
-               if node["type"] in CHIP_NAMES and node["type"] not in MAIN_NODES and node["type"] != "FluxFlexReferenceBatch"]
+    helpers = [CHIP_NAMES[node["type"]] for node in nodes if node["type"] in LOCAL_MODEL_NODES]
     main = next(node for node in nodes if node["type"] in MAIN_NODES)
     prompt = max((value for value in main["widgets_values"] if isinstance(value, str)), key=len)
 
