@@ -272,7 +272,8 @@ def node_errors(page) -> dict:
 def test_a_fresh_generate_is_compact_and_its_size_is_one_choice(session: BrowserSession) -> None:
     page = session.page
     add_node(page, "FluxFlexGenerate")
-    page.wait_for_function("document.querySelector('.flux2-flex-price')?.textContent.includes(' · ')")
+    page.wait_for_function("app.graph._nodes[0].flux2Flex?.price.textContent.includes(' · ')")  # its own panel
+    page.wait_for_timeout(1000)  # a tick of the extension, which shows the widgets that apply
     shown = visible_widgets(page, "FluxFlexGenerate", session.view)
     if page.evaluate("'visibility' in app.graph._nodes[0].widgets[0]"):  # a frontend that folds advanced inputs
         assert len(shown) <= 9, ", ".join(shown)
