@@ -19,14 +19,15 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.logic.node_runs import NODE_IDS
 from comfyui_runner import NATIVE_RUN_SECONDS, RUN_SECONDS, ComfyUI, needs_comfyui
 from fakes.bfl_server import FakeBfl, TaskPlan
-from workflow_format import load, to_api_prompt, workflow_files
+from workflow_format import (COST_ESTIMATE, LOCAL_COMFYUI, LOCAL_DIFFUSERS, TEXT_TO_IMAGE, load, to_api_prompt,
+                             workflow_files)
 
 pytestmark = needs_comfyui
 
 
 def test_object_info_lists_the_four_nodes_with_their_inputs(object_info: dict[str, Any]) -> None:
     for node_id in NODE_IDS:
-        assert object_info[node_id]["category"] == "FLUX.2 Flex"
+        assert object_info[node_id]["category"] == "FLUX.2 [flex]"
         assert object_info[node_id]["description"]
     generate = object_info["FluxFlexGenerate"]["input"]["required"]
     assert {"provider", "prompt", "width", "height", "steps", "guidance", "seed", "safety_tolerance",
@@ -57,7 +58,12 @@ def test_the_price_route_answers_from_the_engine_with_the_picked_files_size(comf
     question = {"node": "FluxFlexEdit", "widgets": {"provider": "bfl", "prompt": "x", "batch_size": 2},
                 "image": {"files": ["flux2_flex_street.png"], "unknown": 0}, "references": None, "local": False}
     answer = comfy.client.post("/flux2_flex/price", json=question).json()
-    assert answer["text"] == "$0.200" and "768x512" in answer["detail"]
+    assert answer["text"] == "$0.200 · 768x512" and not answer["problem"]
+    question["widgets"]["provider"] = "fal"
+    answer = comfy.client.post("/flux2_flex/price", json=question).json()
+    assert answer["problem"] and answer["text"].endswith("no fal key: Settings > FLUX.2 Flex"), \
+        "the route says whether a key exists (never the key)"
+    question["widgets"]["provider"] = "bfl"
     question["image"]["files"] = ["../../../etc/passwd"]
     assert comfy.client.post("/flux2_flex/price", json=question).json()["text"].startswith("~"), \
         "a file outside ComfyUI's folders is never read: its size is unknown"
@@ -78,16 +84,16 @@ def test_two_copies_of_the_pack_load_once_and_the_second_is_named(comfy_bfl: Fak
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
 def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    if "local_model" in path.stem and not (comfy.root / "models" / "diffusers").is_dir():
+    if path == LOCAL_DIFFUSERS and not (comfy.root / "models" / "diffusers").is_dir():
         pytest.skip("ComfyUI's Python has no diffusers: the local example cannot run")
-    native = "comfyui_klein" in path.stem
+    native = path == LOCAL_COMFYUI
     if native and "EmptyFlux2LatentImage" not in object_info:
         pytest.skip("this ComfyUI has no native FLUX.2 (test_comfyui_native checks that the node says so)")
     workflow = load(path)
     entry = comfy.run(to_api_prompt(workflow, object_info), workflow, NATIVE_RUN_SECONDS if native else RUN_SECONDS)
     assert entry["status"]["status_str"] == "success", entry["status"]
     saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    if "cost_preview" in path.stem:
+    if path == COST_ESTIMATE:
         reports = [o["flux2_flex"][0]["report"] for o in entry["outputs"].values() if "flux2_flex" in o]
         assert any("$" in report and "billed as" in report for report in reports)
         return
@@ -103,19 +109,34 @@ def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: Fake
 
 
 def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     generate = next(node for node in prompt.values() if node["class_type"] == "FluxFlexGenerate")
     generate["inputs"]["guidance"] = 12.0
     submits = len(comfy_bfl.submits)
     response = comfy.queue(prompt)
     assert response.status_code == 400
-    assert "guidance = 12.0 is not allowed: from 1.5 to 10" in response.text
+    [(node_id, entry)] = response.json()["node_errors"].items()
+    [error] = entry["errors"]
+    assert error["extra_info"]["input_name"] == "guidance", "once, at the input it names"
+    assert "guidance = 12.0 is not allowed: from 1.5 to 10" in error["details"]
     assert len(comfy_bfl.submits) == submits
 
 
+def test_a_missing_key_is_refused_at_validation_at_the_provider(comfy, comfy_bfl, object_info) -> None:
+    workflow = load(TEXT_TO_IMAGE)
+    prompt = to_api_prompt(workflow, object_info)
+    next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["provider"] = "cometapi"
+    response = comfy.queue(prompt)
+    assert response.status_code == 400
+    [entry] = response.json()["node_errors"].values()
+    [error] = entry["errors"]
+    assert error["extra_info"]["input_name"] == "provider" and "No API key for cometapi" in error["details"]
+    assert "COMETAPI_KEY" in error["details"] and comfy_bfl.api_key not in response.text
+
+
 def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     comfy.run(prompt)
     submits = len(comfy_bfl.submits)
@@ -124,7 +145,7 @@ def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, obje
 
 
 def test_cancel_stops_polling_and_interrupts(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["seed"] = 999
     comfy_bfl.plans.append(TaskPlan(statuses=["Pending"]))

@@ -89,8 +89,18 @@ def test_folders_that_are_not_flux2_are_refused_by_name(model_root: Path) -> Non
         identify_model(model_root / "not-a-model")
     with pytest.raises(FluxFlexError, match="StableDiffusionPipeline, not FLUX.2"):
         identify_model(model_root / "stable-diffusion")
-    with pytest.raises(InvalidRequestError, match="local_model = 'flux2-pro'"):
+    with pytest.raises(InvalidRequestError, match="local_model 'flux2-pro' is not in models/diffusers. Put that"):
         resolve_model("flux2-pro", [model_root])
+
+
+def test_a_missing_published_model_is_named_with_where_to_download_it(model_root: Path) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        resolve_model("FLUX.2-klein-4B", [model_root])
+    assert str(refused.value) == (
+        "local_model 'FLUX.2-klein-4B' is not in models/diffusers. Download it from "
+        "https://huggingface.co/black-forest-labs/FLUX.2-klein-4B into models/diffusers/FLUX.2-klein-4B (for "
+        "example: hf download black-forest-labs/FLUX.2-klein-4B --local-dir models/diffusers/FLUX.2-klein-4B), or "
+        "pick a model folder you have.")
 
 
 @pytest.mark.parametrize("choice", ["/etc", "/", "..", ".", "../models", "sub/dir", "..\\windows", "C:models",
@@ -370,7 +380,7 @@ def test_a_wired_local_model_replaces_the_provider_and_is_free(models) -> None:
     settings = NodeSettings(provider="bfl", prompt="a fox", width=64, height=64, steps=2, seed=3, batch_size=2)
     result = run_settings(settings, RunHooks(), local=LocalChoice(models[DEV]))
     assert tuple(result.images.shape) == (2, 64, 64, 3) and result.images.dtype == torch.float32
-    assert "local: free" in result.report and "provider bfl was not used" in result.report
+    assert "free · 64x64 · seed 3" in result.report and "provider bfl was not used" in result.report
     assert preview_price(settings, local=True).usd_high == 0
     local.free()
 

@@ -191,7 +191,7 @@ def test_cli_generates_with_foundry(fake, monkeypatch, tmp_path: Path, capsys) -
 def test_chosen_on_the_node_it_validates_without_an_endpoint_and_runs_with_one(fake, monkeypatch) -> None:
     node = NodeSettings(provider="azure-foundry", prompt="a poster", width=256, height=192, seed=42, batch_size=2)
     assert check_settings(node) is None and estimate_cost(node).usd is None
-    assert preview_price(node).text == "price unknown"
+    assert preview_price(node).text == "price unknown: see Cost Management in the Azure portal · 256x192"
     monkeypatch.setenv("AZURE_FOUNDRY_ENDPOINT", fake.api_url)
     monkeypatch.setenv("AZURE_FOUNDRY_API_KEY", fake.api_key)
     result = run_settings(node, RunHooks())
@@ -211,4 +211,7 @@ def test_the_settings_dialog_stores_the_endpoint_next_to_the_keys(comfy) -> None
     assert status["azure-foundry-endpoint"]["stored"] is True
     assert status["azure-foundry-endpoint"]["env_var"] == "AZURE_FOUNDRY_ENDPOINT"
     assert status["azure-foundry"]["env_var"] == "AZURE_FOUNDRY_API_KEY" and "openrouter" in status
+    # An option, not a provider: the form lists it apart, and shows its value (it is not a secret).
+    assert status["azure-foundry-endpoint"]["option_of"] == "azure-foundry"
+    assert status["azure-foundry-endpoint"]["value"] == endpoint and "option_of" not in status["azure-foundry"]
     assert endpoint in (comfy.root / "user" / "flux2_flex" / "keys.json").read_text()

@@ -1,89 +1,9 @@
-// FLUX.2 [flex] nodes: a settings entry for provider keys, and on each node its price before a run
-// and what the run cost after it.
-//
-// Keys are posted once to the pack's own route and stored server-side, owner-only, in ComfyUI's
-// user folder. The settings entry uses a custom renderer and never calls the setter, so a key is
-// never written into ComfyUI's settings JSON, a workflow or a PNG. The server only ever answers
-// whether a key is stored.
+// FLUX.2 [flex] nodes: on each node its price before a run and what the run cost after it.
+// (The settings entry for provider keys is flux2_flex_settings.js.)
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const KEYS_ROUTE = "/flux2_flex/keys";
 const UI_KEY = "flux2_flex";
-
-// The pack's key routes refuse any request without this header: a foreign page cannot send it.
-const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
-
-async function fetchKeyStatus() {
-  const response = await api.fetchApi(KEYS_ROUTE, { headers: { ...KEY_ROUTE_HEADERS } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-async function storeKey(provider, name, key) {
-  const response = await api.fetchApi(KEYS_ROUTE, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", ...KEY_ROUTE_HEADERS },
-    body: JSON.stringify({ provider, name, key }),
-  });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-function describe(status) {
-  const named = (status.names || []).filter((name) => name !== "default");
-  const others = named.length ? `; named keys: ${named.join(", ")}` : "";
-  if (status.env_set) return `${status.env_var} is set (it takes precedence)${others}`;
-  return (status.stored ? "key stored" : `no key (set ${status.env_var} or paste one)`) + others;
-}
-
-function renderKeyForm() {
-  const form = document.createElement("div");
-  form.className = "flux2-flex-keys";
-  form.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;align-items:center";
-  const provider = document.createElement("select");
-  const name = document.createElement("input");
-  name.className = "flux2-flex-key-name";
-  name.placeholder = "name (empty: default key)";
-  name.title = "Store several keys per provider under names (personal, client) and pick one by key_name on the node";
-  name.style.width = "12em";
-  const key = document.createElement("input");
-  key.type = "password";
-  key.autocomplete = "off";
-  key.placeholder = "paste a key, or leave empty to forget the stored one";
-  key.style.minWidth = "18em";
-  const save = document.createElement("button");
-  save.textContent = "Save";
-  const state = document.createElement("span");
-  state.className = "flux2-flex-key-state";
-  form.append(provider, name, key, save, state);
-
-  let statuses = {};
-  const show = () => { state.textContent = statuses[provider.value] ? describe(statuses[provider.value]) : ""; };
-  const load = async () => {
-    try {
-      statuses = await fetchKeyStatus();
-      provider.replaceChildren(...Object.keys(statuses).map((name) => new Option(name, name)));
-      show();
-    } catch (error) {
-      state.textContent = `could not read key status: ${error.message}`;
-    }
-  };
-  provider.addEventListener("change", show);
-  save.addEventListener("click", async () => {
-    try {
-      statuses = await storeKey(provider.value, name.value.trim(), key.value);
-      key.value = "";
-      show();
-    } catch (error) {
-      state.textContent = `not saved: ${error.message}`;
-    }
-  });
-  load();
-  return form;
-}
 
 // --- The price before a run and the cost after it, on the node itself -------------------------
 //
@@ -92,13 +12,28 @@ function renderKeyForm() {
 // frontends. The widget is not serialized, so it never enters a workflow or the queued prompt.
 // The figures come from the server (the engine's pricing), asked whenever what they depend on
 // changes; the browser only says which widgets are set and which images are wired.
+//
+// Every word the panel shows comes from the server (the price line, the run's report, the
+// status text, the error), except the few in TEXT below.
 const PRICE_ROUTE = "/flux2_flex/price";
 const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
+const REPORTING_NODES = new Set([...PRICED_NODES, "FluxFlexRecoverTask"]);
 const PANEL_WIDGET = "flux2_flex_price";
 const REFERENCE_BATCH = "FluxFlexReferenceBatch";
 const LOCAL_MODEL_NODES = new Set(["FluxFlexLocalModel", "FluxFlexNativeModel"]);  // diffusers, ComfyUI files
 const LOAD_IMAGE = "LoadImage";
 const REFRESH_MS = 400;
+const LINE_PX = 16;
+const TEXT = {
+  price: "Price: ",
+  priceUnavailable: "Price: not available",
+  cached: "Answered from ComfyUI's cache: nothing was sent and nothing was paid. The image is this earlier run's:",
+};
+// The size widgets that apply: megapixels with an aspect preset, width and height with custom,
+// none of them while Edit (or Cost Estimate) takes the input image's size.
+const CUSTOM_SIZE = "custom";
+const REMOTE_ONLY = ["provider", "safety_tolerance", "output_format", "prompt_upsampling", "use_cache", "key_name",
+  "upload_format"];  // what a Local Model makes irrelevant
 
 function widgetValues(node) {
   const values = {};
@@ -132,6 +67,10 @@ function socketImages(node, name, into = { files: [], unknown: 0 }) {
   return into;
 }
 
+function runsLocally(node) {
+  return LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type);
+}
+
 function priceQuestion(node) {
   const connected = (name) => inputNode(node, name) != null;
   return {
@@ -139,33 +78,96 @@ function priceQuestion(node) {
     widgets: widgetValues(node),
     image: connected("image") ? socketImages(node, "image") : null,
     references: connected("references") ? socketImages(node, "references") : null,
-    local: LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type),
+    local: runsLocally(node),
   };
 }
 
-function addPricePanel(node) {
+// Show only the widgets that apply; the values of hidden ones stay as they were (and saved).
+function showApplicableWidgets(node) {
+  const value = (name) => node.widgets?.find((w) => w.name === name)?.value;
+  const matchInput = node.findInputSlot?.("image") >= 0 && value("match_input_size") === true
+    && inputNode(node, "image") != null;
+  const custom = value("aspect_ratio") === CUSTOM_SIZE;
+  const local = runsLocally(node);
+  const hide = {
+    aspect_ratio: matchInput,
+    megapixels: matchInput || custom,
+    width: matchInput || !custom,
+    height: matchInput || !custom,
+  };
+  for (const name of REMOTE_ONLY) hide[name] = local;
+  let changed = false;
+  for (const widget of node.widgets ?? []) {
+    if (!(widget.name in hide) || Boolean(widget.hidden) === hide[widget.name]) continue;
+    widget.hidden = hide[widget.name];
+    changed = true;
+  }
+  if (changed) fitNode(node);
+}
+
+function fitNode(node) {
+  const wanted = node.computeSize?.();
+  if (wanted) node.setSize([Math.max(node.size[0], wanted[0]), wanted[1]]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+// Fold the inputs the schema marks advanced in the classic canvas too (frontend 1.58.1 folds them
+// only in the Vue node view by itself; its node menu's "Show advanced" unfolds them in both).
+// Frontends without the idiom have no such property: the node keeps every widget in view.
+function foldAdvanced(node) {
+  for (const widget of node.widgets ?? []) {
+    if (widget.options?.advanced && "advanced" in widget) widget.advanced = true;
+  }
+}
+
+function panelHeight(state) {
+  // Lines as the panel wraps them; the classic canvas sizes a DOM widget by what it asks for.
+  const parts = [state.price, state.status, state.report];
+  const measured = parts.reduce((sum, part) => sum + part.offsetHeight, 0);
+  if (measured > 0 && state.panel.offsetParent) return measured + 24;  // padding, and the margin the canvas keeps
+  const lines = `${state.price.textContent}\n${state.status.textContent}\n${state.report.textContent}`.split("\n");
+  const width = Math.max(120, (state.node.size?.[0] ?? 300) - 20);
+  const perLine = Math.max(20, Math.floor(width / 6.5));
+  return 8 + LINE_PX * lines.reduce((sum, line) => sum + Math.max(1, Math.ceil(line.length / perLine)), 0);
+}
+
+function addPanel(node) {
   const panel = document.createElement("div");
   panel.className = "flux2-flex-panel";
-  panel.style.cssText = "font:12px sans-serif;line-height:1.35;padding:2px 4px;overflow:auto;white-space:pre-wrap;"
-    + "color:var(--input-text,#ddd);";
+  panel.style.cssText = "font:12px sans-serif;line-height:1.35;padding:2px 4px;white-space:pre-wrap;"
+    + "overflow-wrap:anywhere;color:var(--input-text,#ddd);";
   const price = document.createElement("div");
   price.className = "flux2-flex-price";
   price.style.cssText = "color:#f5b642;font-weight:600";
-  price.textContent = "Price: …";
+  price.textContent = PRICED_NODES.has(node.type) ? `${TEXT.price}…` : "";
+  const status = document.createElement("div");
+  status.className = "flux2-flex-status";
+  status.style.cssText = "color:#ff8a8a";
   const report = document.createElement("div");
   report.className = "flux2-flex-report";
   report.style.cssText = "opacity:0.9";
-  panel.append(price, report);
+  panel.append(price, status, report);
+  const state = { node, panel, price, status, report, asked: null, lastStatus: "" };
   const widget = node.addDOMWidget(PANEL_WIDGET, "flux2flex_price", panel, {
     serialize: false,
     hideOnZoom: false,
     getValue: () => undefined,
     setValue: () => {},
-    getMinHeight: () => 40,
-    getMaxHeight: () => 200,
+    getMinHeight: () => panelHeight(state),
+    getMaxHeight: () => panelHeight(state),
   });
   widget.serialize = false;
-  node.flux2Flex = { widget, price, report, asked: null };
+  state.widget = widget;
+  node.flux2Flex = state;
+}
+
+// The node's own words after a run, a failure or a Cancel; the classic canvas node grows to fit.
+function say(node, { status = "", report = "" }) {
+  const state = node.flux2Flex;
+  if (!state) return;
+  state.status.textContent = status;
+  state.report.textContent = report;
+  requestAnimationFrame(() => fitNode(node));
 }
 
 async function refreshPrice(node) {
@@ -179,26 +181,93 @@ async function refreshPrice(node) {
     const answer = await response.json();
     if (state.asked !== question) return; // the node changed again meanwhile
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
-    state.price.textContent = answer.problem ? `Price: ${answer.text} (${answer.detail})` : `Price: ${answer.text}`;
+    state.price.textContent = `${TEXT.price}${answer.text}`;
     state.price.title = answer.detail;
     state.price.style.color = answer.problem ? "#ff6b6b" : "#f5b642";
   } catch (error) {
     state.asked = null; // ask again on the next tick
-    state.price.textContent = `Price: not available (${error.message})`;
+    state.price.textContent = `${TEXT.priceUnavailable} (${error.message})`;
   }
 }
 
-function refreshAllPrices() {
+function refreshAllNodes() {
   for (const node of app.graph?._nodes ?? []) {
-    if (node.flux2Flex) refreshPrice(node);
+    if (!node.flux2Flex) continue;
+    if (PRICED_NODES.has(node.type)) {
+      showApplicableWidgets(node);
+      refreshPrice(node);
+    }
   }
 }
 
-function showReportOnNode(nodeType) {
+function packNode(nodeId) {
+  if (nodeId == null) return null;
+  const node = app.graph?.getNodeById?.(String(nodeId).split(":").pop());
+  return node?.flux2Flex ? node : null;
+}
+
+// Run events: a run starts (its node forgets the previous report), the node's status text (kept
+// to say after a Cancel), a failure, a Cancel, and a node ComfyUI answered from its own cache.
+function followRuns() {
+  // Cleared once per run: the nodes an expanding node turns into report as it (display_node).
+  let started = new Set();
+  api.addEventListener("execution_start", () => { started = new Set(); });
+  api.addEventListener("executing", ({ detail }) => {
+    const node = packNode(detail?.display_node ?? detail?.node ?? detail);
+    if (!node || started.has(node)) return;
+    started.add(node);
+    node.flux2Flex.lastStatus = "";
+    say(node, {});
+  });
+  api.addEventListener("progress_text", ({ detail }) => {
+    const node = packNode(detail?.nodeId);
+    if (node) node.flux2Flex.lastStatus = detail.text;
+  });
+  api.addEventListener("execution_error", ({ detail }) => {
+    const node = packNode(detail?.node_id);
+    if (node) say(node, { status: detail.exception_message ?? "" });
+  });
+  api.addEventListener("execution_interrupted", ({ detail }) => {
+    const node = packNode(detail?.node_id);
+    if (node) say(node, { status: node.flux2Flex.lastStatus });
+  });
+  api.addEventListener("execution_cached", ({ detail }) => {
+    for (const id of detail?.nodes ?? []) {
+      const node = packNode(id);
+      const last = node?.flux2Flex?.lastReport;
+      if (last) say(node, { report: `${TEXT.cached}\n${last}` });
+    }
+  });
+}
+
+// One release of Generate and Edit carried a Local Model's four widgets after use_cache, where
+// key_name and upload_format now are: a workflow saved by it has two values more than the node
+// has widgets, and its values for those two belong to widgets that moved to the Local Model node.
+const LEGACY_LOCAL_WIDGETS = ["key_name", "upload_format"];
+
+function dropLegacyLocalValues(node, info, nodeData) {
+  const saved = info?.widgets_values;
+  const serialized = (node.widgets ?? []).filter((w) => w.name !== PANEL_WIDGET && w.serialize !== false);
+  if (!Array.isArray(saved) || saved.length !== serialized.length + 2) return;
+  for (const name of LEGACY_LOCAL_WIDGETS) {
+    const widget = node.widgets.find((w) => w.name === name);
+    const spec = nodeData?.input?.required?.[name] ?? nodeData?.input?.optional?.[name];
+    if (widget) widget.value = spec?.[1]?.default ?? "";
+  }
+}
+
+function showReportOnNode(nodeType, nodeData) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function (info) {
+    const result = onConfigure?.apply(this, arguments);
+    dropLegacyLocalValues(this, info, nodeData);
+    return result;
+  };
   const onNodeCreated = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {
     const result = onNodeCreated?.apply(this, arguments);
-    addPricePanel(this);
+    foldAdvanced(this);
+    addPanel(this);
     return result;
   };
   const onExecuted = nodeType.prototype.onExecuted;
@@ -206,26 +275,18 @@ function showReportOnNode(nodeType) {
     onExecuted?.apply(this, arguments);
     const entry = message?.[UI_KEY]?.[0];
     if (!entry || !this.flux2Flex) return;
-    this.flux2Flex.report.textContent = `Last run:\n${entry.report}`;
-    this.setDirtyCanvas?.(true, false);
+    this.flux2Flex.lastReport = entry.report;
+    say(this, { report: entry.report });
   };
 }
 
 app.registerExtension({
   name: "FLUX2Flex.Nodes",
-  settings: [
-    {
-      id: "FLUX2Flex.Keys.Store",
-      category: ["FLUX.2 Flex", "API keys", "Provider keys"],
-      name: "Provider API key (stored on the ComfyUI server, never in workflows)",
-      type: renderKeyForm,
-      defaultValue: "",
-    },
-  ],
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (PRICED_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
+    if (REPORTING_NODES.has(nodeData?.name)) showReportOnNode(nodeType, nodeData);
   },
   async setup() {
-    setInterval(refreshAllPrices, REFRESH_MS);
+    followRuns();
+    setInterval(refreshAllNodes, REFRESH_MS);
   },
 });

@@ -6,7 +6,8 @@ The browser posts a key once; the server writes it to the pack's folder in Comfy
 which key names each provider has, and whether its environment variable (which takes precedence
 for the default key) is set. Every key route is guarded by `request_guard` (same origin, the
 pack's header, changes only from this machine) and every change is logged with the client's
-address, never with the key. The price route answers from the engine's pricing, so the price
+address, never with the key. Provider options stored the same way (Microsoft Foundry's endpoint
+and deployment) are not secrets: GET shows their values, so the form can show what is set. The price route answers from the engine's pricing, so the price
 on a node and the run's report agree.
 
 Multi-user ComfyUI (`--multi-user`): each ComfyUI user has their own folder, so their own keys,
@@ -37,9 +38,9 @@ from comfy_execution.utils import get_executing_context
 from PIL import Image
 from server import PromptServer
 
-from ..engine.errors import FluxFlexError, InvalidRequestError
-from ..engine.keys import DEFAULT_KEY_NAME
-from ..engine.providers import STORED_ENV_VARS
+from ..engine.errors import FluxFlexError, InvalidRequestError, MissingApiKeyError
+from ..engine.keys import DEFAULT_KEY_NAME, read_stored_keys, stored_setting
+from ..engine.providers import PROVIDER_CLASSES, STORED_ENTRIES, STORED_ENV_VARS, make_provider
 from ..engine.redaction import install_log_redaction, register_secret
 from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
@@ -57,7 +58,8 @@ PROMPT_USER_FIELD = "flux2_flex_user"  # in a prompt's extra_data: the ComfyUI u
 USERS_FOLDER = "users"
 USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # ComfyUI's own ids are letters, digits, '-' and '_'
 LOG = logging.getLogger("comfyui_flux2_flex")
-_queuing_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("flux2_flex_queuing_user", default=None)
+NOT_QUEUING = object()  # outside a POST /prompt request
+_queuing_user: contextvars.ContextVar[object] = contextvars.ContextVar("flux2_flex_queuing_user", default=NOT_QUEUING)
 
 
 class UnknownUserError(FluxFlexError):
@@ -91,10 +93,16 @@ def current_user() -> str | None:
     """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
 
     ComfyUI runs one prompt at a time; the executing context names it where several are listed.
-    Works from any thread (a batch's worker threads included), as it reads the prompt queue.
+    Works from any thread (a batch's worker threads included), as it reads the prompt queue;
+    while a POST /prompt is validated, it is the user who sends it.
     """
     if not multi_user():
         return None
+    queuing = _queuing_user.get()
+    if queuing is not NOT_QUEUING:  # validating a prompt inside its POST /prompt: whoever sends it
+        if not isinstance(queuing, str):
+            raise UnknownUserError("The prompt was queued without a known ComfyUI user.")
+        return queuing
     queue = PromptServer.instance.prompt_queue
     with queue.mutex:
         running = list(queue.currently_running.values())
@@ -133,10 +141,21 @@ def key_store(user: str | None) -> KeyStore:
 
 
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
-    names = store.names()
-    return {provider: {"stored": DEFAULT_KEY_NAME in names[provider], "names": names[provider], "env_var": env_var,
-                       "env_set": bool(os.environ.get(env_var))}
-            for provider, env_var in STORED_ENV_VARS.items()}
+    """What the settings form shows, in the order the engine lists providers: per key, the names
+    stored and whether its environment variable is set; per option (Foundry's endpoint), also its
+    stored value, since an option is not a secret. A key itself is never in it."""
+    names, stored = store.names(), read_stored_keys(store.path)
+    status: dict[str, dict[str, object]] = {}
+    for entry in STORED_ENTRIES:
+        status[entry.name] = {"stored": DEFAULT_KEY_NAME in names[entry.name], "names": names[entry.name],
+                              "env_var": entry.env_var, "env_set": bool(os.environ.get(entry.env_var)),
+                              "label": entry.label}
+        if entry.is_key:
+            status[entry.name]["used_by"] = list(entry.used_by)
+        else:
+            status[entry.name].update(option=entry.option, option_of=entry.option_of, example=entry.example,
+                                      value=stored_setting(entry.name, entry.env_var, environ={}, stored=stored))
+    return status
 
 
 def request_user(request: web.Request) -> str | None:
@@ -165,7 +184,8 @@ def stamp_prompt_user(json_data: dict) -> dict:
     extra = json_data.get("extra_data")
     if not isinstance(extra, dict):
         extra = json_data["extra_data"] = {}
-    extra[PROMPT_USER_FIELD] = _queuing_user.get()
+    queuing = _queuing_user.get()
+    extra[PROMPT_USER_FIELD] = queuing if isinstance(queuing, str) else None
     return json_data
 
 
@@ -226,9 +246,28 @@ def register_routes() -> None:
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:
         try:
-            return web.json_response(preview_for_browser(await request.json(), loaded_image_size))
+            _queuing_user.set(request_user(request))  # whose keys `has_key` looks at (multi-user)
+        except UnknownUserError:
+            _queuing_user.set(None)
+        try:
+            return web.json_response(preview_for_browser(await request.json(), loaded_image_size,
+                                                         lambda provider, name: missing_key(provider, name) is None))
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"error": f"expected the node's widgets and inputs: {error}"}, status=400)
+
+
+def missing_key(provider: str, key_name: str) -> str | None:
+    """Why the provider cannot be paid from here (no key, no Foundry endpoint), or None; for the
+    user who queues the prompt or asks the route. Never the key itself."""
+    if provider not in PROVIDER_CLASSES:
+        return None  # the provider widget's own check names it
+    try:
+        _ = make_provider(provider, key_choice=key_name).api_key
+    except MissingApiKeyError as error:
+        return str(error)
+    except UnknownUserError:
+        return None  # a multi-user prompt without a known user fails closed when it runs
+    return None
 
 
 def prepare_stored_keys() -> None:
