@@ -7,6 +7,7 @@
 // whether a key is stored.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { currentLocale, t, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const KEYS_ROUTE = "/flux2_flex/keys";
 const UI_KEY = "flux2_flex";
@@ -34,9 +35,9 @@ async function storeKey(provider, name, key) {
 
 function describe(status) {
   const named = (status.names || []).filter((name) => name !== "default");
-  const others = named.length ? `; named keys: ${named.join(", ")}` : "";
-  if (status.env_set) return `${status.env_var} is set (it takes precedence)${others}`;
-  return (status.stored ? "key stored" : `no key (set ${status.env_var} or paste one)`) + others;
+  const others = named.length ? t("keys.named", { names: named.join(", ") }) : "";
+  if (status.env_set) return t("keys.envSet", { env_var: status.env_var }) + others;
+  return (status.stored ? t("keys.stored") : t("keys.missing", { env_var: status.env_var })) + others;
 }
 
 function renderKeyForm() {
@@ -46,16 +47,16 @@ function renderKeyForm() {
   const provider = document.createElement("select");
   const name = document.createElement("input");
   name.className = "flux2-flex-key-name";
-  name.placeholder = "name (empty: default key)";
-  name.title = "Store several keys per provider under names (personal, client) and pick one by key_name on the node";
+  name.placeholder = t("keys.namePlaceholder");
+  name.title = t("keys.nameTitle");
   name.style.width = "12em";
   const key = document.createElement("input");
   key.type = "password";
   key.autocomplete = "off";
-  key.placeholder = "paste a key, or leave empty to forget the stored one";
+  key.placeholder = t("keys.keyPlaceholder");
   key.style.minWidth = "18em";
   const save = document.createElement("button");
-  save.textContent = "Save";
+  save.textContent = t("keys.save");
   const state = document.createElement("span");
   state.className = "flux2-flex-key-state";
   form.append(provider, name, key, save, state);
@@ -64,11 +65,12 @@ function renderKeyForm() {
   const show = () => { state.textContent = statuses[provider.value] ? describe(statuses[provider.value]) : ""; };
   const load = async () => {
     try {
+      await translationsLoaded;
       statuses = await fetchKeyStatus();
       provider.replaceChildren(...Object.keys(statuses).map((name) => new Option(name, name)));
       show();
     } catch (error) {
-      state.textContent = `could not read key status: ${error.message}`;
+      state.textContent = t("keys.readFailed", { error: error.message });
     }
   };
   provider.addEventListener("change", show);
@@ -78,7 +80,7 @@ function renderKeyForm() {
       key.value = "";
       show();
     } catch (error) {
-      state.textContent = `not saved: ${error.message}`;
+      state.textContent = t("keys.notSaved", { error: error.message });
     }
   });
   load();
@@ -151,7 +153,6 @@ function addPricePanel(node) {
   const price = document.createElement("div");
   price.className = "flux2-flex-price";
   price.style.cssText = "color:#f5b642;font-weight:600";
-  price.textContent = "Price: …";
   const report = document.createElement("div");
   report.className = "flux2-flex-report";
   report.style.cssText = "opacity:0.9";
@@ -165,27 +166,48 @@ function addPricePanel(node) {
     getMaxHeight: () => 200,
   });
   widget.serialize = false;
-  node.flux2Flex = { widget, price, report, asked: null };
+  // What the panel shows, kept as data so a change of Comfy.Locale redraws it in the new language.
+  node.flux2Flex = { widget, price, report, asked: null, answer: null, error: null, lastRun: null, locale: null };
+  showPanel(node.flux2Flex);
+}
+
+// The price line's words; the figures are the server's ($0.050, ~$0.100-$0.450) and stay as sent.
+function priceLine(answer, error) {
+  if (error) return t("price.unavailable", { error });
+  if (!answer) return t("price.pending");
+  if (answer.problem) return t("price.problem", { detail: answer.detail });
+  if (answer.usd_low === null) return t("price.unknown");
+  if (answer.usd_high === 0) return t("price.free");
+  return t("price.line", { price: answer.text });
+}
+
+function showPanel(state) {
+  state.locale = currentLocale();
+  state.price.textContent = priceLine(state.answer, state.error);
+  state.price.title = state.answer?.detail ?? "";
+  state.price.style.color = state.answer?.problem ? "#ff6b6b" : "#f5b642";
+  state.report.textContent = state.lastRun === null ? "" : `${t("report.lastRun")}\n${state.lastRun}`;
 }
 
 async function refreshPrice(node) {
   const state = node.flux2Flex;
+  if (state.locale !== currentLocale()) showPanel(state);
   const question = JSON.stringify(priceQuestion(node));
   if (question === state.asked) return;
   state.asked = question;
   try {
+    await translationsLoaded;
     const response = await api.fetchApi(PRICE_ROUTE, { method: "POST", body: question,
       headers: { "Content-Type": "application/json" } });
     const answer = await response.json();
     if (state.asked !== question) return; // the node changed again meanwhile
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
-    state.price.textContent = answer.problem ? `Price: ${answer.text} (${answer.detail})` : `Price: ${answer.text}`;
-    state.price.title = answer.detail;
-    state.price.style.color = answer.problem ? "#ff6b6b" : "#f5b642";
+    Object.assign(state, { answer, error: null });
   } catch (error) {
     state.asked = null; // ask again on the next tick
-    state.price.textContent = `Price: not available (${error.message})`;
+    state.error = error.message;
   }
+  showPanel(state);
 }
 
 function refreshAllPrices() {
@@ -206,7 +228,8 @@ function showReportOnNode(nodeType) {
     onExecuted?.apply(this, arguments);
     const entry = message?.[UI_KEY]?.[0];
     if (!entry || !this.flux2Flex) return;
-    this.flux2Flex.report.textContent = `Last run:\n${entry.report}`;
+    this.flux2Flex.lastRun = entry.report;
+    showPanel(this.flux2Flex);
     this.setDirtyCanvas?.(true, false);
   };
 }
@@ -217,7 +240,7 @@ app.registerExtension({
     {
       id: "FLUX2Flex.Keys.Store",
       category: ["FLUX.2 Flex", "API keys", "Provider keys"],
-      name: "Provider API key (stored on the ComfyUI server, never in workflows)",
+      name: "Provider API key (stored on the ComfyUI server, never in workflows)", // locales/*/settings.json
       type: renderKeyForm,
       defaultValue: "",
     },
