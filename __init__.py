@@ -59,9 +59,13 @@ async def comfy_entrypoint():
     from .nodes.comfy.server import (
         configure_engine, free_local_pipeline_on_unload, install_example_inputs, register_routes,
     )
+    from .nodes.comfy.recover_node import register_tasks_route
+    from .nodes.comfy.validation import register_validation
 
     configure_engine()
     register_routes()
+    register_validation()
+    register_tasks_route()
     install_example_inputs()
     free_local_pipeline_on_unload()
     return FluxFlexExtension()

@@ -26,7 +26,7 @@ pytestmark = needs_comfyui
 
 def test_object_info_lists_the_four_nodes_with_their_inputs(object_info: dict[str, Any]) -> None:
     for node_id in NODE_IDS:
-        assert object_info[node_id]["category"] == "FLUX.2 Flex"
+        assert object_info[node_id]["category"] == "FLUX.2 [flex]"
         assert object_info[node_id]["description"]
     generate = object_info["FluxFlexGenerate"]["input"]["required"]
     assert {"provider", "prompt", "width", "height", "steps", "guidance", "seed", "safety_tolerance",
@@ -57,7 +57,12 @@ def test_the_price_route_answers_from_the_engine_with_the_picked_files_size(comf
     question = {"node": "FluxFlexEdit", "widgets": {"provider": "bfl", "prompt": "x", "batch_size": 2},
                 "image": {"files": ["flux2_flex_street.png"], "unknown": 0}, "references": None, "local": False}
     answer = comfy.client.post("/flux2_flex/price", json=question).json()
-    assert answer["text"] == "$0.200" and "768x512" in answer["detail"]
+    assert answer["text"] == "$0.200 · 768x512" and not answer["problem"]
+    question["widgets"]["provider"] = "fal"
+    answer = comfy.client.post("/flux2_flex/price", json=question).json()
+    assert answer["problem"] and answer["text"].endswith("no fal key: Settings > FLUX.2 Flex"), \
+        "the route says whether a key exists (never the key)"
+    question["widgets"]["provider"] = "bfl"
     question["image"]["files"] = ["../../../etc/passwd"]
     assert comfy.client.post("/flux2_flex/price", json=question).json()["text"].startswith("~"), \
         "a file outside ComfyUI's folders is never read: its size is unknown"
@@ -110,8 +115,23 @@ def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bf
     submits = len(comfy_bfl.submits)
     response = comfy.queue(prompt)
     assert response.status_code == 400
-    assert "guidance = 12.0 is not allowed: from 1.5 to 10" in response.text
+    [(node_id, entry)] = response.json()["node_errors"].items()
+    [error] = entry["errors"]
+    assert error["extra_info"]["input_name"] == "guidance", "once, at the input it names"
+    assert "guidance = 12.0 is not allowed: from 1.5 to 10" in error["details"]
     assert len(comfy_bfl.submits) == submits
+
+
+def test_a_missing_key_is_refused_at_validation_at_the_provider(comfy, comfy_bfl, object_info) -> None:
+    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    prompt = to_api_prompt(workflow, object_info)
+    next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["provider"] = "cometapi"
+    response = comfy.queue(prompt)
+    assert response.status_code == 400
+    [entry] = response.json()["node_errors"].values()
+    [error] = entry["errors"]
+    assert error["extra_info"]["input_name"] == "provider" and "No API key for cometapi" in error["details"]
+    assert "COMETAPI_KEY" in error["details"] and comfy_bfl.api_key not in response.text
 
 
 def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:

@@ -83,12 +83,18 @@ def test_a_cancelled_task_is_logged_and_the_recover_node_brings_its_image(paid_b
         [task_id] = paid_bfl.tasks
         log = comfy.log_path.read_text()
         assert re.search(rf"{task_id}.*recover", log), "the log names the paid task and how to recover it"
-        recover_prompt = {
-            "1": {"class_type": "FluxFlexRecoverTask", "inputs": {"task_id": task_id}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "recovered"}},
-        }
-        entry = comfy.run(recover_prompt)
+        assert comfy.client.get("/flux2_flex/paid_tasks").json() == [task_id], "listed live, no reload"
+        entry = comfy.run({"1": {"class_type": "FluxFlexRecoverTask", "inputs": {"task_id": task_id}}})
         assert entry["status"]["status_str"] == "success", entry["status"]
-        assert saved_images(comfy, entry) and len(paid_bfl.submits) == 1
+        shown = entry["outputs"]["1"]
+        assert shown["images"] and task_id in shown["flux2_flex"][0]["report"], "previewed on the node, unwired"
+        assert len(paid_bfl.submits) == 1
+        waiting = comfy.client.get("/flux2_flex/paid_tasks").json()
+        assert waiting == ["(no paid task is waiting)"]
+        entry = comfy.run({"1": {"class_type": "FluxFlexRecoverTask", "inputs": {"task_id": waiting[0]}},
+                           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "r"}}})
+        assert entry["status"]["status_str"] == "success", "none waiting is said, not a failure"
+        assert entry["outputs"]["1"]["flux2_flex"][0]["report"].startswith("No paid task is waiting")
+        assert not saved_images(comfy, entry)
     finally:
         comfy.stop()

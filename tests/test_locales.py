@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from comfyui_flux2_flex.nodes.logic.price_preview import PRICE_WORDS
 from comfyui_runner import needs_comfyui
 from locale_files import (
     DOCS, ENGLISH, LANGUAGES, LOCALES, SERVER_TEXT, catalog, english_node_defs, flatten, numbers, pack_node_ids,
@@ -66,9 +67,16 @@ def test_placeholders_and_figures_are_kept(lang: str) -> None:
 
 def test_every_key_the_web_extension_asks_for_is_in_english_and_every_english_one_is_asked_for() -> None:
     used = {key for path in WEB_SOURCES for key in T_CALL.findall(path.read_text(encoding="utf-8"))}
+    used |= {f"price.{key}" for key in PRICE_WORDS}  # the price line's parts, as the server names them
     known = {key.removeprefix("flux2Flex.") for key in ENGLISH_TEXTS if key.startswith("flux2Flex.")}
     assert sorted(used - known) == [], "asked for but not in locales/en/main.json"
     assert sorted(known - used) == [], "in locales/en/main.json but never shown"
+
+
+def test_the_price_lines_english_words_are_the_servers() -> None:
+    """The server writes the price line in English from PRICE_WORDS; the browser shows the same
+    parts from the locale files, so the English there must be the server's."""
+    assert {key: ENGLISH_TEXTS.get(f"flux2Flex.price.{key}") for key in PRICE_WORDS} == PRICE_WORDS
 
 
 def test_the_settings_entry_and_its_categories_are_translated() -> None:

@@ -148,7 +148,14 @@ def test_the_price_before_a_run_is_the_engines_estimate() -> None:
                     {"batch_size": 3}, {"provider": "fal", "width": 2048, "height": 2048}):
         expected = estimate_cost(settings(**changes))
         preview = preview_price(settings(**changes))
-        assert preview.text == f"${expected.usd:.3f}" and preview.usd_low == preview.usd_high == expected.usd
+        width, height = settings(**changes).output_size()
+        assert preview.text == f"${expected.usd:.3f} · {width}x{height}", "the price names the size it prices"
+        assert preview.usd_low == preview.usd_high == expected.usd
+
+
+def test_the_price_line_names_the_size_the_preset_makes_not_the_hidden_width() -> None:
+    preview = preview_price(settings(aspect_ratio="2:3", megapixels=1.0, width=1024, height=1024))
+    assert preview.text == "$0.050 · 832x1248"
 
 
 def test_edit_and_reference_sizes_known_from_their_files_give_the_exact_price() -> None:
@@ -156,36 +163,67 @@ def test_edit_and_reference_sizes_known_from_their_files_give_the_exact_price() 
     exact = estimate_cost(settings(batch_size=2), edit_image=image_batch(1, 600, 1000), references=refs)
     preview = preview_price(settings(batch_size=2), edit_image=SocketImages(((1000, 600),)),
                             references=SocketImages(((2100, 2100), (384, 384))))
-    assert preview.text == f"${exact.usd:.3f}" and "input 2: 2048x2048" in preview.detail, "downscaled as sent"
+    assert preview.text == f"${exact.usd:.3f} · 1008x608" and "input 2: 2048x2048" in preview.detail, \
+        "the input's size rounded to 16; references downscaled as sent"
     fixed = preview_price(settings(width=2048, height=2048), edit_image=SocketImages(((1000, 600),)),
                           match_input_size=False)
-    assert fixed.text == "$0.250", "match_input_size off: the widgets' size is billed, 4 MP out and 1 MP in"
+    assert fixed.text == "$0.250 · 2048x2048", "match_input_size off: the widgets' size is billed, 4 MP out and 1 MP in"
 
 
 def test_images_known_only_when_the_graph_runs_give_a_range() -> None:
-    assert preview_price(settings(), references=SocketImages(unknown=1)).text == f"~$0.100-${0.05 + 8 * 4 * 0.05:.3f}"
-    assert preview_price(settings(), edit_image=SocketImages(unknown=1)).text == "~$0.100-$0.400"
+    size = "{}x{}".format(*settings().output_size())
+    assert preview_price(settings(), references=SocketImages(unknown=1)).text == \
+        f"~$0.100-${0.05 + 8 * 4 * 0.05:.3f} · {size}"
+    assert preview_price(settings(), edit_image=SocketImages(unknown=1)).text == "~$0.100-$0.400 · the input's size"
     partly = preview_price(settings(), references=SocketImages(((64, 64),), unknown=1))
-    assert partly.text == f"~$0.150-${0.10 + 7 * 0.20:.3f}"
+    assert partly.text == f"~$0.150-${0.10 + 7 * 0.20:.3f} · {size}"
 
 
 def test_the_price_preview_says_what_is_wrong_or_unknown() -> None:
-    assert preview_price(settings(provider="cometapi")).text == "price unknown"
+    size = "{}x{}".format(*settings().output_size())
+    assert preview_price(settings(provider="cometapi")).text == f"price unknown: see your CometAPI dashboard · {size}"
     bad = preview_price(settings(width=1000))
-    assert bad.problem and "width = 1000 is not allowed" in bad.detail
-    assert preview_price(settings(provider="bfl"), local=True).text == "free (local run)"
+    assert bad.problem and "width = 1000 is not allowed" in bad.text
+    assert preview_price(settings(provider="bfl"), local=True).text == f"free (local run) · {size}"
+    no_key = preview_price(settings(provider="bfl-eu"), has_key=False)
+    assert no_key.problem and no_key.text == f"$0.050 · {size} · no bfl key: Settings > FLUX.2 Flex", \
+        "bfl-eu pays with the bfl key"
+    empty = preview_price(settings(prompt=" "))
+    assert empty.problem and empty.text == f"$0.050 · {size} · needs a prompt", "the price, then what is missing"
 
 
 def test_the_browser_asks_with_widget_values_and_file_names() -> None:
     sizes = {"street.png": (768, 512)}
     answer = preview_for_browser(
         {"widgets": {"provider": "bfl", "prompt": "x", "megapixels": "1", "match_input_size": True, "batch_size": 2},
-         "image": {"files": ["street.png"], "unknown": 0}, "references": None, "local": False}, sizes.get)
-    assert answer["text"] == "$0.200" and not answer["problem"]
-    unreadable = preview_for_browser({"widgets": {"prompt": "x"}, "image": {"files": ["gone.png"]}}, sizes.get)
+         "image": {"files": ["street.png"], "unknown": 0}, "references": None, "local": False}, sizes.get, has_key)
+    assert answer["text"] == "$0.200 · 768x512" and not answer["problem"]
+    unreadable = preview_for_browser({"widgets": {"prompt": "x"}, "image": {"files": ["gone.png"]}}, sizes.get,
+                                     has_key)
     assert unreadable["text"].startswith("~"), "a file whose size cannot be read counts as unknown"
     with pytest.raises(ValueError):
-        preview_for_browser({"widgets": "nope"}, sizes.get)
+        preview_for_browser({"widgets": "nope"}, sizes.get, has_key)
+
+
+def has_key(provider: str, name: str) -> bool:
+    return True
+
+
+def test_the_browser_hears_of_a_missing_key_and_image_but_cost_estimate_needs_no_key() -> None:
+    asked = []
+
+    def no_key(provider: str, name: str) -> bool:
+        asked.append((provider, name))
+        return False
+
+    widgets = {"provider": "bfl", "prompt": "x", "key_name": "client"}
+    generate = preview_for_browser({"node": "FluxFlexGenerate", "widgets": widgets}, {}.get, no_key)
+    assert generate["problem"] and generate["text"].endswith("no bfl key: Settings > FLUX.2 Flex")
+    assert asked == [("bfl", "client")], "the named key is the one looked for"
+    estimate = preview_for_browser({"node": "FluxFlexCostEstimate", "widgets": widgets}, {}.get, no_key)
+    assert not estimate["problem"] and estimate["text"].startswith("$0.050")
+    edit = preview_for_browser({"node": "FluxFlexEdit", "widgets": widgets, "image": None}, {}.get, has_key)
+    assert edit["problem"] and edit["text"] == "needs an image"
 
 
 def test_an_edit_sends_its_images_in_the_chosen_upload_format(bfl_env: FakeBfl) -> None:
@@ -201,5 +239,5 @@ def test_the_price_preview_refuses_an_upload_format_only_where_images_are_wired(
     refused = preview_price(settings(provider="fal", upload_format="jpeg"), references=SocketImages(((64, 64),)))
     assert refused.problem and "upload_format" in refused.detail and "png on fal" in refused.detail
     answer = preview_for_browser({"widgets": {"provider": "replicate", "prompt": "x", "upload_format": "webp"},
-                                  "image": {"files": ["street.png"]}}, {"street.png": (768, 512)}.get)
+                                  "image": {"files": ["street.png"]}}, {"street.png": (768, 512)}.get, has_key)
     assert not answer["problem"]

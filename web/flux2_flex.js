@@ -94,13 +94,23 @@ function renderKeyForm() {
 // frontends. The widget is not serialized, so it never enters a workflow or the queued prompt.
 // The figures come from the server (the engine's pricing), asked whenever what they depend on
 // changes; the browser only says which widgets are set and which images are wired.
+//
+// The panel's words are the pack's (flux2_flex_i18n.js: the price line's labels, the cached-run
+// note) or the server's (the run's report, the status text, the error), which stay as sent.
 const PRICE_ROUTE = "/flux2_flex/price";
 const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
+const REPORTING_NODES = new Set([...PRICED_NODES, "FluxFlexRecoverTask"]);
 const PANEL_WIDGET = "flux2_flex_price";
 const REFERENCE_BATCH = "FluxFlexReferenceBatch";
 const LOCAL_MODEL_NODES = new Set(["FluxFlexLocalModel", "FluxFlexNativeModel"]);  // diffusers, ComfyUI files
 const LOAD_IMAGE = "LoadImage";
 const REFRESH_MS = 400;
+const LINE_PX = 16;
+// The size widgets that apply: megapixels with an aspect preset, width and height with custom,
+// none of them while Edit (or Cost Estimate) takes the input image's size.
+const CUSTOM_SIZE = "custom";
+const REMOTE_ONLY = ["provider", "safety_tolerance", "output_format", "prompt_upsampling", "use_cache", "key_name",
+  "upload_format"];  // what a Local Model makes irrelevant
 
 function widgetValues(node) {
   const values = {};
@@ -134,6 +144,10 @@ function socketImages(node, name, into = { files: [], unknown: 0 }) {
   return into;
 }
 
+function runsLocally(node) {
+  return LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type);
+}
+
 function priceQuestion(node) {
   const connected = (name) => inputNode(node, name) != null;
   return {
@@ -141,57 +155,117 @@ function priceQuestion(node) {
     widgets: widgetValues(node),
     image: connected("image") ? socketImages(node, "image") : null,
     references: connected("references") ? socketImages(node, "references") : null,
-    local: LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type),
+    local: runsLocally(node),
   };
 }
 
-function addPricePanel(node) {
+// Show only the widgets that apply; the values of hidden ones stay as they were (and saved).
+function showApplicableWidgets(node) {
+  const value = (name) => node.widgets?.find((w) => w.name === name)?.value;
+  const matchInput = node.findInputSlot?.("image") >= 0 && value("match_input_size") === true
+    && inputNode(node, "image") != null;
+  const custom = value("aspect_ratio") === CUSTOM_SIZE;
+  const local = runsLocally(node);
+  const hide = {
+    aspect_ratio: matchInput,
+    megapixels: matchInput || custom,
+    width: matchInput || !custom,
+    height: matchInput || !custom,
+  };
+  for (const name of REMOTE_ONLY) hide[name] = local;
+  let changed = false;
+  for (const widget of node.widgets ?? []) {
+    if (!(widget.name in hide) || Boolean(widget.hidden) === hide[widget.name]) continue;
+    widget.hidden = hide[widget.name];
+    changed = true;
+  }
+  if (changed) fitNode(node);
+}
+
+function fitNode(node) {
+  const wanted = node.computeSize?.();
+  if (wanted) node.setSize([Math.max(node.size[0], wanted[0]), wanted[1]]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+// Fold the inputs the schema marks advanced in the classic canvas too (frontend 1.58.1 folds them
+// only in the Vue node view by itself; its node menu's "Show advanced" unfolds them in both).
+// Frontends without the idiom have no such property: the node keeps every widget in view.
+function foldAdvanced(node) {
+  for (const widget of node.widgets ?? []) {
+    if (widget.options?.advanced && "advanced" in widget) widget.advanced = true;
+  }
+}
+
+function panelHeight(state) {
+  // Lines as the panel wraps them; the classic canvas sizes a DOM widget by what it asks for.
+  const parts = [state.price, state.status, state.report];
+  const measured = parts.reduce((sum, part) => sum + part.offsetHeight, 0);
+  if (measured > 0 && state.panel.offsetParent) return measured + 24;  // padding, and the margin the canvas keeps
+  const lines = `${state.price.textContent}\n${state.status.textContent}\n${state.report.textContent}`.split("\n");
+  const width = Math.max(120, (state.node.size?.[0] ?? 300) - 20);
+  const perLine = Math.max(20, Math.floor(width / 6.5));
+  return 8 + LINE_PX * lines.reduce((sum, line) => sum + Math.max(1, Math.ceil(line.length / perLine)), 0);
+}
+
+function addPanel(node) {
   const panel = document.createElement("div");
   panel.className = "flux2-flex-panel";
-  panel.style.cssText = "font:12px sans-serif;line-height:1.35;padding:2px 4px;overflow:auto;white-space:pre-wrap;"
-    + "color:var(--input-text,#ddd);";
+  panel.style.cssText = "font:12px sans-serif;line-height:1.35;padding:2px 4px;white-space:pre-wrap;"
+    + "overflow-wrap:anywhere;color:var(--input-text,#ddd);";
   const price = document.createElement("div");
   price.className = "flux2-flex-price";
   price.style.cssText = "color:#f5b642;font-weight:600";
+  const status = document.createElement("div");
+  status.className = "flux2-flex-status";
+  status.style.cssText = "color:#ff8a8a";
   const report = document.createElement("div");
   report.className = "flux2-flex-report";
   report.style.cssText = "opacity:0.9";
-  panel.append(price, report);
+  panel.append(price, status, report);
+  const state = { node, panel, price, status, report, asked: null, lastStatus: "" };
   const widget = node.addDOMWidget(PANEL_WIDGET, "flux2flex_price", panel, {
     serialize: false,
     hideOnZoom: false,
     getValue: () => undefined,
     setValue: () => {},
-    getMinHeight: () => 40,
-    getMaxHeight: () => 200,
+    getMinHeight: () => panelHeight(state),
+    getMaxHeight: () => panelHeight(state),
   });
   widget.serialize = false;
-  // What the panel shows, kept as data so a change of Comfy.Locale redraws it in the new language.
-  node.flux2Flex = { widget, price, report, asked: null, answer: null, error: null, lastRun: null, locale: null };
-  showPanel(node.flux2Flex);
+  state.widget = widget;
+  node.flux2Flex = state;
+  showPrice(state);
 }
 
-// The price line's words; the figures are the server's ($0.050, ~$0.100-$0.450) and stay as sent.
-function priceLine(answer, error) {
-  if (error) return t("price.unavailable", { error });
-  if (!answer) return t("price.pending");
-  if (answer.problem) return t("price.problem", { detail: answer.detail });
-  if (answer.usd_low === null) return t("price.unknown");
-  if (answer.usd_high === 0) return t("price.free");
-  return t("price.line", { price: answer.text });
+// The price line in the user's language: the server's figures ($0.050, ~$0.100-$0.450, sizes)
+// and its fixed words, looked up by key; the server's English text where it sent no parts.
+function priceLine(state) {
+  if (state.error) return t("price.unavailable", { error: state.error });
+  if (!state.answer) return PRICED_NODES.has(state.node.type) ? t("price.pending") : "";
+  const parts = state.answer.parts?.map(([key, values]) => t(`price.${key}`, values)).join(" · ");
+  return t("price.line", { price: parts || state.answer.text });
 }
 
-function showPanel(state) {
+function showPrice(state) {
   state.locale = currentLocale();
-  state.price.textContent = priceLine(state.answer, state.error);
+  state.price.textContent = priceLine(state);
   state.price.title = state.answer?.detail ?? "";
   state.price.style.color = state.answer?.problem ? "#ff6b6b" : "#f5b642";
-  state.report.textContent = state.lastRun === null ? "" : `${t("report.lastRun")}\n${state.lastRun}`;
+}
+
+// The node's own words after a run, a failure or a Cancel; the classic canvas node grows to fit.
+function say(node, { status = "", report = "" }) {
+  const state = node.flux2Flex;
+  if (!state) return;
+  state.status.textContent = status;
+  state.report.textContent = report;
+  requestAnimationFrame(() => fitNode(node));
 }
 
 async function refreshPrice(node) {
   const state = node.flux2Flex;
-  if (state.locale !== currentLocale()) showPanel(state);
+  if (state.locale !== currentLocale()) showPrice(state);
   const question = JSON.stringify(priceQuestion(node));
   if (question === state.asked) return;
   state.asked = question;
@@ -207,20 +281,59 @@ async function refreshPrice(node) {
     state.asked = null; // ask again on the next tick
     state.error = error.message;
   }
-  showPanel(state);
+  showPrice(state);
 }
 
-function refreshAllPrices() {
+function refreshAllNodes() {
   for (const node of app.graph?._nodes ?? []) {
-    if (node.flux2Flex) refreshPrice(node);
+    if (!node.flux2Flex) continue;
+    if (PRICED_NODES.has(node.type)) {
+      showApplicableWidgets(node);
+      refreshPrice(node);
+    }
   }
+}
+
+function packNode(nodeId) {
+  if (nodeId == null) return null;
+  const node = app.graph?.getNodeById?.(String(nodeId).split(":").pop());
+  return node?.flux2Flex ? node : null;
+}
+
+// Run events: a run starts (its node forgets the previous report), the node's status text (kept
+// to say after a Cancel), a failure, a Cancel, and a node ComfyUI answered from its own cache.
+function followRuns() {
+  api.addEventListener("executing", ({ detail }) => {
+    const node = packNode(detail?.display_node ?? detail?.node ?? detail);
+    if (node) { node.flux2Flex.lastStatus = ""; say(node, {}); }
+  });
+  api.addEventListener("progress_text", ({ detail }) => {
+    const node = packNode(detail?.nodeId);
+    if (node) node.flux2Flex.lastStatus = detail.text;
+  });
+  api.addEventListener("execution_error", ({ detail }) => {
+    const node = packNode(detail?.node_id);
+    if (node) say(node, { status: detail.exception_message ?? "" });
+  });
+  api.addEventListener("execution_interrupted", ({ detail }) => {
+    const node = packNode(detail?.node_id);
+    if (node) say(node, { status: node.flux2Flex.lastStatus });
+  });
+  api.addEventListener("execution_cached", ({ detail }) => {
+    for (const id of detail?.nodes ?? []) {
+      const node = packNode(id);
+      const last = node?.flux2Flex?.lastReport;
+      if (last) say(node, { report: `${t("report.cached")}\n${last}` });
+    }
+  });
 }
 
 function showReportOnNode(nodeType) {
   const onNodeCreated = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {
     const result = onNodeCreated?.apply(this, arguments);
-    addPricePanel(this);
+    foldAdvanced(this);
+    addPanel(this);
     return result;
   };
   const onExecuted = nodeType.prototype.onExecuted;
@@ -228,9 +341,8 @@ function showReportOnNode(nodeType) {
     onExecuted?.apply(this, arguments);
     const entry = message?.[UI_KEY]?.[0];
     if (!entry || !this.flux2Flex) return;
-    this.flux2Flex.lastRun = entry.report;
-    showPanel(this.flux2Flex);
-    this.setDirtyCanvas?.(true, false);
+    this.flux2Flex.lastReport = entry.report;
+    say(this, { report: entry.report });
   };
 }
 
@@ -246,9 +358,10 @@ app.registerExtension({
     },
   ],
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (PRICED_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
+    if (REPORTING_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
   },
   async setup() {
-    setInterval(refreshAllPrices, REFRESH_MS);
+    followRuns();
+    setInterval(refreshAllNodes, REFRESH_MS);
   },
 });

@@ -21,6 +21,7 @@ from ..logic.native_flux2 import (
     MODEL_KINDS, NATIVE_NODES, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind, encode_size,
     expand_native, upstream_model_file,
 )
+from .features import internal_node
 from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
 from ..logic.node_runs import NATIVE_MODEL_NODE, NodeSettings
 from ..logic.references import ReferenceSet
@@ -46,7 +47,7 @@ class FluxFlexNativeModel(io.ComfyNode):
         missing = native_missing_message()
         return io.Schema(
             node_id=NATIVE_MODEL_NODE,
-            display_name="FLUX.2 [flex] Local Model (ComfyUI)" + (" - needs native FLUX.2" if missing else ""),
+            display_name="Local Model (ComfyUI)" + (" - needs native FLUX.2" if missing else ""),
             category=CATEGORY,
             description=(missing + " " if missing else "") + "Runs Generate and Edit on your own FLUX.2 [dev] or "
             "[klein] files through ComfyUI's own FLUX.2 nodes: wire ComfyUI's UNETLoader, CLIPLoader (type flux2) "
@@ -107,8 +108,9 @@ class FluxFlexReferenceLatents(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=REFERENCE_LATENTS_NODE,
-            display_name="FLUX.2 [flex] Reference Latents",
+            display_name="Reference Latents",
             category=CATEGORY,
+            **internal_node(),  # only Generate's and Edit's expansions use it: not in the node library
             description="Adds every image of a Reference Batch to a conditioning as a reference latent (ComfyUI's "
             "VAEEncode and ReferenceLatent, in order; images over about 1 MP are downscaled first). Generate and "
             "Edit use it when a Local Model (ComfyUI) is wired in.",

@@ -14,10 +14,12 @@ from typing import Any
 
 from comfy_api.latest import io
 
+from .features import advanced
 from .native_nodes import native_node_output
 from .recover_node import task_journal
-from .running import comfy_hooks, run_interruptibly
-from .server import current_user, local_model_roots, result_cache
+from .running import NodeRun
+from .server import current_user, local_model_roots, missing_key, result_cache
+from .validation import wired_inputs
 from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
 from ..engine.errors import FluxFlexError
 from ..engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
@@ -51,22 +53,26 @@ def _int_input(spec: NumberSpec, **extra: Any) -> io.Int.Input:
 def settings_inputs(*, sends: bool = True) -> list:
     """The widgets Generate, Edit and CostEstimate share, built from the engine's specs.
 
+    Rarely changed ones are folded behind "show advanced" where ComfyUI can; the web extension
+    shows megapixels only with an aspect preset and width/height only with custom. Their names
+    and order stay as earlier versions had them, so saved workflows and API prompts keep working.
+
     `sends` adds the result-cache switch, the key's name and the upload format, which mean nothing
     on CostEstimate (it sends nothing).
     Local runs take their options from the Local Model node instead, so a remote run shows no
     widget that does nothing for it.
     """
     use_cache = io.Boolean.Input(
-        "use_cache", default=True,
+        "use_cache", default=True, **advanced(),
         tooltip="On (default): exactly the same request (provider, settings, seed and input pixels) returns the "
         "stored image with no request and no cost, also after a restart. Off: always send.")
     key_name = io.String.Input(
-        "key_name", default="",
+        "key_name", default="", **advanced(),
         tooltip="Which stored key to use, by the name it was saved under in Settings > FLUX.2 Flex (personal, "
         "client, ...). Empty (default): the provider's default key. The workflow holds only this name; where it "
         "is unknown, the default key is used and the report says so.")
     upload_format = io.Combo.Input("upload_format", options=list(UPLOAD_FORMATS), default=UPLOAD_FORMAT_DEFAULT,
-                                   tooltip=UPLOAD_FORMAT_HELP)
+                                   tooltip=UPLOAD_FORMAT_HELP, **advanced())
     return [
         io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
@@ -82,11 +88,12 @@ def settings_inputs(*, sends: bool = True) -> list:
         io.Float.Input(GUIDANCE.name, default=GUIDANCE.default, min=GUIDANCE.minimum, max=GUIDANCE.maximum,
                        step=GUIDANCE.step, tooltip=GUIDANCE.tooltip()),
         _int_input(SEED, control_after_generate=True, display_mode=io.NumberDisplay.number),
-        _int_input(SAFETY_TOLERANCE),
+        _int_input(SAFETY_TOLERANCE, **advanced()),
         io.Combo.Input("output_format", options=list(OUTPUT_FORMATS), default=OUTPUT_FORMAT_DEFAULT,
-                       tooltip=OUTPUT_FORMAT_HELP),
-        io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP),
-        io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH,
+                       tooltip=OUTPUT_FORMAT_HELP, **advanced()),
+        io.Boolean.Input("prompt_upsampling", default=PROMPT_UPSAMPLING_DEFAULT, tooltip=PROMPT_UPSAMPLING_HELP,
+                         **advanced()),
+        io.Int.Input("batch_size", default=1, min=1, max=MAX_BATCH, **advanced(),
                      tooltip=f"Images per run (1 to {MAX_BATCH}, default 1), sent at once; seeds count up from seed."),
         *([use_cache, key_name, upload_format] if sends else []),  # last, in the order they were added, so
         # workflows saved before them still line up
@@ -95,8 +102,10 @@ def settings_inputs(*, sends: bool = True) -> list:
 
 def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: Any) -> io.NodeOutput:
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
-    result = run_interruptibly(lambda: run_settings(settings, comfy_hooks(node_id), cache=result_cache(),
-                                                    journal=task_journal(), **run_args))
+    run = NodeRun(node_id)
+    result = run.run(lambda hooks: run_settings(settings, hooks, cache=result_cache(), journal=task_journal(),
+                                                **run_args))
+    run.done()
     return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report))
 
 
@@ -134,12 +143,25 @@ class _ValidatedNode(io.ComfyNode):
         return current_user() or ""
 
 
-class FluxFlexGenerate(_ValidatedNode):
+class _PaidNode(_ValidatedNode):
+    """Generate and Edit: validation also asks for the provider's key unless a Local Model is wired
+    in, so a missing key is a message at the provider widget before the run, not a failed run."""
+
+    @classmethod
+    def validate_inputs(cls, **values: Any) -> bool | str:
+        settings = NodeSettings.from_widgets(values)
+        problem = check_settings(settings)
+        if problem is None and "local_model" not in wired_inputs(cls.hidden.unique_id):
+            problem = missing_key(settings.provider, settings.key_name)
+        return problem or True
+
+
+class FluxFlexGenerate(_PaidNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=GENERATE_NODE,
-            display_name="FLUX.2 [flex] Generate (text to image)",
+            display_name="Generate (text to image)",
             category=CATEGORY,
             description="Text to image with FLUX.2 [flex] through your own provider key. Great at typography: put "
             "text in quotes. Optional references guide style and content. Outputs the images, the seed used and "
@@ -159,12 +181,12 @@ class FluxFlexGenerate(_ValidatedNode):
         return image_node_output(cls.hidden.unique_id, settings, references=references, local=local_model)
 
 
-class FluxFlexEdit(_ValidatedNode):
+class FluxFlexEdit(_PaidNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=EDIT_NODE,
-            display_name="FLUX.2 [flex] Edit image",
+            display_name="Edit image",
             category=CATEGORY,
             description="Edit an image with FLUX.2 [flex], optionally guided by reference images. The output keeps "
             "the input's size (rounded to 16, at most 4 MP) unless match_input_size is off. A batch of B images "
@@ -205,7 +227,7 @@ class FluxFlexReferenceBatch(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=REFERENCE_BATCH_NODE,
-            display_name="FLUX.2 [flex] Reference Batch",
+            display_name="Reference Batch",
             category=CATEGORY,
             description=f"Collects up to {MAX_INPUT_IMAGES} reference images of any sizes for Generate, Edit and "
             "Cost Estimate. Chain several: a Reference Batch can feed another. Refuses a 9th image rather than "
@@ -228,7 +250,7 @@ class FluxFlexCostEstimate(_ValidatedNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=COST_ESTIMATE_NODE,
-            display_name="FLUX.2 [flex] Cost Estimate",
+            display_name="Cost Estimate",
             category=CATEGORY,
             description="The price of a request before anything is sent, from megapixels in and out, with its "
             "breakdown. Needs no key. Wire the same settings, image and references as the Generate or Edit node. "
@@ -258,7 +280,7 @@ class FluxFlexLocalModel(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=LOCAL_MODEL_NODE,
-            display_name="FLUX.2 [flex] Local Model (diffusers)",
+            display_name="Local Model (diffusers)",
             category=CATEGORY,
             description="Picks a FLUX.2 [dev] or [klein] model folder (diffusers format, in models/diffusers) and "
             "how to run it. Wire its output into Generate or Edit to run there on your own GPU, free of charge; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-CATEGORY = "FLUX.2 Flex"
+CATEGORY = "FLUX.2 [flex]"  # the family; node names start with the word that tells them apart
 REFERENCES = io.Custom("FLUX2_FLEX_REFERENCES")
 LOCAL_MODEL = io.Custom("FLUX2_FLEX_LOCAL_MODEL")
 UI_KEY = "flux2_flex"  # the key the web extension reads from a node's "executed" message

@@ -37,9 +37,9 @@ from comfy_execution.utils import get_executing_context
 from PIL import Image
 from server import PromptServer
 
-from ..engine.errors import FluxFlexError, InvalidRequestError
+from ..engine.errors import FluxFlexError, InvalidRequestError, MissingApiKeyError
 from ..engine.keys import DEFAULT_KEY_NAME
-from ..engine.providers import STORED_ENV_VARS
+from ..engine.providers import PROVIDER_CLASSES, STORED_ENV_VARS, make_provider
 from ..engine.redaction import install_log_redaction, register_secret
 from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
@@ -51,12 +51,13 @@ ROUTE = "/flux2_flex/keys"
 PRICE_ROUTE = "/flux2_flex/price"
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
-EXAMPLE_INPUTS = Path(__file__).resolve().parents[2] / "workflows" / "input_images"  # nodes/comfy/ -> pack root
+EXAMPLE_INPUTS = Path(__file__).resolve().parents[2] / "workflows" / "input_images"  # the pack root's
 PROMPT_USER_FIELD = "flux2_flex_user"  # in a prompt's extra_data: the ComfyUI user who queued it
 USERS_FOLDER = "users"
 USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # ComfyUI's own ids are letters, digits, '-' and '_'
 LOG = logging.getLogger("comfyui_flux2_flex")
-_queuing_user: contextvars.ContextVar[str | None] = contextvars.ContextVar("flux2_flex_queuing_user", default=None)
+NOT_QUEUING = object()  # outside a POST /prompt request
+_queuing_user: contextvars.ContextVar[object] = contextvars.ContextVar("flux2_flex_queuing_user", default=NOT_QUEUING)
 
 
 class UnknownUserError(FluxFlexError):
@@ -90,10 +91,16 @@ def current_user() -> str | None:
     """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
 
     ComfyUI runs one prompt at a time; the executing context names it where several are listed.
-    Works from any thread (a batch's worker threads included), as it reads the prompt queue.
+    Works from any thread (a batch's worker threads included), as it reads the prompt queue;
+    while a POST /prompt is validated, it is the user who sends it.
     """
     if not multi_user():
         return None
+    queuing = _queuing_user.get()
+    if queuing is not NOT_QUEUING:  # validating a prompt inside its POST /prompt: whoever sends it
+        if not isinstance(queuing, str):
+            raise UnknownUserError("The prompt was queued without a known ComfyUI user.")
+        return queuing
     queue = PromptServer.instance.prompt_queue
     with queue.mutex:
         running = list(queue.currently_running.values())
@@ -164,7 +171,8 @@ def stamp_prompt_user(json_data: dict) -> dict:
     extra = json_data.get("extra_data")
     if not isinstance(extra, dict):
         extra = json_data["extra_data"] = {}
-    extra[PROMPT_USER_FIELD] = _queuing_user.get()
+    queuing = _queuing_user.get()
+    extra[PROMPT_USER_FIELD] = queuing if isinstance(queuing, str) else None
     return json_data
 
 
@@ -225,9 +233,28 @@ def register_routes() -> None:
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:
         try:
-            return web.json_response(preview_for_browser(await request.json(), loaded_image_size))
+            _queuing_user.set(request_user(request))  # whose keys `has_key` looks at (multi-user)
+        except UnknownUserError:
+            _queuing_user.set(None)
+        try:
+            return web.json_response(preview_for_browser(await request.json(), loaded_image_size,
+                                                         lambda provider, name: missing_key(provider, name) is None))
         except (ValueError, TypeError, AttributeError) as error:
             return web.json_response({"error": f"expected the node's widgets and inputs: {error}"}, status=400)
+
+
+def missing_key(provider: str, key_name: str) -> str | None:
+    """Why the provider cannot be paid from here (no key, no Foundry endpoint), or None; for the
+    user who queues the prompt or asks the route. Never the key itself."""
+    if provider not in PROVIDER_CLASSES:
+        return None  # the provider widget's own check names it
+    try:
+        _ = make_provider(provider, key_choice=key_name).api_key
+    except MissingApiKeyError as error:
+        return str(error)
+    except UnknownUserError:
+        return None  # a multi-user prompt without a known user fails closed when it runs
+    return None
 
 
 def prepare_stored_keys() -> None:

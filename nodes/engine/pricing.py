@@ -42,6 +42,7 @@ class UnknownPrice:
     reason: str
     source: str
     checked: str
+    see: str  # where the user can see what a run cost, shown beside "price unknown"
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,20 @@ PRICES: dict[str, Price] = {
         provider="cometapi",
         reason="CometAPI's published figures disagree ($0.008 per request on its Flux page, $0.192 or $0.24 on "
         "its Replicate-route page); see your CometAPI dashboard",
-        source="apidoc.cometapi.com", checked="2026-11-23",
+        source="apidoc.cometapi.com", checked="2026-11-23", see="your CometAPI dashboard",
     ),
     "apiframe": UnknownPrice(
         provider="apiframe",
         reason="Apiframe bills in its own credits and its flex page gives no price; the finished job reports "
         "its creditCost",
-        source="docs-v2.apiframe.ai (Flux 2 Flex)", checked="2026-11-23",
+        source="docs-v2.apiframe.ai (Flux 2 Flex)", checked="2026-11-23", see="the run's report (Apiframe states it)",
     ),
     "replicate": UnknownPrice(
         provider="replicate",
         reason="Replicate bills flux-2-flex per megapixel in and out, but the only rate found ($0.06/MP, "
         "Lumenfall) is secondhand and predates BFL's cut to 5 cents on 2026-01-28; see your Replicate dashboard",
         source="Lumenfall's listing of black-forest-labs/flux-2-flex (secondary, probably stale)",
-        checked="2026-11-23",
+        checked="2026-11-23", see="your Replicate dashboard",
     ),
     "openrouter": PerMegapixelPrice(
         provider="openrouter", first_output_mp=6, extra_output_mp=6, input_mp=6, usd_per_credit=0.01,
@@ -94,6 +95,7 @@ PRICES: dict[str, Price] = {
         "pages quote by region and agreement); LiteLLM's catalogue says $0.05 per MP; see Cost Management in the "
         "Azure portal",
         source="learn.microsoft.com (use-foundry-models-flux), azure.microsoft.com pricing", checked="2026-11-23",
+        see="Cost Management in the Azure portal",
     ),
     "local": FreePrice(provider="local", reason="runs on your own hardware: no credits"),
     "fal": PerMegapixelPrice(

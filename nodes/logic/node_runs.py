@@ -26,6 +26,7 @@ from ..engine.request import (
 )
 from ..engine.result_cache import ResultCache
 from ..engine.runner import GenerationResult, RunHooks
+from .receipt import receipt
 from .references import ReferenceSet
 from .tensors import arrays_to_tensor, tensor_to_arrays
 
@@ -34,6 +35,7 @@ MAX_BATCH = 16
 GENERATE_NODE, EDIT_NODE = "FluxFlexGenerate", "FluxFlexEdit"
 REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE = "FluxFlexReferenceBatch", "FluxFlexCostEstimate"
 LOCAL_MODEL_NODE, NATIVE_MODEL_NODE = "FluxFlexLocalModel", "FluxFlexNativeModel"
+RECOVER_NODE = "FluxFlexRecoverTask"
 NODE_IDS = (GENERATE_NODE, EDIT_NODE, REFERENCE_BATCH_NODE, COST_ESTIMATE_NODE, LOCAL_MODEL_NODE, NATIVE_MODEL_NODE)
 
 
@@ -218,7 +220,7 @@ def results_to_node_result(
     if len(results) > 1:
         total = sum(r.estimate.usd or 0 for r in results)
         lines.append(f"{len(results)} images, estimated ${total:.3f} in all")
-    lines.extend(result.report() for result in results)
+    lines.extend(receipt(result) for result in results)
     lines.extend(note for note in notes if note not in "\n".join(lines))
     return NodeResult(images, settings.seed, "\n\n".join(lines), sum(reported) if reported else None)
 
