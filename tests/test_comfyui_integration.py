@@ -19,7 +19,8 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.logic.node_runs import NODE_IDS
 from comfyui_runner import NATIVE_RUN_SECONDS, RUN_SECONDS, ComfyUI, needs_comfyui
 from fakes.bfl_server import FakeBfl, TaskPlan
-from workflow_format import load, to_api_prompt, workflow_files
+from workflow_format import (COST_ESTIMATE, LOCAL_COMFYUI, LOCAL_DIFFUSERS, TEXT_TO_IMAGE, load, to_api_prompt,
+                             workflow_files)
 
 pytestmark = needs_comfyui
 
@@ -83,16 +84,16 @@ def test_two_copies_of_the_pack_load_once_and_the_second_is_named(comfy_bfl: Fak
 
 @pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.stem)
 def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    if "local_model" in path.stem and not (comfy.root / "models" / "diffusers").is_dir():
+    if path == LOCAL_DIFFUSERS and not (comfy.root / "models" / "diffusers").is_dir():
         pytest.skip("ComfyUI's Python has no diffusers: the local example cannot run")
-    native = "comfyui_klein" in path.stem
+    native = path == LOCAL_COMFYUI
     if native and "EmptyFlux2LatentImage" not in object_info:
         pytest.skip("this ComfyUI has no native FLUX.2 (test_comfyui_native checks that the node says so)")
     workflow = load(path)
     entry = comfy.run(to_api_prompt(workflow, object_info), workflow, NATIVE_RUN_SECONDS if native else RUN_SECONDS)
     assert entry["status"]["status_str"] == "success", entry["status"]
     saved = [image for output in entry["outputs"].values() for image in output.get("images", [])]
-    if "cost_preview" in path.stem:
+    if path == COST_ESTIMATE:
         reports = [o["flux2_flex"][0]["report"] for o in entry["outputs"].values() if "flux2_flex" in o]
         assert any("$" in report and "billed as" in report for report in reports)
         return
@@ -108,7 +109,7 @@ def test_every_example_workflow_runs(path: Path, comfy: ComfyUI, comfy_bfl: Fake
 
 
 def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     generate = next(node for node in prompt.values() if node["class_type"] == "FluxFlexGenerate")
     generate["inputs"]["guidance"] = 12.0
@@ -123,7 +124,7 @@ def test_a_bad_value_is_refused_at_validation_before_any_request(comfy, comfy_bf
 
 
 def test_a_missing_key_is_refused_at_validation_at_the_provider(comfy, comfy_bfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["provider"] = "cometapi"
     response = comfy.queue(prompt)
@@ -135,7 +136,7 @@ def test_a_missing_key_is_refused_at_validation_at_the_provider(comfy, comfy_bfl
 
 
 def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     comfy.run(prompt)
     submits = len(comfy_bfl.submits)
@@ -144,7 +145,7 @@ def test_same_inputs_are_not_sent_again(comfy: ComfyUI, comfy_bfl: FakeBfl, obje
 
 
 def test_cancel_stops_polling_and_interrupts(comfy: ComfyUI, comfy_bfl: FakeBfl, object_info) -> None:
-    workflow = load(next(p for p in workflow_files() if "typography" in p.stem))
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, object_info)
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["seed"] = 999
     comfy_bfl.plans.append(TaskPlan(statuses=["Pending"]))

@@ -18,7 +18,7 @@ import pytest
 from comfyui_runner import ComfyUI, needs_comfyui, running_comfyui
 from fakes.bfl_server import FakeBfl
 from fakes.loopback import Request
-from workflow_format import load, to_api_prompt, workflow_files
+from workflow_format import TEXT_TO_IMAGE, load, to_api_prompt
 
 pytestmark = needs_comfyui
 ROUTE = "/flux2_flex/keys"
@@ -144,7 +144,7 @@ def users(shared_comfy: ComfyUI) -> dict[str, str]:
 
 def text_to_image(shared_comfy: ComfyUI, seed: int) -> dict[str, Any]:
     object_info = shared_comfy.client.get("/object_info").json()
-    prompt = to_api_prompt(load(next(p for p in workflow_files() if "typography" in p.stem)), object_info)
+    prompt = to_api_prompt(load(TEXT_TO_IMAGE), object_info)
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["seed"] = seed
     return prompt
 

@@ -16,14 +16,14 @@ from comfyui_flux2_flex.nodes.engine.providers import PROVIDER_CLASSES
 from comfyui_runner import ComfyUI, needs_comfyui
 from fakes.bfl_server import FakeBfl
 from fakes.stand_ins import STAND_INS
-from workflow_format import load, to_api_prompt, workflow_files
+from workflow_format import TEXT_TO_IMAGE, load, to_api_prompt
 
 pytestmark = needs_comfyui
 SYNCHRONOUS_PROVIDERS = ("openrouter", "azure-foundry")
 
 
 @pytest.mark.parametrize("provider", SYNCHRONOUS_PROVIDERS)
-def test_the_typography_example_runs_on_the_provider_and_its_key_stays_out_of_what_is_saved(
+def test_the_text_to_image_example_runs_on_the_provider_and_its_key_stays_out_of_what_is_saved(
         provider: str, comfy_bfl: FakeBfl, tmp_path: Path) -> None:
     provider_class = PROVIDER_CLASSES[provider]
     with STAND_INS[provider].start() as fake:
@@ -31,7 +31,7 @@ def test_the_typography_example_runs_on_the_provider_and_its_key_stays_out_of_wh
         comfy = ComfyUI(tmp_path, comfy_bfl, extra_env=env)
         try:
             comfy.wait_until_up()
-            workflow = load(next(path for path in workflow_files() if "typography" in path.stem))
+            workflow = load(TEXT_TO_IMAGE)
             prompt = to_api_prompt(workflow, comfy.client.get("/object_info").json())
             next(node for node in prompt.values() if node["class_type"] == "FluxFlexGenerate")["inputs"]["provider"] = \
                 provider

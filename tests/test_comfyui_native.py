@@ -22,10 +22,10 @@ from comfyui_flux2_flex.nodes.logic.node_runs import NATIVE_MODEL_NODE, NodeSett
 from comfyui_flux2_flex.nodes.logic.references import collect_references
 from comfyui_runner import NATIVE_RUN_SECONDS, ComfyUI, needs_comfyui
 from native_graph import RecordingBuilder, graph_problems
-from workflow_format import WORKFLOWS, load, to_api_prompt
+from workflow_format import LOCAL_COMFYUI, load, to_api_prompt
 
 pytestmark = needs_comfyui
-EXAMPLE = WORKFLOWS / "flux2_flex_comfyui_klein_edit.json"
+EXAMPLE = LOCAL_COMFYUI
 SOURCES = NativeSources(model=["unet", 0], clip=["clip", 0], vae=["vae", 0], image=["load", 0], references=["refs", 0])
 OUTSIDE = {"unet": "MODEL", "clip": "CLIP", "vae": "VAE", "load": "IMAGE", "refs": "FLUX2_FLEX_REFERENCES"}
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from comfyui_runner import ComfyUI, needs_comfyui
 from fakes.bfl_server import FakeBfl, TaskPlan
-from workflow_format import load, to_api_prompt, workflow_files
+from workflow_format import TEXT_TO_IMAGE, load, to_api_prompt
 
 pytestmark = needs_comfyui
 HANG_GUARD_SECONDS = 60
@@ -34,7 +34,7 @@ def wait_for(condition) -> None:
 
 
 def text_to_image_prompt(comfy: ComfyUI, seed: int) -> dict[str, Any]:
-    workflow = load(workflow_files()[-1])
+    workflow = load(TEXT_TO_IMAGE)
     prompt = to_api_prompt(workflow, comfy.client.get("/object_info").json())
     next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["seed"] = seed
     return prompt

@@ -89,8 +89,18 @@ def test_folders_that_are_not_flux2_are_refused_by_name(model_root: Path) -> Non
         identify_model(model_root / "not-a-model")
     with pytest.raises(FluxFlexError, match="StableDiffusionPipeline, not FLUX.2"):
         identify_model(model_root / "stable-diffusion")
-    with pytest.raises(InvalidRequestError, match="local_model = 'flux2-pro'"):
+    with pytest.raises(InvalidRequestError, match="local_model 'flux2-pro' is not in models/diffusers. Put that"):
         resolve_model("flux2-pro", [model_root])
+
+
+def test_a_missing_published_model_is_named_with_where_to_download_it(model_root: Path) -> None:
+    with pytest.raises(InvalidRequestError) as refused:
+        resolve_model("FLUX.2-klein-4B", [model_root])
+    assert str(refused.value) == (
+        "local_model 'FLUX.2-klein-4B' is not in models/diffusers. Download it from "
+        "https://huggingface.co/black-forest-labs/FLUX.2-klein-4B into models/diffusers/FLUX.2-klein-4B (for "
+        "example: hf download black-forest-labs/FLUX.2-klein-4B --local-dir models/diffusers/FLUX.2-klein-4B), or "
+        "pick a model folder you have.")
 
 
 @pytest.mark.parametrize("choice", ["/etc", "/", "..", ".", "../models", "sub/dir", "..\\windows", "C:models",

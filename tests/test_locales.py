@@ -81,10 +81,13 @@ def test_the_price_lines_english_words_are_the_servers() -> None:
 
 def test_the_settings_entry_and_its_categories_are_translated() -> None:
     source = "\n".join(path.read_text(encoding="utf-8") for path in WEB_SOURCES)
-    settings = re.findall(r'id: "([\w.]+)",\s*category: \[([^\]]*)\],\s*name: "([^"]+)"', source)
-    assert settings, "the web extension's settings entry is found"
-    for setting_id, categories, name in settings:
-        assert ENGLISH_TEXTS[f"settings.{setting_id.replace('.', '_')}.name"] == name
+    settings = re.findall(r'id: "([\w.]+)",\s*category: \[([^\]]*)\],\s*name: "([^"]+)",(?:\s*tooltip: "([^"]+)")?',
+                          source)
+    assert settings, "the web extension's settings entries are found"
+    for setting_id, categories, name, tooltip in settings:
+        key = f"settings.{setting_id.replace('.', '_')}"
+        assert ENGLISH_TEXTS[f"{key}.name"] == name
+        assert ENGLISH_TEXTS.get(f"{key}.tooltip", "") == tooltip
         for category in re.findall(r'"([^"]+)"', categories)[1:]:  # the first is the pack's name
             assert ENGLISH_TEXTS[f"settingsCategories.{category.replace('.', '_')}"] == category
 

@@ -211,4 +211,7 @@ def test_the_settings_dialog_stores_the_endpoint_next_to_the_keys(comfy) -> None
     assert status["azure-foundry-endpoint"]["stored"] is True
     assert status["azure-foundry-endpoint"]["env_var"] == "AZURE_FOUNDRY_ENDPOINT"
     assert status["azure-foundry"]["env_var"] == "AZURE_FOUNDRY_API_KEY" and "openrouter" in status
+    # An option, not a provider: the form lists it apart, and shows its value (it is not a secret).
+    assert status["azure-foundry-endpoint"]["option_of"] == "azure-foundry"
+    assert status["azure-foundry-endpoint"]["value"] == endpoint and "option_of" not in status["azure-foundry"]
     assert endpoint in (comfy.root / "user" / "flux2_flex" / "keys.json").read_text()

@@ -20,7 +20,7 @@ from locale_files import DOCS, catalog
 from test_web_extension import BrowserSession, frontend_version, open_workflow, session  # noqa: F401 (fixture)
 from workflow_format import WORKFLOWS
 
-EXAMPLE = WORKFLOWS / "flux2_flex_text_to_image_typography.json"
+EXAMPLE = WORKFLOWS / "FLUX.2 flex - Text to image.json"
 NODE = "FluxFlexGenerate"
 WIDGET = "steps"
 LOCALE_SETTING = "Comfy.Locale"

@@ -14,6 +14,15 @@ from typing import Any
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+NOTE_NODES = {"Note", "MarkdownNote"}  # the frontend's own nodes: never sent to the server
+# The examples, by what they show; the file name is the title ComfyUI's template browser shows.
+TEXT_TO_IMAGE = WORKFLOWS / "FLUX.2 flex - Text to image.json"
+EDIT_IMAGE = WORKFLOWS / "FLUX.2 flex - Edit an image.json"
+MULTI_REFERENCE = WORKFLOWS / "FLUX.2 flex - Edit with references.json"
+COST_ESTIMATE = WORKFLOWS / "FLUX.2 flex - Cost estimate.json"
+LOCAL_DIFFUSERS = WORKFLOWS / "FLUX.2 flex - Local run, diffusers.json"
+LOCAL_COMFYUI = WORKFLOWS / "FLUX.2 flex - Local edit, ComfyUI.json"
+EXAMPLES = (TEXT_TO_IMAGE, EDIT_IMAGE, MULTI_REFERENCE, COST_ESTIMATE, LOCAL_DIFFUSERS, LOCAL_COMFYUI)
 
 
 def workflow_files() -> list[Path]:
@@ -59,6 +68,8 @@ def to_api_prompt(workflow: dict[str, Any], object_info: dict[str, Any]) -> dict
     prompt: dict[str, Any] = {}
     links = {link[0]: link for link in workflow["links"]}
     for node in workflow["nodes"]:
+        if node["type"] in NOTE_NODES:
+            continue
         definition = object_info[node["type"]]
         values = iter(node.get("widgets_values") or [])
         inputs: dict[str, Any] = {}

@@ -1,91 +1,10 @@
-// FLUX.2 [flex] nodes: a settings entry for provider keys, and on each node its price before a run
-// and what the run cost after it.
-//
-// Keys are posted once to the pack's own route and stored server-side, owner-only, in ComfyUI's
-// user folder. The settings entry uses a custom renderer and never calls the setter, so a key is
-// never written into ComfyUI's settings JSON, a workflow or a PNG. The server only ever answers
-// whether a key is stored.
+// FLUX.2 [flex] nodes: on each node its price before a run and what the run cost after it.
+// (The settings entry for provider keys is flux2_flex_settings.js.)
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { currentLocale, t, translationsLoaded } from "./flux2_flex_i18n.js";
 
-const KEYS_ROUTE = "/flux2_flex/keys";
 const UI_KEY = "flux2_flex";
-
-// The pack's key routes refuse any request without this header: a foreign page cannot send it.
-const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
-
-async function fetchKeyStatus() {
-  const response = await api.fetchApi(KEYS_ROUTE, { headers: { ...KEY_ROUTE_HEADERS } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-async function storeKey(provider, name, key) {
-  const response = await api.fetchApi(KEYS_ROUTE, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", ...KEY_ROUTE_HEADERS },
-    body: JSON.stringify({ provider, name, key }),
-  });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-function describe(status) {
-  const named = (status.names || []).filter((name) => name !== "default");
-  const others = named.length ? t("keys.named", { names: named.join(", ") }) : "";
-  if (status.env_set) return t("keys.envSet", { env_var: status.env_var }) + others;
-  return (status.stored ? t("keys.stored") : t("keys.missing", { env_var: status.env_var })) + others;
-}
-
-function renderKeyForm() {
-  const form = document.createElement("div");
-  form.className = "flux2-flex-keys";
-  form.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;align-items:center";
-  const provider = document.createElement("select");
-  const name = document.createElement("input");
-  name.className = "flux2-flex-key-name";
-  name.placeholder = t("keys.namePlaceholder");
-  name.title = t("keys.nameTitle");
-  name.style.width = "12em";
-  const key = document.createElement("input");
-  key.type = "password";
-  key.autocomplete = "off";
-  key.placeholder = t("keys.keyPlaceholder");
-  key.style.minWidth = "18em";
-  const save = document.createElement("button");
-  save.textContent = t("keys.save");
-  const state = document.createElement("span");
-  state.className = "flux2-flex-key-state";
-  form.append(provider, name, key, save, state);
-
-  let statuses = {};
-  const show = () => { state.textContent = statuses[provider.value] ? describe(statuses[provider.value]) : ""; };
-  const load = async () => {
-    try {
-      await translationsLoaded;
-      statuses = await fetchKeyStatus();
-      provider.replaceChildren(...Object.keys(statuses).map((name) => new Option(name, name)));
-      show();
-    } catch (error) {
-      state.textContent = t("keys.readFailed", { error: error.message });
-    }
-  };
-  provider.addEventListener("change", show);
-  save.addEventListener("click", async () => {
-    try {
-      statuses = await storeKey(provider.value, name.value.trim(), key.value);
-      key.value = "";
-      show();
-    } catch (error) {
-      state.textContent = t("keys.notSaved", { error: error.message });
-    }
-  });
-  load();
-  return form;
-}
 
 // --- The price before a run and the cost after it, on the node itself -------------------------
 //
@@ -348,15 +267,6 @@ function showReportOnNode(nodeType) {
 
 app.registerExtension({
   name: "FLUX2Flex.Nodes",
-  settings: [
-    {
-      id: "FLUX2Flex.Keys.Store",
-      category: ["FLUX.2 Flex", "API keys", "Provider keys"],
-      name: "Provider API key (stored on the ComfyUI server, never in workflows)", // locales/*/settings.json
-      type: renderKeyForm,
-      defaultValue: "",
-    },
-  ],
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (REPORTING_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
   },

@@ -6,7 +6,8 @@ The browser posts a key once; the server writes it to the pack's folder in Comfy
 which key names each provider has, and whether its environment variable (which takes precedence
 for the default key) is set. Every key route is guarded by `request_guard` (same origin, the
 pack's header, changes only from this machine) and every change is logged with the client's
-address, never with the key. The price route answers from the engine's pricing, so the price
+address, never with the key. Provider options stored the same way (Microsoft Foundry's endpoint
+and deployment) are not secrets: GET shows their values, so the form can show what is set. The price route answers from the engine's pricing, so the price
 on a node and the run's report agree.
 
 Multi-user ComfyUI (`--multi-user`): each ComfyUI user has their own folder, so their own keys,
@@ -38,8 +39,8 @@ from PIL import Image
 from server import PromptServer
 
 from ..engine.errors import FluxFlexError, InvalidRequestError, MissingApiKeyError
-from ..engine.keys import DEFAULT_KEY_NAME
-from ..engine.providers import PROVIDER_CLASSES, STORED_ENV_VARS, make_provider
+from ..engine.keys import DEFAULT_KEY_NAME, read_stored_keys, stored_setting
+from ..engine.providers import PROVIDER_CLASSES, STORED_ENTRIES, STORED_ENV_VARS, make_provider
 from ..engine.redaction import install_log_redaction, register_secret
 from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
@@ -139,10 +140,21 @@ def key_store(user: str | None) -> KeyStore:
 
 
 def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
-    names = store.names()
-    return {provider: {"stored": DEFAULT_KEY_NAME in names[provider], "names": names[provider], "env_var": env_var,
-                       "env_set": bool(os.environ.get(env_var))}
-            for provider, env_var in STORED_ENV_VARS.items()}
+    """What the settings form shows, in the order the engine lists providers: per key, the names
+    stored and whether its environment variable is set; per option (Foundry's endpoint), also its
+    stored value, since an option is not a secret. A key itself is never in it."""
+    names, stored = store.names(), read_stored_keys(store.path)
+    status: dict[str, dict[str, object]] = {}
+    for entry in STORED_ENTRIES:
+        status[entry.name] = {"stored": DEFAULT_KEY_NAME in names[entry.name], "names": names[entry.name],
+                              "env_var": entry.env_var, "env_set": bool(os.environ.get(entry.env_var)),
+                              "label": entry.label}
+        if entry.is_key:
+            status[entry.name]["used_by"] = list(entry.used_by)
+        else:
+            status[entry.name].update(option=entry.option, option_of=entry.option_of, example=entry.example,
+                                      value=stored_setting(entry.name, entry.env_var, environ={}, stored=stored))
+    return status
 
 
 def request_user(request: web.Request) -> str | None:

@@ -54,6 +54,19 @@ class InvalidRequestError(FluxFlexError, ValueError):
         super().__init__(f"{field} = {value!r} is not allowed: {allowed}.", provider=provider, billed=NOT_BILLED)
 
 
+class MissingModelError(InvalidRequestError):
+    """A model folder the workflow names is not on this machine. Nothing is downloaded at run time,
+    so the message says where the folder goes and, for a published model, where it comes from."""
+
+    def __init__(self, field: str, folder: str, where: str, *, repository: str | None = None) -> None:
+        self.field, self.value, self.allowed = field, folder, f"the name of a folder in {where}"
+        fetch = (f"Download it from https://huggingface.co/{repository} into {where}/{folder} (for example: hf "
+                 f"download {repository} --local-dir {where}/{folder})" if repository
+                 else f"Put that FLUX.2 [dev] or [klein] folder, in diffusers format, into {where}")
+        FluxFlexError.__init__(self, f"{field} {folder!r} is not in {where}. {fetch}, or pick a model folder you "
+                               "have.", billed=NOT_BILLED)
+
+
 class MissingApiKeyError(FluxFlexError):
     """No key (or other per-account setting, such as Foundry's endpoint) was configured."""
 

@@ -12,13 +12,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FluxFlexError, InvalidRequestError
+from ..errors import FluxFlexError, InvalidRequestError, MissingModelError
 from ..settings import current as current_settings
 
 PIPELINE_KINDS = {"Flux2Pipeline": "dev", "Flux2KleinPipeline": "klein"}
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder")  # the parts of both pipelines that hold weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _LFS_POINTER = b"version https://git-lfs"
+MODEL_FOLDER = "models/diffusers"  # where ComfyUI keeps diffusers folders, as a user sees it
+# Black Forest Labs' FLUX.2 models in diffusers format on Hugging Face: a missing folder of one of
+# these names is named with its source. https://huggingface.co/black-forest-labs
+PUBLISHED_MODELS = {name: f"black-forest-labs/{name}" for name in (
+    "FLUX.2-dev", "FLUX.2-klein-4B", "FLUX.2-klein-9B", "FLUX.2-klein-base-4B", "FLUX.2-klein-base-9B")}
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,13 @@ def resolve_model(choice: str, roots: Iterable[Path] | None = None) -> LocalMode
     which folders exist on the machine. The command line, whose user names any folder, uses
     `identify_model` on the path instead.
     """
-    allowed = "the name of a FLUX.2 [dev] or [klein] folder in models/diffusers"
     if not is_plain_folder_name(choice):
-        raise InvalidRequestError("local_model", choice, f"{allowed} (a folder name, not a path)")
+        raise InvalidRequestError("local_model", choice, f"the name of a FLUX.2 [dev] or [klein] folder in "
+                                  f"{MODEL_FOLDER} (a folder name, not a path)")
     for root in current_settings().local_model_roots if roots is None else roots:
         if (Path(root) / choice / "model_index.json").is_file():
             return identify_model(Path(root) / choice)
-    raise InvalidRequestError("local_model", choice, allowed)
+    raise MissingModelError("local_model", choice, MODEL_FOLDER, repository=PUBLISHED_MODELS.get(choice))
 
 
 def is_plain_folder_name(choice: str) -> bool:

@@ -76,6 +76,7 @@ class AzureFoundryProvider(SynchronousProvider):
     stored_settings = MappingProxyType(
         {ENDPOINT_SETTING: "AZURE_FOUNDRY_ENDPOINT", DEPLOYMENT_SETTING: "AZURE_FOUNDRY_DEPLOYMENT"}
     )
+    stored_setting_examples = MappingProxyType({ENDPOINT_SETTING: PLACEHOLDER_ENDPOINT, DEPLOYMENT_SETTING: MODEL_ID})
 
     endpoint_configured = True  # False once the fallback below finds no endpoint anywhere
 

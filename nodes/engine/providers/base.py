@@ -89,6 +89,7 @@ class Provider(ABC):
     # Per-account values stored like keys (never in a workflow), name -> environment variable:
     # an endpoint that is the user's own resource (Microsoft Foundry) rather than a fixed host.
     stored_settings: Mapping[str, str] = MappingProxyType({})
+    stored_setting_examples: Mapping[str, str] = MappingProxyType({})  # name -> a value's shape, for the form
     data_uri_images = False  # images as data: URIs (where the API expects an image URL), else raw base64
 
     def __init__(
