@@ -22,7 +22,7 @@ from workflow_format import WORKFLOWS
 
 EXAMPLE = WORKFLOWS / "FLUX.2 flex - Text to image.json"
 NODE = "FluxFlexGenerate"
-WIDGET = "steps"
+WIDGET = "provider"
 LOCALE_SETTING = "Comfy.Locale"
 ENGLISH = catalog("en")
 
@@ -78,6 +78,7 @@ def hover_widget_tooltip(page, view: str) -> str:
         page.locator(f"[data-node-id='{generate_id(page)}']").get_by_text(
             catalog(current_locale(page))[f"nodeDefs.{NODE}.inputs.{WIDGET}.name"], exact=True).first.hover()
     else:
+        page.evaluate("app.canvas.draw(true, true)")  # widget positions as the compact node now lays them out
         x, y = page.evaluate(f"""() => {{ const n = app.graph._nodes.find(n => n.type === '{NODE}');
             const w = n.widgets.find(w => w.name === '{WIDGET}');
             const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + 60, n.pos[1] + w.y + 10]);
