@@ -380,7 +380,7 @@ def test_a_wired_local_model_replaces_the_provider_and_is_free(models) -> None:
     settings = NodeSettings(provider="bfl", prompt="a fox", width=64, height=64, steps=2, seed=3, batch_size=2)
     result = run_settings(settings, RunHooks(), local=LocalChoice(models[DEV]))
     assert tuple(result.images.shape) == (2, 64, 64, 3) and result.images.dtype == torch.float32
-    assert "local: free" in result.report and "provider bfl was not used" in result.report
+    assert "free · 64x64 · seed 3" in result.report and "provider bfl was not used" in result.report
     assert preview_price(settings, local=True).usd_high == 0
     local.free()
 

@@ -191,7 +191,7 @@ def test_cli_generates_with_foundry(fake, monkeypatch, tmp_path: Path, capsys) -
 def test_chosen_on_the_node_it_validates_without_an_endpoint_and_runs_with_one(fake, monkeypatch) -> None:
     node = NodeSettings(provider="azure-foundry", prompt="a poster", width=256, height=192, seed=42, batch_size=2)
     assert check_settings(node) is None and estimate_cost(node).usd is None
-    assert preview_price(node).text == "price unknown"
+    assert preview_price(node).text == "price unknown: see Cost Management in the Azure portal · 256x192"
     monkeypatch.setenv("AZURE_FOUNDRY_ENDPOINT", fake.api_url)
     monkeypatch.setenv("AZURE_FOUNDRY_API_KEY", fake.api_key)
     result = run_settings(node, RunHooks())

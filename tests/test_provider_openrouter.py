@@ -186,7 +186,7 @@ def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_price(fake, m
     assert sorted(body["seed"] for body in fake.generated) == [42, 43]
     assert "openrouter reported 6 cents" in result.report and "aspect ratio 1:1" in result.report
     preview = preview_price(node)
-    assert preview.text == f"${estimate_cost(node).usd:.3f}" == "$0.120"
+    assert preview.text == f"${estimate_cost(node).usd:.3f} · 1024x1024" == "$0.120 · 1024x1024"
 
 
 def test_a_paid_request_read_back_from_the_journal_cannot_be_fetched_again(provider) -> None:

@@ -330,10 +330,11 @@ def node_errors(page) -> dict:
 def test_a_fresh_generate_is_compact_and_its_size_is_one_choice(session: BrowserSession) -> None:
     page = session.page
     add_node(page, "FluxFlexGenerate")
-    page.wait_for_function("document.querySelector('.flux2-flex-price')?.textContent.includes(' · ')")
+    page.wait_for_function("app.graph._nodes[0].flux2Flex?.price.textContent.includes(' · ')")  # its own panel
+    page.wait_for_timeout(1000)  # a tick of the extension, which shows the widgets that apply
     shown = visible_widgets(page, "FluxFlexGenerate", session.view)
     if page.evaluate("'visibility' in app.graph._nodes[0].widgets[0]"):  # a frontend that folds advanced inputs
-        assert len(shown) <= 9, shown
+        assert len(shown) <= 9, ", ".join(shown)
     assert {"width", "height"} <= set(shown) and "megapixels" not in shown, "custom size: width and height"
     set_widget(page, "FluxFlexGenerate", "aspect_ratio", "2:3")
     wait_for_price(page, "Price: $0.050 · 832x1248 · needs a prompt")
@@ -467,5 +468,9 @@ def test_workflows_saved_by_earlier_versions_load_with_their_values(session: Bro
         loaded = session.page.evaluate(
             "(() => { const n = app.graph._nodes.find(n => n.type === 'FluxFlexGenerate');"
             " return n.widgets.filter(w => w.name !== 'flux2_flex_price').map(w => w.value); })()")
-        assert loaded[:len(saved["widgets_values"])] == saved["widgets_values"], commit
+        values = saved["widgets_values"]
+        if len(values) == len(loaded) + 2:  # the one release whose Generate had a Local Model's widgets
+            assert loaded[:15] == values[:15] and loaded[15:] == ["", "png"], commit
+        else:
+            assert loaded[:len(values)] == values, commit
         wait_for_price(session.page, "Price: $0.050 · 832x1248")

@@ -222,9 +222,15 @@ function packNode(nodeId) {
 // Run events: a run starts (its node forgets the previous report), the node's status text (kept
 // to say after a Cancel), a failure, a Cancel, and a node ComfyUI answered from its own cache.
 function followRuns() {
+  // Cleared once per run: the nodes an expanding node turns into report as it (display_node).
+  let started = new Set();
+  api.addEventListener("execution_start", () => { started = new Set(); });
   api.addEventListener("executing", ({ detail }) => {
     const node = packNode(detail?.display_node ?? detail?.node ?? detail);
-    if (node) { node.flux2Flex.lastStatus = ""; say(node, {}); }
+    if (!node || started.has(node)) return;
+    started.add(node);
+    node.flux2Flex.lastStatus = "";
+    say(node, {});
   });
   api.addEventListener("progress_text", ({ detail }) => {
     const node = packNode(detail?.nodeId);
@@ -247,7 +253,29 @@ function followRuns() {
   });
 }
 
-function showReportOnNode(nodeType) {
+// One release of Generate and Edit carried a Local Model's four widgets after use_cache, where
+// key_name and upload_format now are: a workflow saved by it has two values more than the node
+// has widgets, and its values for those two belong to widgets that moved to the Local Model node.
+const LEGACY_LOCAL_WIDGETS = ["key_name", "upload_format"];
+
+function dropLegacyLocalValues(node, info, nodeData) {
+  const saved = info?.widgets_values;
+  const serialized = (node.widgets ?? []).filter((w) => w.name !== PANEL_WIDGET && w.serialize !== false);
+  if (!Array.isArray(saved) || saved.length !== serialized.length + 2) return;
+  for (const name of LEGACY_LOCAL_WIDGETS) {
+    const widget = node.widgets.find((w) => w.name === name);
+    const spec = nodeData?.input?.required?.[name] ?? nodeData?.input?.optional?.[name];
+    if (widget) widget.value = spec?.[1]?.default ?? "";
+  }
+}
+
+function showReportOnNode(nodeType, nodeData) {
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function (info) {
+    const result = onConfigure?.apply(this, arguments);
+    dropLegacyLocalValues(this, info, nodeData);
+    return result;
+  };
   const onNodeCreated = nodeType.prototype.onNodeCreated;
   nodeType.prototype.onNodeCreated = function () {
     const result = onNodeCreated?.apply(this, arguments);
@@ -268,7 +296,7 @@ function showReportOnNode(nodeType) {
 app.registerExtension({
   name: "FLUX2Flex.Nodes",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (REPORTING_NODES.has(nodeData?.name)) showReportOnNode(nodeType);
+    if (REPORTING_NODES.has(nodeData?.name)) showReportOnNode(nodeType, nodeData);
   },
   async setup() {
     followRuns();
