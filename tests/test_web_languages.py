@@ -17,7 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from locale_files import DOCS, catalog
-from test_web_extension import BrowserSession, frontend_version, open_workflow, session  # noqa: F401 (fixture)
+from test_web_extension import (  # noqa: F401 (the fixture, and the skips without ComfyUI or Chromium)
+    BrowserSession, frontend_version, open_workflow, pytestmark, session,
+)
 from workflow_format import WORKFLOWS
 
 EXAMPLE = WORKFLOWS / "FLUX.2 flex - Text to image.json"
