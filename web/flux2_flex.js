@@ -2,6 +2,7 @@
 // (The settings entry for provider keys is flux2_flex_settings.js.)
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { currentLocale, t, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const UI_KEY = "flux2_flex";
 
@@ -13,8 +14,8 @@ const UI_KEY = "flux2_flex";
 // The figures come from the server (the engine's pricing), asked whenever what they depend on
 // changes; the browser only says which widgets are set and which images are wired.
 //
-// Every word the panel shows comes from the server (the price line, the run's report, the
-// status text, the error), except the few in TEXT below.
+// The panel's words are the pack's (flux2_flex_i18n.js: the price line's labels, the cached-run
+// note) or the server's (the run's report, the status text, the error), which stay as sent.
 const PRICE_ROUTE = "/flux2_flex/price";
 const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
 const REPORTING_NODES = new Set([...PRICED_NODES, "FluxFlexRecoverTask"]);
@@ -24,11 +25,6 @@ const LOCAL_MODEL_NODES = new Set(["FluxFlexLocalModel", "FluxFlexNativeModel"])
 const LOAD_IMAGE = "LoadImage";
 const REFRESH_MS = 400;
 const LINE_PX = 16;
-const TEXT = {
-  price: "Price: ",
-  priceUnavailable: "Price: not available",
-  cached: "Answered from ComfyUI's cache: nothing was sent and nothing was paid. The image is this earlier run's:",
-};
 // The size widgets that apply: megapixels with an aspect preset, width and height with custom,
 // none of them while Edit (or Cost Estimate) takes the input image's size.
 const CUSTOM_SIZE = "custom";
@@ -139,7 +135,6 @@ function addPanel(node) {
   const price = document.createElement("div");
   price.className = "flux2-flex-price";
   price.style.cssText = "color:#f5b642;font-weight:600";
-  price.textContent = PRICED_NODES.has(node.type) ? `${TEXT.price}…` : "";
   const status = document.createElement("div");
   status.className = "flux2-flex-status";
   status.style.cssText = "color:#ff8a8a";
@@ -159,6 +154,23 @@ function addPanel(node) {
   widget.serialize = false;
   state.widget = widget;
   node.flux2Flex = state;
+  showPrice(state);
+}
+
+// The price line in the user's language: the server's figures ($0.050, ~$0.100-$0.450, sizes)
+// and its fixed words, looked up by key; the server's English text where it sent no parts.
+function priceLine(state) {
+  if (state.error) return t("price.unavailable", { error: state.error });
+  if (!state.answer) return PRICED_NODES.has(state.node.type) ? t("price.pending") : "";
+  const parts = state.answer.parts?.map(([key, values]) => t(`price.${key}`, values)).join(" · ");
+  return t("price.line", { price: parts || state.answer.text });
+}
+
+function showPrice(state) {
+  state.locale = currentLocale();
+  state.price.textContent = priceLine(state);
+  state.price.title = state.answer?.detail ?? "";
+  state.price.style.color = state.answer?.problem ? "#ff6b6b" : "#f5b642";
 }
 
 // The node's own words after a run, a failure or a Cancel; the classic canvas node grows to fit.
@@ -172,22 +184,23 @@ function say(node, { status = "", report = "" }) {
 
 async function refreshPrice(node) {
   const state = node.flux2Flex;
+  if (state.locale !== currentLocale()) showPrice(state);
   const question = JSON.stringify(priceQuestion(node));
   if (question === state.asked) return;
   state.asked = question;
   try {
+    await translationsLoaded;
     const response = await api.fetchApi(PRICE_ROUTE, { method: "POST", body: question,
       headers: { "Content-Type": "application/json" } });
     const answer = await response.json();
     if (state.asked !== question) return; // the node changed again meanwhile
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
-    state.price.textContent = `${TEXT.price}${answer.text}`;
-    state.price.title = answer.detail;
-    state.price.style.color = answer.problem ? "#ff6b6b" : "#f5b642";
+    Object.assign(state, { answer, error: null });
   } catch (error) {
     state.asked = null; // ask again on the next tick
-    state.price.textContent = `${TEXT.priceUnavailable} (${error.message})`;
+    state.error = error.message;
   }
+  showPrice(state);
 }
 
 function refreshAllNodes() {
@@ -235,7 +248,7 @@ function followRuns() {
     for (const id of detail?.nodes ?? []) {
       const node = packNode(id);
       const last = node?.flux2Flex?.lastReport;
-      if (last) say(node, { report: `${TEXT.cached}\n${last}` });
+      if (last) say(node, { report: `${t("report.cached")}\n${last}` });
     }
   });
 }

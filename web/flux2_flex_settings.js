@@ -10,6 +10,7 @@
 // names as fallbacks), so the form looks like the settings around it in either theme.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { t, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const KEYS_ROUTE = "/flux2_flex/keys";
 // The pack's key routes refuse any request without this header: a foreign page cannot send it.
@@ -17,39 +18,33 @@ const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
 const STYLE_ID = "flux2-flex-settings-style";
 const DEFAULT_KEY_NAME = "default";  // the server's name for a key stored without one
 
-// Every word the form shows, in one place.
+// Every word the form shows, in the user's language (locales/<lang>/main.json, flux2Flex.keys);
+// provider names, key names, option values and the server's messages go in unchanged. The settings'
+// own names, tooltips and groups below stay English here: ComfyUI translates them by their id
+// (locales/<lang>/settings.json and settingsCategories).
 const TEXT = {
-  keysGroup: "API keys",
-  keysName: "Provider key",
-  keysTooltip: "Stored on the ComfyUI server, readable by its owner only. A key is never sent back to the "
-    + "browser, written into a workflow or into a PNG's metadata.",
-  optionsGroup: "Provider options",
-  optionsName: "Options per provider",
-  optionsTooltip: "Per-account settings that are not secrets, such as Microsoft Foundry's endpoint. Stored on the "
-    + "server next to the keys, never in a workflow.",
-  provider: "Provider",
-  providerChoice: (label, account) => `${label} (${account})`,
-  optionLabel: (label, option) => `${label} ${option}`,
-  keyName: "Key name",
-  keyNamePlaceholder: "default",
-  keyNameHelp: "Optional: store several accounts (personal, client) and pick one with the node's key_name.",
-  key: "Key",
-  keyPlaceholder: "Paste the key",
-  save: "Save",
-  forget: "Forget",
-  usedBy: (providers) => `Used by ${providers.join(", ")}.`,
-  storedNames: (names) => `Stored: ${names.map((name) => `'${name}'`).join(", ")}.`,
-  noneStored: "No key stored.",
-  envSet: (envVar) => `${envVar} is set on the server: it is the default key.`,
-  envSetOption: (envVar) => `${envVar} is set on the server and takes precedence.`,
-  keyStored: (account, name) => `${account} key '${name}' stored`,
-  keyForgotten: (account, name) => `${account} key '${name}' forgotten`,
-  optionStored: (label, option) => `${label} ${option} stored`,
-  optionCleared: (label, option) => `${label} ${option} cleared`,
-  pasteFirst: "Paste a key first, or press Forget to remove the stored one.",
-  notSaved: (message) => `Not saved: ${message}`,
-  notRead: (message) => `Could not read the stored keys: ${message}`,
-  noOptions: "No provider has options.",
+  provider: () => t("keys.provider"),
+  providerChoice: (label, account) => t("keys.providerChoice", { label, account }),
+  optionLabel: (label, option) => t("keys.optionLabel", { label, option }),
+  keyName: () => t("keys.keyName"),
+  keyNameHelp: () => t("keys.keyNameHelp"),
+  key: () => t("keys.key"),
+  keyPlaceholder: () => t("keys.keyPlaceholder"),
+  save: () => t("keys.save"),
+  forget: () => t("keys.forget"),
+  usedBy: (providers) => t("keys.usedBy", { providers: providers.join(", ") }),
+  storedNames: (names) => t("keys.storedNames", { names: names.map((name) => `'${name}'`).join(", ") }),
+  noneStored: () => t("keys.noneStored"),
+  envSet: (envVar) => t("keys.envSet", { envVar }),
+  envSetOption: (envVar) => t("keys.envSetOption", { envVar }),
+  keyStored: (account, name) => t("keys.keyStored", { account, name }),
+  keyForgotten: (account, name) => t("keys.keyForgotten", { account, name }),
+  optionStored: (label, option) => t("keys.optionStored", { label, option }),
+  optionCleared: (label, option) => t("keys.optionCleared", { label, option }),
+  pasteFirst: () => t("keys.pasteFirst"),
+  notSaved: (message) => t("keys.notSaved", { message }),
+  notRead: (message) => t("keys.notRead", { message }),
+  noOptions: () => t("keys.noOptions"),
 };
 
 // Shapes and colours of ComfyUI 1.58's inputs and buttons; the fallbacks are older frontends' names.
@@ -122,23 +117,23 @@ function renderKeyForm() {
   addStyle();
   const form = element("div", "flux2-flex-form flux2-flex-keys");
   const provider = element("select", "flux2-flex-provider");
-  const name = element("input", "flux2-flex-key-name", { placeholder: TEXT.keyNamePlaceholder, title: TEXT.keyNameHelp });
-  const key = element("input", "flux2-flex-key", { type: "password", autocomplete: "off", placeholder: TEXT.keyPlaceholder });
-  const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save });
-  const forget = element("button", "flux2-flex-forget", { type: "button", textContent: TEXT.forget });
+  const name = element("input", "flux2-flex-key-name", { placeholder: DEFAULT_KEY_NAME, title: TEXT.keyNameHelp() });
+  const key = element("input", "flux2-flex-key", { type: "password", autocomplete: "off", placeholder: TEXT.keyPlaceholder() });
+  const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save() });
+  const forget = element("button", "flux2-flex-forget", { type: "button", textContent: TEXT.forget() });
   const state = element("div", "flux2-flex-note flux2-flex-key-state");
   const message = element("div", "flux2-flex-message", { role: "status" });
   const nameAndKey = element("div", "flux2-flex-row");
-  nameAndKey.append(field(TEXT.keyName, name), field(TEXT.key, key));
+  nameAndKey.append(field(TEXT.keyName(), name), field(TEXT.key(), key));
   const buttons = element("div", "flux2-flex-row");
   buttons.append(save, forget);
-  form.append(field(TEXT.provider, provider), nameAndKey, buttons, state, message);
+  form.append(field(TEXT.provider(), provider), nameAndKey, buttons, state, message);
 
   let status = {};
   const show = () => {
     const entry = status[provider.value];
     if (!entry) return;
-    const lines = [entry.names.length ? TEXT.storedNames(entry.names) : TEXT.noneStored];
+    const lines = [entry.names.length ? TEXT.storedNames(entry.names) : TEXT.noneStored()];
     if (entry.env_set) lines.push(TEXT.envSet(entry.env_var));
     if (entry.used_by.length > 1) lines.push(TEXT.usedBy(entry.used_by));
     state.textContent = lines.join(" ");
@@ -156,9 +151,9 @@ function renderKeyForm() {
     }
   };
   provider.addEventListener("change", () => { show(); showMessage(message, ""); });
-  save.addEventListener("click", () => (key.value.trim() ? send(key.value) : showMessage(message, TEXT.pasteFirst, true)));
+  save.addEventListener("click", () => (key.value.trim() ? send(key.value) : showMessage(message, TEXT.pasteFirst(), true)));
   forget.addEventListener("click", () => send(""));
-  readStatus().then((body) => {
+  translationsLoaded.then(readStatus).then((body) => {
     status = body;
     const accounts = Object.entries(status).filter(([, entry]) => !entry.option_of);
     provider.replaceChildren(...accounts.map(([account, entry]) => new Option(TEXT.providerChoice(entry.label, account), account)));
@@ -175,7 +170,7 @@ function renderOptionForm() {
   const optionRow = (name, entry) => {
     const input = element("input", "flux2-flex-option", { type: "text", value: entry.value, placeholder: entry.example,
       spellcheck: false, autocomplete: "off" });
-    const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save });
+    const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save() });
     const row = element("div", "flux2-flex-row flux2-flex-bottom");
     row.dataset.option = name;
     row.append(field(TEXT.optionLabel(entry.label, entry.option), input), save);
@@ -195,10 +190,10 @@ function renderOptionForm() {
     return box;
   };
 
-  readStatus().then((status) => {
+  translationsLoaded.then(readStatus).then((status) => {
     const options = Object.entries(status).filter(([, entry]) => entry.option_of);
     form.replaceChildren(...options.map(([name, entry]) => optionRow(name, entry)), message);
-    if (!options.length) showMessage(message, TEXT.noOptions);
+    if (!options.length) showMessage(message, TEXT.noOptions());
   }).catch((error) => {
     form.append(message);
     showMessage(message, TEXT.notRead(error.message), true);
@@ -211,17 +206,17 @@ app.registerExtension({
   settings: [
     {
       id: "FLUX2Flex.Keys.Store",
-      category: ["FLUX.2 Flex", TEXT.keysGroup, "Store"],
-      name: TEXT.keysName,
-      tooltip: TEXT.keysTooltip,
+      category: ["FLUX.2 Flex", "API keys", "Store"],
+      name: "Provider key",
+      tooltip: "Stored on the ComfyUI server, readable by its owner only. A key is never sent back to the browser, written into a workflow or into a PNG's metadata.",
       type: renderKeyForm,
       defaultValue: "",
     },
     {
       id: "FLUX2Flex.Keys.Options",
-      category: ["FLUX.2 Flex", TEXT.optionsGroup, "Options"],
-      name: TEXT.optionsName,
-      tooltip: TEXT.optionsTooltip,
+      category: ["FLUX.2 Flex", "Provider options", "Options"],
+      name: "Options per provider",
+      tooltip: "Per-account settings that are not secrets, such as Microsoft Foundry's endpoint. Stored on the server next to the keys, never in a workflow.",
       type: renderOptionForm,
       defaultValue: "",
     },

@@ -36,11 +36,22 @@ class SocketImages:
     unknown: int = 0
 
 
-NO_KEY = "no {provider} key: Settings > FLUX.2 Flex"
-NEEDS_IMAGE = "needs an image"
-NEEDS_PROMPT = "needs a prompt"
+# The price line's parts, joined by " · ", in English; the web extension shows each in the user's
+# language under the same key (locales/<lang>/main.json, flux2Flex.price.<key>). Figures, sizes,
+# provider names and error messages go in as values and stay as they are.
+PRICE_WORDS: dict[str, str] = {
+    "amount": "{amount}",
+    "size": "{size}",
+    "inputSize": "the input's size",
+    "free": "free (local run)",
+    "unknown": "price unknown: see {see}",
+    "problem": "check settings ({error})",
+    "needsPrompt": "needs a prompt",
+    "needsImage": "needs an image",
+    "noKey": "no {provider} key: Settings > FLUX.2 Flex",
+}
 PLACEHOLDER_PROMPT = "(prompt)"
-INPUT_SIZE = "the input's size"
+Part = tuple[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,13 @@ class PricePreview:
     usd_low: float | None = None
     usd_high: float | None = None
     problem: bool = False  # the run would be refused (a setting, a missing key or image): `text` says why
+    parts: tuple[Part, ...] = ()  # `text` as PRICE_WORDS keys and their values, for other languages
+
+    @classmethod
+    def of(cls, parts: list[Part], detail: str, *args: object, **kwargs: object) -> "PricePreview":
+        """A preview whose text is its parts in English."""
+        text = " · ".join(PRICE_WORDS[key].format(**values) for key, values in parts)
+        return cls(text, detail, *args, parts=tuple(parts), **kwargs)
 
 
 def preview_price(
@@ -71,48 +89,50 @@ def preview_price(
     if needs_prompt:  # said after the price, rather than as a refusal in place of it
         settings = replace(settings, prompt=PLACEHOLDER_PROMPT)
     if local:
-        return PricePreview(f"free (local run) · {size}", "a local model is wired in: the run uses your own hardware",
-                            0.0, 0.0)
+        return PricePreview.of([("free", {}), size], "a local model is wired in: the run uses your own hardware",
+                               0.0, 0.0)
     try:
         provider = make_provider(settings.provider)
         provider.validate(settings.base_request())
         if edit_image is not None or references is not None:  # images will be uploaded in this format
             provider.check_upload_format(settings.upload_format)
     except FluxFlexError as error:
-        return PricePreview(f"check settings ({error})", str(error), problem=True)
+        return PricePreview.of([("problem", {"error": str(error)})], str(error), problem=True)
     price = price_for(provider.name)
     if isinstance(price, UnknownPrice):
-        preview = PricePreview(f"price unknown: see {price.see} · {size}", price.reason)
+        preview = PricePreview.of([("unknown", {"see": price.see}), size], price.reason)
     else:
         preview = _known_price(settings, price, edit_image, references, match_input_size, provider.limits.max_input_pixels,
                                size)
-    missing = [NEEDS_PROMPT] if needs_prompt else []
+    missing: list[Part] = [("needsPrompt", {})] if needs_prompt else []
     if not has_key:
-        missing.append(NO_KEY.format(provider=provider.key_name or provider.name))
-    return replace(preview, text=" · ".join([preview.text, *missing]), problem=True) if missing else preview
+        missing.append(("noKey", {"provider": provider.key_name or provider.name}))
+    return PricePreview.of([*preview.parts, *missing], preview.detail, preview.usd_low, preview.usd_high,
+                           problem=True) if missing else preview
 
 
-def _output_size_text(settings: NodeSettings, edit_image: SocketImages | None, match_input_size: bool) -> str:
+def _output_size_text(settings: NodeSettings, edit_image: SocketImages | None, match_input_size: bool) -> Part:
     """The size the run will make: from the widgets, or from the image to edit when it sets it."""
     if edit_image is None or not match_input_size:
         width, height = settings.output_size()
     elif edit_image.sizes:
         width, height = edit_output_size(settings, *edit_image.sizes[0], match_input_size).size
     else:
-        return INPUT_SIZE
-    return f"{width}x{height}"
+        return ("inputSize", {})
+    return ("size", {"size": f"{width}x{height}"})
 
 
 def _known_price(settings: NodeSettings, price: PerMegapixelPrice, edit_image: SocketImages | None,
-                 references: SocketImages | None, match_input_size: bool, limit: int, size: str) -> PricePreview:
+                 references: SocketImages | None, match_input_size: bool, limit: int, size: Part) -> PricePreview:
     low = _extreme(settings, price, edit_image, references, match_input_size, limit, largest=False)
     high = _extreme(settings, price, edit_image, references, match_input_size, limit, largest=True)
     if low.usd == high.usd:
-        return PricePreview(f"${low.usd:.3f} · {size}", low.as_text(), low.usd, high.usd)
+        return PricePreview.of([("amount", {"amount": f"${low.usd:.3f}"}), size], low.as_text(), low.usd, high.usd)
     detail = (f"between ${low.usd:.3f} and ${high.usd:.3f}: some input images are only known when the graph runs "
               f"(each counts from 1 to {limit // MEGAPIXEL} MP); Cost Estimate and the run's report give the exact "
               "figure")
-    return PricePreview(f"~${low.usd:.3f}-${high.usd:.3f} · {size}", detail, low.usd, high.usd)
+    return PricePreview.of([("amount", {"amount": f"~${low.usd:.3f}-${high.usd:.3f}"}), size], detail, low.usd,
+                           high.usd)
 
 
 def _extreme(settings: NodeSettings, price: PerMegapixelPrice, edit_image: SocketImages | None,
@@ -152,7 +172,8 @@ def preview_for_browser(body: Mapping[str, Any], image_size: ImageSizeLookup, ha
     edit_image = _socket_images(body.get("image"), image_size)
     local = bool(body.get("local", False))
     if body.get("node") == EDIT_NODE and edit_image is None:
-        return asdict(PricePreview(NEEDS_IMAGE, "wire the image to edit into the image input", problem=True))
+        missing_image = PricePreview.of([("needsImage", {})], "wire the image to edit into the image input", problem=True)
+        return asdict(missing_image)
     pays = body.get("node") != COST_ESTIMATE_NODE and not local and settings.provider in PROVIDER_CLASSES
     preview = preview_price(
         settings,
