@@ -16,7 +16,7 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.engine.cli import main
 
 from fakes.bfl_server import FakeBfl, TaskPlan
-from fakes.loopback import Response
+from fakes.loopback import LoopbackServer, Response
 
 SCRIPT = Path(sys.executable).with_name("flux-flex")
 HANG_GUARD_SECONDS = 60  # only stops a broken run from hanging the suite; nothing is timed
@@ -121,3 +121,35 @@ def test_a_submit_with_an_unknown_outcome_is_listed_but_has_nothing_to_recover(b
     unknown_id = next(word for word in listed.split() if word.startswith("unknown-"))
     assert main(["recover", unknown_id, "--out", str(tmp_path / "x.png")]) == 1
     assert "dashboard" in capsys.readouterr().err and len(bfl_env.submits) == 1
+
+
+def test_a_failing_result_link_is_not_a_lost_task_and_a_rerun_resumes_it(bfl_env: FakeBfl, tmp_path: Path,
+                                                                         capsys) -> None:
+    """Finding 1 of issue 22: three 404 downloads while BFL still says Ready are the link's word, not
+    the provider's: the task stays listed and the rerun fetches it without paying again."""
+    bfl_env.delivery_script.extend(Response(404, b"not found") for _ in range(3))
+    out = tmp_path / "fox.png"
+    assert main(generate_args(out)) == 1
+    [task_id] = bfl_env.tasks
+    err = capsys.readouterr().err
+    assert f"flux-flex recover {task_id}" in err and "cannot be recovered" not in err
+    assert main(["tasks"]) == 0 and task_id in capsys.readouterr().out
+    assert main(generate_args(out)) == 0
+    assert f"resumed BFL task {task_id}" in capsys.readouterr().out and len(bfl_env.submits) == 1
+
+
+def test_a_result_redirect_to_another_port_of_its_host_is_not_followed(bfl_env: FakeBfl, tmp_path: Path,
+                                                                      capsys) -> None:
+    """Finding 2 of issue 22: another port of the result host is another service; its answer is never
+    read, let alone quoted, and the paid task stays recoverable."""
+    service = LoopbackServer(lambda request: Response(200, b"PRIVATE-SERVICE-ANSWER"))
+    service.start()
+    try:
+        bfl_env.delivery_script.append(Response(302, headers={"Location": service.url + "/status"}))
+        assert main(generate_args(tmp_path / "fox.png")) == 1
+    finally:
+        service.stop()
+    err = capsys.readouterr().err
+    [task_id] = bfl_env.tasks
+    assert service.requests == [] and "PRIVATE-SERVICE" not in err
+    assert "not followed" in err and f"flux-flex recover {task_id}" in err

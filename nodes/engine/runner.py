@@ -6,7 +6,8 @@ Retry-After, within a bounded wait). A 5xx or a broken connection after sending 
 a task, so it is reported, not resent. Once a task id exists it is written to the journal before
 the first poll, and every failure is handled by polling that task again, never by submitting a
 new one: an expired, truncated or unreadable download is fetched again from the task. Every
-error after the submit names the task, what was paid and how to recover the image.
+error after the submit names the task, what was paid and how to recover the image. A task is
+declared lost only when the provider says it is gone, never because its download link failed.
 
 Before a submit the run takes one of the key's active-task slots, shared with the other processes
 on this machine (slots.py), and gives it back once the task has finished: a 429 becomes rare.
@@ -313,8 +314,8 @@ def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Prov
     named = task.task_id in str(error)
     if isinstance(error, (errors.GenerationFailedError, errors.ModeratedError)):
         state, advice = FAILED, "" if named else f" ({provider.label} task {task.task_id})"
-    elif isinstance(error, errors.ResultExpiredError):
-        state = EXPIRED
+    elif isinstance(error, errors.ResultExpiredError) and not isinstance(error, errors.ResultLinkError):
+        state = EXPIRED  # the provider's word; a failing link alone leaves the task recoverable
         advice = (f" {provider.label} task {task.task_id} was paid (estimate {price}); its result is no longer "
                   "available, so it cannot be recovered. It was not resubmitted: run again to pay for a new image.")
     else:
