@@ -153,3 +153,20 @@ def test_a_result_redirect_to_another_port_of_its_host_is_not_followed(bfl_env: 
     [task_id] = bfl_env.tasks
     assert service.requests == [] and "PRIVATE-SERVICE" not in err
     assert "not followed" in err and f"flux-flex recover {task_id}" in err
+
+
+def test_two_random_seed_runs_at_once_are_two_tasks(bfl_env: FakeBfl, tmp_path: Path) -> None:
+    """Finding 3 of issue 22: a run without --seed never takes over the task of another run in flight."""
+    bfl_env.plans.extend([TaskPlan(latency=1.5), TaskPlan(latency=0.5)])
+    args = ["generate", "--prompt", "fox", "--width", "256", "--height", "192"]
+    first = start([*args, "--out", str(tmp_path / "a.png")])
+    wait_for(lambda: len(bfl_env.cluster.requests) >= 1)  # its task is journaled and being polled
+    second = start([*args, "--out", str(tmp_path / "b.png")])
+    reports = []
+    for process in (first, second):
+        out, err = process.communicate(timeout=HANG_GUARD_SECONDS)
+        assert process.returncode == 0, err
+        reports.append(out)
+    assert len(bfl_env.submits) == 2 and "resumed" not in "".join(reports)
+    assert [sum(task_id in report for task_id in bfl_env.tasks) for report in reports] == [1, 1]
+    assert not any(task_id in reports[0] and task_id in reports[1] for task_id in bfl_env.tasks)

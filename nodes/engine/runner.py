@@ -149,11 +149,13 @@ def generate(
     settings: RunSettings = RunSettings(),
     journal: TaskJournal | None = None,
     resume: JournalEntry | None = None,
+    owner: str = "",
 ) -> GenerationResult:
     """Run one prepared request on a provider and return the decoded image.
 
-    With a journal, the accepted task is recorded before its first poll and marked when it ends.
-    With `resume`, no submit is sent: that recorded task of the same request is polled instead.
+    With a journal, the accepted task is recorded before its first poll (under the run's lease,
+    `owner`) and marked when it ends. With `resume`, no submit is sent: that recorded task of the
+    same request is polled instead.
     """
     started = time.monotonic()
     notes = prepared.notes
@@ -169,7 +171,7 @@ def generate(
             except errors.FluxFlexError as error:
                 error.provider = error.provider or provider.name
                 raise
-            entry, journal_note = _record(journal, task, prepared)
+            entry, journal_note = _record(journal, task, prepared, owner)
             notes += journal_note
         else:
             task, entry = resume.task(), resume
@@ -258,15 +260,16 @@ def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks
     )
 
 
-def _record(journal: TaskJournal | None, task: SubmittedTask,
-            prepared: PreparedRequest) -> tuple[JournalEntry | None, tuple[str, ...]]:
+def _record(journal: TaskJournal | None, task: SubmittedTask, prepared: PreparedRequest,
+            owner: str) -> tuple[JournalEntry | None, tuple[str, ...]]:
     """Journal the accepted task; a journal that cannot be written never stops the paid task."""
     if journal is None:
         return None, ()
     request = prepared.request
     try:
         entry = journal.record(task, fingerprint=request_fingerprint(task.provider, request),
-                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed)
+                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed,
+                               owner=owner)
     except OSError as error:
         return None, (f"the journal of paid tasks could not be written ({error.strerror or error}): a crash now "
                       f"would lose task {task.task_id}",)
