@@ -40,6 +40,10 @@ CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
 FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
 POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue #11759) is polled past this often
+# A submit refused as "overloaded" (OpenRouter's 529: nothing was made) is sent again at most this
+# often, the waits doubling from RunSettings.overload_wait_seconds (a shorter Retry-After does not
+# shorten them): a few spaced tries, not one a second for as long as the overload lasts.
+OVERLOAD_RETRIES = 3
 RECOVER_HOW = ("recover its image with `flux-flex recover {task_id}` or the FLUX.2 [flex] Recover paid task node, "
                "or run the same request again: it resumes the task instead of paying again")
 
@@ -53,6 +57,7 @@ class RunSettings:
     connect_retries: int = 2
     poll_request_seconds: float = 30.0  # one poll that takes longer counts as a failed poll
     download_seconds: float = 180.0  # the whole download of one result, however slowly it trickles
+    overload_wait_seconds: float = 5.0  # the first wait after an "overloaded" refusal; doubled each time
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks, se
         except DownloadStopped:
             raise  # its deadline is spent (or the user stopped it): a new try would wait as long again
         except (errors.ResultExpiredError, errors.ImageDecodeError, errors.ProviderUnavailableError) as failure:
-            if attempt == FETCH_ATTEMPTS:
+            if attempt == FETCH_ATTEMPTS or provider.holds_answer(task):  # an answer held is the same answer again
                 raise
             attempt += 1
             hooks.progress(None, f"fetching the result again from task {task.task_id}: {failure}")
@@ -317,6 +322,11 @@ def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Prov
     named = task.task_id in str(error)
     if isinstance(error, (errors.GenerationFailedError, errors.ModeratedError)):
         state, advice = FAILED, "" if named else f" ({provider.label} task {task.task_id})"
+    elif provider.holds_answer(task):
+        state = EXPIRED
+        advice = (f" {provider.label} answered request {task.task_id} with the image itself (estimate {price}); "
+                  f"{provider.label} keeps no copy to fetch again, so it cannot be recovered. It was not resent: "
+                  "running again pays for a new image.")
     elif isinstance(error, errors.ResultExpiredError) and not isinstance(error, errors.ResultLinkError):
         state = EXPIRED  # the provider's word; a failing link alone leaves the task recoverable
         advice = (f" {provider.label} task {task.task_id} was paid (estimate {price}); its result is no longer "
@@ -343,7 +353,7 @@ def _take_slot(provider: Provider, hooks: RunHooks) -> Slot:
 def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, settings: RunSettings) -> SubmittedTask:
     """Submit, retrying only refusals that guarantee nothing was created."""
     deadline = time.monotonic() + settings.submit_retry_seconds
-    connect_failures = 0
+    connect_failures = overloads = 0
     delay = 1.0
     while True:
         raise_if_cancelled(hooks, None)
@@ -358,6 +368,15 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
                     provider=provider.name, billed=errors.NOT_BILLED,
                 ) from None
             wait = refusal.retry_after if refusal.retry_after is not None else delay
+            if refusal.status not in (None, 429):  # overloaded: few tries, spaced however short its Retry-After
+                overloads += 1
+                if overloads > OVERLOAD_RETRIES:
+                    raise errors.ProviderUnavailableError(
+                        f"{provider.label} was still overloaded after {overloads} tries: {refusal.reason}. Nothing "
+                        "was made or billed. Run again later.",
+                        provider=provider.name, status=refusal.status, billed=errors.NOT_BILLED,
+                    ) from None
+                wait = max(wait, settings.overload_wait_seconds * 2 ** (overloads - 1))
             if time.monotonic() + wait > deadline:
                 raise errors.RateLimitedError(
                     f"{provider.label} did not accept the request: {refusal.reason}. Nothing was created or "
