@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,9 @@ import pytest
 from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.cli import main
+from comfyui_flux2_flex.nodes.engine.journal import TaskJournal, default_journal_folder
+from comfyui_flux2_flex.nodes.engine.pricing import CostEstimate
+from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 
 from fakes.bfl_server import FakeBfl, TaskPlan
 from fakes.loopback import LoopbackServer, Response
@@ -170,3 +174,37 @@ def test_two_random_seed_runs_at_once_are_two_tasks(bfl_env: FakeBfl, tmp_path: 
     assert len(bfl_env.submits) == 2 and "resumed" not in "".join(reports)
     assert [sum(task_id in report for task_id in bfl_env.tasks) for report in reports] == [1, 1]
     assert not any(task_id in reports[0] and task_id in reports[1] for task_id in bfl_env.tasks)
+
+
+def test_a_damaged_journal_record_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
+    """Finding 5 of issue 22: a record with an empty estimate made `tasks` and `recover` print a traceback."""
+    journal = TaskJournal(default_journal_folder() / "journal")
+    estimate = CostEstimate("bfl", 5.0, 0.05, ("5 credits",))
+    good = journal.record(SubmittedTask("bfl", "good-task", "http://127.0.0.1:9/v1/get_result?id=good-task"),
+                          fingerprint="f", estimate=estimate, summary="256x192, seed 5: fox", seed=5)
+    damaged = journal.record(SubmittedTask("bfl", "damaged-task", "http://127.0.0.1:9/v1/get_result?id=damaged"),
+                             fingerprint="g", estimate=estimate, summary="", seed=None)
+    [damaged_path] = [path for path in journal.folder.glob("*.json") if "damaged-task" in path.read_text()]
+    damaged_path.write_text(json.dumps({**json.loads(damaged_path.read_text()), "estimate": {}}))
+    listed = subprocess.run([str(SCRIPT), "tasks"], capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
+                            env=dict(os.environ), check=False)
+    assert listed.returncode == 0 and good.task_id in listed.stdout and damaged.task_id not in listed.stdout
+    assert str(damaged_path) in listed.stderr and "Traceback" not in listed.stderr
+    recovered = subprocess.run([str(SCRIPT), "recover", damaged.task_id, "--out", str(tmp_path / "x.png")],
+                               capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=dict(os.environ),
+                               check=False)
+    assert recovered.returncode == 1 and "Traceback" not in recovered.stderr
+    assert "flux-flex tasks" in recovered.stderr and str(damaged_path) in recovered.stderr
+
+
+def test_a_crafted_cache_entry_is_skipped_with_a_warning_and_the_run_goes_on(bfl_env: FakeBfl, tmp_path: Path,
+                                                                             caplog) -> None:
+    """Finding 5 of issue 22: a cache entry without its estimate made `generate` raise KeyError."""
+    cache = tmp_path / "cache"
+    assert main(generate_args(tmp_path / "a.png", "--cache-dir", str(cache))) == 0
+    [meta_path] = cache.glob("*.json")
+    meta = json.loads(meta_path.read_text())
+    del meta["estimate"]
+    meta_path.write_text(json.dumps(meta))
+    assert main(generate_args(tmp_path / "b.png", "--cache-dir", str(cache))) == 0
+    assert str(meta_path) in caplog.text and len(bfl_env.submits) == 2

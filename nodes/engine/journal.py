@@ -8,7 +8,8 @@ never holds an API key: polling URLs carry none (keys travel in headers, added p
 
 One JSON file per task, written to a temporary file, flushed to the disk and renamed into place,
 so a crash at any moment leaves either the old record or the new one. Records the process cannot
-read (a half-written file from another tool, a newer format) are skipped, never fatal.
+read (a half-written file from another tool, a newer format, a damaged field) are skipped with a
+warning naming the file, never fatal.
 
 How long a task can be resumed, per provider (public documentation):
 - BFL (and CometAPI, which relays BFL): the result's signed URL lasts 10 minutes
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .file_lock import try_lock, unlock
-from .files import TEMPORARY_PREFIX, write_atomically
+from .files import TEMPORARY_PREFIX, skip_unreadable, write_atomically
 from .pricing import CostEstimate
 from .providers.base import SubmittedTask
 
@@ -178,18 +179,15 @@ class TaskJournal:
         return next((entry for entry in self.entries() if entry.task_id == task_id), None)
 
     def entries(self) -> list[JournalEntry]:
-        """Every readable record, oldest first."""
+        """Every readable record, oldest first; one that cannot be read is skipped with a warning."""
         found = []
         for path in self.folder.glob("*.json"):
             if path.name.startswith(TEMPORARY_PREFIX):
                 continue  # a write a crash cut short: the record it was replacing is still in place
             try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                if raw.pop("version", None) != JOURNAL_VERSION:
-                    continue
-                found.append(JournalEntry(**raw))
-            except (OSError, ValueError, TypeError):
-                continue
+                found.append(_read_entry(path))
+            except (OSError, ValueError, TypeError, KeyError, OverflowError) as error:
+                skip_unreadable(path, "journal record", error)
         return sorted(found, key=lambda entry: entry.created)
 
     def undelivered(self) -> list[JournalEntry]:
@@ -239,6 +237,19 @@ class TaskJournal:
         for entry in self.entries():
             if entry.updated < cutoff:
                 self._path(entry.provider, entry.task_id).unlink(missing_ok=True)
+
+
+def _read_entry(path: Path) -> JournalEntry:
+    """One record, checked as far as every reader uses it (its price, its times), so that a damaged
+    or hand-edited record fails here, where it is skipped, not in the middle of a listing."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.pop("version", None) != JOURNAL_VERSION:
+        raise ValueError(f"not a version {JOURNAL_VERSION} record")
+    entry = JournalEntry(**raw)
+    if not all(isinstance(value, (int, float)) for value in (entry.created, entry.updated)):
+        raise ValueError("its times are not numbers")
+    entry.describe()
+    return entry
 
 
 def _json_safe(extra: Mapping[str, Any]) -> dict[str, Any]:
