@@ -208,3 +208,29 @@ def test_a_crafted_cache_entry_is_skipped_with_a_warning_and_the_run_goes_on(bfl
     meta_path.write_text(json.dumps(meta))
     assert main(generate_args(tmp_path / "b.png", "--cache-dir", str(cache))) == 0
     assert str(meta_path) in caplog.text and len(bfl_env.submits) == 2
+
+
+def test_a_redirect_on_submit_created_nothing_so_the_rerun_is_not_refused(bfl_env: FakeBfl, tmp_path: Path,
+                                                                         capsys) -> None:
+    """Finding 6 of issue 22: a 307 on submit was journaled as "may have been created"."""
+    bfl_env.submit_script.append(Response(307, headers={"Location": "http://127.0.0.1:9/v1/flux-2-flex"}))
+    assert main(generate_args(tmp_path / "fox.png")) == 1
+    err = capsys.readouterr().err
+    assert "redirect (HTTP 307)" in err and "nothing was created or billed" in err
+    assert main(generate_args(tmp_path / "fox.png")) == 0 and len(bfl_env.submits) == 2
+
+
+def test_a_key_with_a_non_ascii_character_is_refused_in_words(bfl_env: FakeBfl, tmp_path: Path, capsys,
+                                                              monkeypatch) -> None:
+    """Finding 6 of issue 22: such a key ended in a raw UnicodeEncodeError."""
+    monkeypatch.setenv("BFL_API_KEY", "bfl-kéy-0123456789")
+    assert main(generate_args(tmp_path / "fox.png")) == 1
+    err = capsys.readouterr().err
+    assert "cannot carry" in err and "BFL_API_KEY" in err and "kéy" not in err
+    assert bfl_env.all_requests() == []
+
+
+def test_an_out_path_no_file_can_be_written_to_is_refused_before_paying(bfl_env: FakeBfl, capsys) -> None:
+    """Finding 6 of issue 22: os.access passes everything for root, so /proc/x.png was paid, then not saved."""
+    assert main(generate_args(Path("/proc/x.png"))) == 1
+    assert "not writable" in capsys.readouterr().err and bfl_env.all_requests() == []
