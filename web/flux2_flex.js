@@ -140,6 +140,7 @@ function priceQuestion(node) {
     image: connected("image") ? socketImages(node, "image") : null,
     references: connected("references") ? socketImages(node, "references") : null,
     local: LOCAL_MODEL_NODES.has(inputNode(node, "local_model")?.type),
+    local_node: inputNode(node, "local_model")?.type ?? null,  // which local path: its Edit sizes differ
   };
 }
 

@@ -17,7 +17,8 @@ from ..engine.errors import FluxFlexError
 from ..engine.pricing import CostEstimate, PerMegapixelPrice, UnknownPrice, estimate_from_sizes, price_for
 from ..engine.providers import make_provider
 from ..engine.request import MEGAPIXEL, downscaled_size
-from .node_runs import NodeSettings, edit_output_size
+from .native_flux2 import edit_output_note, template_edit_size
+from .node_runs import NATIVE_MODEL_NODE, NodeSettings, edit_output_size
 from .references import REFERENCE_LIMITS
 
 SMALLEST_BILLED = (1024, 1024)  # any image up to 1 MP is billed as 1 MP
@@ -54,11 +55,17 @@ def preview_price(
     references: SocketImages | None = None,
     match_input_size: bool = True,
     local: bool = False,
+    native: bool = False,
 ) -> PricePreview:
-    """The price of what the node would send with these settings, exact where sizes are known."""
+    """The price of what the node would send with these settings, exact where sizes are known.
+    `native`: the local model is a Local Model (ComfyUI), whose Edit follows ComfyUI's templates."""
     if local:
-        return PricePreview("free (local run)", "a local model is wired in: the run uses your own hardware",
-                            0.0, 0.0)
+        detail = "a local model is wired in: the run uses your own hardware"
+        if native and match_input_size and edit_image is not None and edit_image.sizes:
+            width, height = template_edit_size(*edit_image.sizes[0])
+            return PricePreview(f"free (local run) · {width}x{height}",
+                                f"{detail}; {edit_output_note(*edit_image.sizes[0])}", 0.0, 0.0)
+        return PricePreview("free (local run)", detail, 0.0, 0.0)
     try:
         provider = make_provider(settings.provider)
         provider.validate(settings.base_request())
@@ -116,6 +123,7 @@ def preview_for_browser(body: Mapping[str, Any], image_size: ImageSizeLookup) ->
         references=_socket_images(body.get("references"), image_size),
         match_input_size=bool(widgets.get("match_input_size", True)),
         local=bool(body.get("local", False)),
+        native=body.get("local_node") == NATIVE_MODEL_NODE,
     )
     return asdict(preview)
 
