@@ -133,14 +133,16 @@ class TaskJournal:
         """Whether the run that recorded `entry` still holds its lease."""
         if not entry.owner:
             return False
+        path = self.folder / LEASES / f"{entry.owner}.lock"
         try:
-            handle = open(self.folder / LEASES / f"{entry.owner}.lock", "r+b")
+            handle = open(path, "r+b")
         except OSError:
             return False  # its run ended and removed its lease
         with handle:
             if not try_lock(handle):
                 return True
             unlock(handle)
+        path.unlink(missing_ok=True)  # its run died without removing it
         return False
 
     def record(self, task: SubmittedTask, *, fingerprint: str, estimate: CostEstimate, summary: str,
