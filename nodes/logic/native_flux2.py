@@ -20,13 +20,11 @@ and guidance for the model replace the node's, and the report names the values u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import PurePath
-from typing import Any, Protocol
-
 import math
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+from typing import Any, Protocol
 
 import torch
 
