@@ -8,7 +8,7 @@ from comfyui_flux2_flex.nodes.engine.providers.base import Provider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import GenerationResult, RunSettings, generate, prepare
 
-FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=10.0)
+FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=10.0, overload_wait_seconds=0.05)
 FOX = FlexRequest(prompt="a red fox", width=320, height=256, seed=7)
 
 

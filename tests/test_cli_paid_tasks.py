@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +15,12 @@ import pytest
 from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.cli import main
+from comfyui_flux2_flex.nodes.engine.journal import TaskJournal, default_journal_folder
+from comfyui_flux2_flex.nodes.engine.pricing import CostEstimate
+from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 
 from fakes.bfl_server import FakeBfl, TaskPlan
-from fakes.loopback import Response
+from fakes.loopback import LoopbackServer, Response
 
 SCRIPT = Path(sys.executable).with_name("flux-flex")
 HANG_GUARD_SECONDS = 60  # only stops a broken run from hanging the suite; nothing is timed
@@ -121,3 +125,112 @@ def test_a_submit_with_an_unknown_outcome_is_listed_but_has_nothing_to_recover(b
     unknown_id = next(word for word in listed.split() if word.startswith("unknown-"))
     assert main(["recover", unknown_id, "--out", str(tmp_path / "x.png")]) == 1
     assert "dashboard" in capsys.readouterr().err and len(bfl_env.submits) == 1
+
+
+def test_a_failing_result_link_is_not_a_lost_task_and_a_rerun_resumes_it(bfl_env: FakeBfl, tmp_path: Path,
+                                                                         capsys) -> None:
+    """Finding 1 of issue 22: three 404 downloads while BFL still says Ready are the link's word, not
+    the provider's: the task stays listed and the rerun fetches it without paying again."""
+    bfl_env.delivery_script.extend(Response(404, b"not found") for _ in range(3))
+    out = tmp_path / "fox.png"
+    assert main(generate_args(out)) == 1
+    [task_id] = bfl_env.tasks
+    err = capsys.readouterr().err
+    assert f"flux-flex recover {task_id}" in err and "cannot be recovered" not in err
+    assert main(["tasks"]) == 0 and task_id in capsys.readouterr().out
+    assert main(generate_args(out)) == 0
+    assert f"resumed BFL task {task_id}" in capsys.readouterr().out and len(bfl_env.submits) == 1
+
+
+def test_a_result_redirect_to_another_port_of_its_host_is_not_followed(bfl_env: FakeBfl, tmp_path: Path,
+                                                                      capsys) -> None:
+    """Finding 2 of issue 22: another port of the result host is another service; its answer is never
+    read, let alone quoted, and the paid task stays recoverable."""
+    service = LoopbackServer(lambda request: Response(200, b"PRIVATE-SERVICE-ANSWER"))
+    service.start()
+    try:
+        bfl_env.delivery_script.append(Response(302, headers={"Location": service.url + "/status"}))
+        assert main(generate_args(tmp_path / "fox.png")) == 1
+    finally:
+        service.stop()
+    err = capsys.readouterr().err
+    [task_id] = bfl_env.tasks
+    assert service.requests == [] and "PRIVATE-SERVICE" not in err
+    assert "not followed" in err and f"flux-flex recover {task_id}" in err
+
+
+def test_two_random_seed_runs_at_once_are_two_tasks(bfl_env: FakeBfl, tmp_path: Path) -> None:
+    """Finding 3 of issue 22: a run without --seed never takes over the task of another run in flight."""
+    bfl_env.plans.extend([TaskPlan(latency=1.5), TaskPlan(latency=0.5)])
+    args = ["generate", "--prompt", "fox", "--width", "256", "--height", "192"]
+    first = start([*args, "--out", str(tmp_path / "a.png")])
+    wait_for(lambda: len(bfl_env.cluster.requests) >= 1)  # its task is journaled and being polled
+    second = start([*args, "--out", str(tmp_path / "b.png")])
+    reports = []
+    for process in (first, second):
+        out, err = process.communicate(timeout=HANG_GUARD_SECONDS)
+        assert process.returncode == 0, err
+        reports.append(out)
+    assert len(bfl_env.submits) == 2 and "resumed" not in "".join(reports)
+    assert [sum(task_id in report for task_id in bfl_env.tasks) for report in reports] == [1, 1]
+    assert not any(task_id in reports[0] and task_id in reports[1] for task_id in bfl_env.tasks)
+
+
+def test_a_damaged_journal_record_is_skipped_with_a_warning_naming_it(tmp_path: Path) -> None:
+    """Finding 5 of issue 22: a record with an empty estimate made `tasks` and `recover` print a traceback."""
+    journal = TaskJournal(default_journal_folder() / "journal")
+    estimate = CostEstimate("bfl", 5.0, 0.05, ("5 credits",))
+    good = journal.record(SubmittedTask("bfl", "good-task", "http://127.0.0.1:9/v1/get_result?id=good-task"),
+                          fingerprint="f", estimate=estimate, summary="256x192, seed 5: fox", seed=5)
+    damaged = journal.record(SubmittedTask("bfl", "damaged-task", "http://127.0.0.1:9/v1/get_result?id=damaged"),
+                             fingerprint="g", estimate=estimate, summary="", seed=None)
+    [damaged_path] = [path for path in journal.folder.glob("*.json") if "damaged-task" in path.read_text()]
+    damaged_path.write_text(json.dumps({**json.loads(damaged_path.read_text()), "estimate": {}}))
+    listed = subprocess.run([str(SCRIPT), "tasks"], capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
+                            env=dict(os.environ), check=False)
+    assert listed.returncode == 0 and good.task_id in listed.stdout and damaged.task_id not in listed.stdout
+    assert str(damaged_path) in listed.stderr and "Traceback" not in listed.stderr
+    recovered = subprocess.run([str(SCRIPT), "recover", damaged.task_id, "--out", str(tmp_path / "x.png")],
+                               capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, env=dict(os.environ),
+                               check=False)
+    assert recovered.returncode == 1 and "Traceback" not in recovered.stderr
+    assert "flux-flex tasks" in recovered.stderr and str(damaged_path) in recovered.stderr
+
+
+def test_a_crafted_cache_entry_is_skipped_with_a_warning_and_the_run_goes_on(bfl_env: FakeBfl, tmp_path: Path,
+                                                                             caplog) -> None:
+    """Finding 5 of issue 22: a cache entry without its estimate made `generate` raise KeyError."""
+    cache = tmp_path / "cache"
+    assert main(generate_args(tmp_path / "a.png", "--cache-dir", str(cache))) == 0
+    [meta_path] = cache.glob("*.json")
+    meta = json.loads(meta_path.read_text())
+    del meta["estimate"]
+    meta_path.write_text(json.dumps(meta))
+    assert main(generate_args(tmp_path / "b.png", "--cache-dir", str(cache))) == 0
+    assert str(meta_path) in caplog.text and len(bfl_env.submits) == 2
+
+
+def test_a_redirect_on_submit_created_nothing_so_the_rerun_is_not_refused(bfl_env: FakeBfl, tmp_path: Path,
+                                                                         capsys) -> None:
+    """Finding 6 of issue 22: a 307 on submit was journaled as "may have been created"."""
+    bfl_env.submit_script.append(Response(307, headers={"Location": "http://127.0.0.1:9/v1/flux-2-flex"}))
+    assert main(generate_args(tmp_path / "fox.png")) == 1
+    err = capsys.readouterr().err
+    assert "redirect (HTTP 307)" in err and "nothing was created or billed" in err
+    assert main(generate_args(tmp_path / "fox.png")) == 0 and len(bfl_env.submits) == 2
+
+
+def test_a_key_with_a_non_ascii_character_is_refused_in_words(bfl_env: FakeBfl, tmp_path: Path, capsys,
+                                                              monkeypatch) -> None:
+    """Finding 6 of issue 22: such a key ended in a raw UnicodeEncodeError."""
+    monkeypatch.setenv("BFL_API_KEY", "bfl-kéy-0123456789")
+    assert main(generate_args(tmp_path / "fox.png")) == 1
+    err = capsys.readouterr().err
+    assert "cannot carry" in err and "BFL_API_KEY" in err and "kéy" not in err
+    assert bfl_env.all_requests() == []
+
+
+def test_an_out_path_no_file_can_be_written_to_is_refused_before_paying(bfl_env: FakeBfl, capsys) -> None:
+    """Finding 6 of issue 22: os.access passes everything for root, so /proc/x.png was paid, then not saved."""
+    assert main(generate_args(Path("/proc/x.png"))) == 1
+    assert "not writable" in capsys.readouterr().err and bfl_env.all_requests() == []

@@ -202,6 +202,9 @@ def test_redirect_rules() -> None:
     assert not redirect_allowed("https://x.bfl.ai/a", "http://y.bfl.ai/b", ("bfl.ai",)), "never down to http"
     assert not redirect_allowed("https://x.bfl.ai/a", "https://169.254.169.254/latest", ("bfl.ai",))
     assert not redirect_allowed("https://x.bfl.ai/a", "file:///etc/passwd", ("bfl.ai",))
+    assert not redirect_allowed("http://127.0.0.1:8000/a", "http://127.0.0.1:6379/b", ()), "another port"
+    assert not redirect_allowed("https://x.bfl.ai/a", "https://y.bfl.ai:8443/b", ("bfl.ai",)), "not its default port"
+    assert redirect_allowed("https://cdn.example/a", "https://cdn.example:443/b", ())
 
 
 def test_a_download_follows_a_redirect_on_its_host_but_not_to_another_host() -> None:

@@ -11,7 +11,7 @@ import torch
 
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError
 from comfyui_flux2_flex.nodes.logic.native_flux2 import (
-    AUTO, DEV, KLEIN_BASE, KLEIN_DISTILLED, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind,
+    AUTO, DEV, KLEIN_BASE, KLEIN_DISTILLED, KLEIN_KV, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind,
     expand_native, upstream_model_file,
 )
 from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, build_requests
@@ -27,10 +27,11 @@ def settings(**changes) -> NodeSettings:
     return NodeSettings(**{**base, **changes})
 
 
-def expand(kind: str, node_settings: NodeSettings | None = None, **args) -> tuple[RecordingBuilder, str]:
+def expand(kind: str, node_settings: NodeSettings | None = None, *, template_defaults: bool = True,
+           **args) -> tuple[RecordingBuilder, str]:
     builder = RecordingBuilder()
-    run = expand_native(builder, node_settings or settings(), NativeModel("9", kind, f"{kind} (test)"), SOURCES,
-                        **args)
+    run = expand_native(builder, node_settings or settings(), NativeModel("9", kind, f"{kind} (test)", template_defaults),
+                        SOURCES, **args)
     decode = builder.source(run.images)
     assert decode["class_type"] in ("VAEDecode", "ImageBatch")
     return builder, run.report
@@ -66,7 +67,7 @@ def test_distilled_klein_ignores_guidance_and_says_so() -> None:
 
 def test_base_klein_uses_guidance_as_cfg_with_an_empty_negative_and_references_on_both() -> None:
     refs = collect_references([("image_1", image(1, 64, 96)), ("image_2", image(1, 80, 80))])
-    graph, report = expand(KLEIN_BASE, references=refs)
+    graph, report = expand(KLEIN_BASE, references=refs, template_defaults=False)
     (guider,) = graph.of("CFGGuider")
     assert guider["cfg"] == 4.0
     for side, text in (("positive", 'a poster that says "FLEX"'), ("negative", "")):
@@ -86,33 +87,68 @@ def test_an_aspect_preset_gives_the_size_a_remote_run_would_send() -> None:
     assert graph.of("Flux2Scheduler")[0]["width"] == latent["width"]
 
 
-@pytest.mark.parametrize("match_input_size", [True, False])
-def test_edit_outputs_the_size_a_remote_edit_would_and_puts_the_image_first(match_input_size: bool) -> None:
-    frame = image(1, 750, 1000)
+def test_edit_follows_the_template_the_image_scaled_to_about_1_mp_both_ways_and_first() -> None:
+    """Issue 22, finding 7: 768x512 in gives 1248x832 out, as ComfyUI's template makes it."""
+    frame = image(1, 512, 768)
     refs = collect_references([("image_1", image(1, 64, 64))])
-    requests, _ = build_requests(settings(), edit_image=frame, references=refs, match_input_size=match_input_size)
-    graph, report = expand(DEV, edit_image=frame, references=refs, match_input_size=match_input_size)
-    (latent,) = graph.of("EmptyFlux2LatentImage")
-    assert (latent["width"], latent["height"]) == requests[0].output_size()
+    graph, report = expand(KLEIN_DISTILLED, edit_image=frame, references=refs)
+    (scale,) = graph.of("ImageScaleToTotalPixels")
+    assert scale == {"image": ["load", 0], "upscale_method": "nearest-exact", "megapixels": 1.0, "resolution_steps": 1}
     (encode,) = graph.of("VAEEncode")
-    assert encode == {"pixels": ["load", 0], "vae": ["vae", 0]}, "under 1 MP the edit image is encoded as it is"
+    assert graph.source(encode["pixels"])["class_type"] == "ImageScaleToTotalPixels"
+    assert graph.of("EmptyFlux2LatentImage") == [{"width": 1254, "height": 836, "batch_size": 1}]
+    assert graph.of("Flux2Scheduler") == [{"steps": 4, "width": 1254, "height": 836}]
     (edit_reference,) = graph.of("ReferenceLatent")
     assert graph.source(edit_reference["latent"])["class_type"] == "VAEEncode"
     (references,) = graph.of(REFERENCE_LATENTS_NODE)
+    assert references["upscale_method"] == "nearest-exact"
     assert graph.source(references["conditioning"])["class_type"] == "ReferenceLatent", "edit image first, then refs"
-    assert "edit image -> VAEEncode + ReferenceLatent (the first reference)" in report
+    assert "output 1248x832: the image to edit scaled to about 1 MP (1254x836" in report
+    assert "scaled to 1254x836 (nearest-exact) first" in report and "each scaled to about 1 MP" in report
 
 
-def test_each_frame_of_an_edit_batch_is_its_own_edit_with_seeds_counting_per_frame() -> None:
-    frames = image(2, 1200, 1600)
-    graph, report = expand(KLEIN_DISTILLED, settings(batch_size=2), edit_image=frames)
-    assert [node["batch_index"] for node in graph.of("ImageFromBatch")] == [0, 1]
-    assert [node["noise_seed"] for node in graph.of("RandomNoise")] == [42, 44]
-    scaled = graph.of("ImageScale")
-    assert len(scaled) == 2 and scaled[0]["width"] * scaled[0]["height"] <= 1024 * 1024
-    assert (scaled[0]["upscale_method"], scaled[0]["crop"]) == ("area", "disabled")
-    assert len(graph.of("SamplerCustomAdvanced")) == 2 and len(graph.of("ImageBatch")) == 1
-    assert "2 frames: 2 edits" in report and f"downscaled to {scaled[0]['width']}x{scaled[0]['height']}" in report
+def test_edit_without_match_input_size_makes_the_size_set_on_the_node() -> None:
+    frame = image(1, 750, 1000)
+    requests, _ = build_requests(settings(), edit_image=frame, match_input_size=False)
+    graph, report = expand(DEV, edit_image=frame, match_input_size=False)
+    (latent,) = graph.of("EmptyFlux2LatentImage")
+    assert (latent["width"], latent["height"]) == requests[0].output_size() == (512, 384)
+    assert graph.of("ImageScaleToTotalPixels")[0]["upscale_method"] == "lanczos", "the [dev] template's method"
+    assert "output " not in report.split("\n")[-1]
+
+
+def test_template_defaults_replace_steps_and_guidance_and_the_report_names_them() -> None:
+    """Issue 22, finding 9: distilled klein wants 4 steps, [dev] guidance 4; offered, named, and can be turned off."""
+    graph, report = expand(KLEIN_DISTILLED, settings(steps=50, guidance=5.0))
+    assert graph.of("Flux2Scheduler")[0]["steps"] == 4
+    assert "template defaults of ComfyUI's image_flux2_klein_image_edit_4b_distilled template: steps 4" in report
+    assert "the node's 50 steps not used" in report
+    graph, report = expand(DEV, settings(steps=50, guidance=5.0))
+    assert graph.of("Flux2Scheduler")[0]["steps"] == 20 and graph.of("FluxGuidance")[0]["guidance"] == 4.0
+    assert "steps 20, guidance 4" in report and "the node's 50 steps and guidance 5 not used" in report
+    graph, report = expand(DEV, settings(steps=50, guidance=5.0), template_defaults=False)
+    assert graph.of("Flux2Scheduler")[0]["steps"] == 50 and graph.of("FluxGuidance")[0]["guidance"] == 5.0
+    assert "template_defaults off: the node's 50 steps and guidance 5 are used" in report
+
+
+def test_klein_9b_kv_runs_on_fluxkvcache_as_its_template() -> None:
+    """Issue 22, finding 8."""
+    assert choose_kind(AUTO, guidance_embed=False, file_name="flux-2-klein-9b-kv-fp8.safetensors")[0] == KLEIN_KV
+    graph, report = expand(KLEIN_KV, edit_image=image(1, 512, 768))
+    (cache,) = graph.of("FluxKVCache")
+    assert cache == {"model": ["unet", 0]}
+    (guider,) = graph.of("BasicGuider")
+    assert graph.source(guider["model"])["class_type"] == "FluxKVCache"
+    assert graph.of("ImageScaleToTotalPixels")[0]["upscale_method"] == "lanczos"
+    assert "FluxKVCache on the model" in report
+
+
+def test_a_local_seed_takes_the_full_64_bit_range() -> None:
+    """Issue 22, finding 9: ComfyUI's templates take seeds up to 2^64-1."""
+    graph, _ = expand(KLEIN_DISTILLED, settings(seed=2**64 - 1))
+    assert graph.of("RandomNoise") == [{"noise_seed": 2**64 - 1}]
+    with pytest.raises(InvalidRequestError, match="seed"):
+        expand(KLEIN_DISTILLED, settings(seed=2**64 - 2, batch_size=2), edit_image=image(2, 64, 64))
 
 
 def test_a_bad_value_is_refused_before_any_node_is_planned() -> None:

@@ -39,6 +39,14 @@ def test_generate_a_batch_runs_at_once_with_counting_seeds(bfl_env: FakeBfl) -> 
     assert result.report.startswith("3 images, estimated $0.150 in all")
 
 
+def test_a_seed_beyond_what_providers_take_is_refused_before_any_request(bfl_env: FakeBfl) -> None:
+    """Issue 22, finding 9: the widget takes ComfyUI's 2^64-1 seeds for local runs; a remote run keeps to
+    the providers' range and says so before paying."""
+    with pytest.raises(InvalidRequestError, match="seed = 4294967296 is not allowed: from 0 to 4294967295"):
+        run_settings(settings(seed=2**32 - 2, batch_size=3), RunHooks())
+    assert bfl_env.all_requests() == []
+
+
 def test_images_come_back_in_seed_order(bfl_env: FakeBfl) -> None:
     result = run_settings(settings(batch_size=2), RunHooks())
     tints = [frame[0, 0].tolist() for frame in result.images]
@@ -79,7 +87,7 @@ def test_edit_size_override(bfl_env: FakeBfl) -> None:
         ({"width": 1000}, "width = 1000 is not allowed: a multiple of 16"),
         ({"prompt": " "}, "prompt = ' ' is not allowed"),
         ({"batch_size": 0}, "batch_size = 0 is not allowed: from 1 to 16."),
-        ({"seed": 2**32 - 1, "batch_size": 2}, "at most 4294967294 with batch_size 2"),
+        ({"seed": 2**64 - 1, "batch_size": 2}, "at most 18446744073709551614 with batch_size 2"),
         ({"provider": "nope"}, "provider = 'nope' is not allowed"),
         ({"provider": "fal", "steps": 1}, "fal"),
         ({"aspect_ratio": "7:3"}, "aspect_ratio = '7:3' is not allowed"),
@@ -241,3 +249,14 @@ def test_the_price_preview_refuses_an_upload_format_only_where_images_are_wired(
     answer = preview_for_browser({"widgets": {"provider": "replicate", "prompt": "x", "upload_format": "webp"},
                                   "image": {"files": ["street.png"]}}, {"street.png": (768, 512)}.get, has_key)
     assert not answer["problem"]
+
+
+def test_a_native_local_edit_prices_free_and_names_the_templates_size() -> None:
+    """Issue 22, finding 7: on the Local Model (ComfyUI) path the output follows the edit image scaled to 1 MP."""
+    answer = preview_for_browser({"widgets": {"provider": "bfl", "prompt": "x", "match_input_size": True},
+                                  "image": {"files": ["street.png"]}, "local": True,
+                                  "local_node": "FluxFlexNativeModel"}, lambda name: (768, 512))
+    assert answer["text"] == "free (local run) · 1248x832" and "scaled to about 1 MP" in answer["detail"]
+    diffusers = preview_for_browser({"widgets": {"provider": "bfl", "prompt": "x"}, "image": {"files": ["s.png"]},
+                                     "local": True, "local_node": "FluxFlexLocalModel"}, lambda name: (768, 512))
+    assert diffusers["text"] == "free (local run)"

@@ -14,6 +14,7 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
 from comfyui_flux2_flex.nodes.engine.durable import generate_cached, recover
 from comfyui_flux2_flex.nodes.engine.journal import DELIVERED, EXPIRED, SUBMITTED, TaskJournal
+from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache
@@ -267,3 +268,17 @@ def test_records_a_week_old_are_forgotten(fake_bfl, bfl, journal) -> None:
                                 "updated": record["updated"] - 8 * 86400}))
     run(bfl, journal, request=REQUEST.with_seed(8))  # finishing another task prunes
     assert [entry.seed for entry in journal.entries()] == [8]
+
+
+def test_a_task_whose_run_holds_its_lease_is_not_taken_over_and_a_dead_runs_is(fake_bfl, bfl, journal) -> None:
+    """Issue 22, finding 3: in flight is told from crashed by the run's lease, which dies with its process."""
+    task = SubmittedTask("bfl", "t-lease", fake_bfl.cluster.url + "/v1/get_result?id=t-lease")
+    estimate = prepare(FlexRequest(prompt="a red fox", width=256, height=192), bfl).estimate
+    with journal.lease() as owner:
+        entry = journal.record(task, fingerprint="f", estimate=estimate, summary="", seed=None, owner=owner)
+        assert journal.in_flight(entry) and journal.claim("bfl", "f") is None
+    assert not journal.in_flight(entry) and journal.claim("bfl", "f").task_id == "t-lease"
+    crashed = journal.folder / "leases" / "crashed-run.lock"
+    crashed.touch()  # a run killed with its lease file in place: the OS dropped its lock
+    left = journal.record(task, fingerprint="g", estimate=estimate, summary="", seed=None, owner="crashed-run")
+    assert not journal.in_flight(left) and not crashed.exists()

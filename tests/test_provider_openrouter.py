@@ -145,7 +145,7 @@ def test_an_overloaded_provider_means_nothing_was_made_so_it_waits_and_sends_aga
     [
         (Response(200, b"<html>upstream</html>", {"Content-Type": "text/html"}), SubmitOutcomeUnknown,
          "not a JSON object.*may have been created"),
-        (Response.json({"created": 1, "data": [], "usage": {"cost": 0.06}}), errors.GenerationFailedError,
+        (Response.json({"created": 1, "data": [], "usage": {"cost": 0.06}}), SubmitOutcomeUnknown,
          r"without an image \(it reported \$0.06\).*not resent"),
         (Response.json({"created": 1, "data": [{"b64_json": "bm90IGFuIGltYWdl"}]}), errors.ImageDecodeError,
          "not an image"),
@@ -169,6 +169,49 @@ def test_cli_generates_with_openrouter(fake, monkeypatch, tmp_path: Path, capsys
     out = capsys.readouterr().out
     assert "openrouter: $0.060" in out and "seed 5" in out and "aspect ratio 1:1" in out
     assert fake.api_key not in out
+
+
+def test_overload_is_retried_a_few_spaced_times_then_reported(fake, provider) -> None:
+    """Finding 4 of issue 22: a 529 with a one-second Retry-After was sent again for two minutes."""
+    for _ in range(10):
+        busy = error(529, "Provider returned error")
+        busy.headers["Retry-After"] = "0.01"
+        fake.submit_script.append(busy)
+    with pytest.raises(errors.ProviderUnavailableError, match="still overloaded after 4 tries.*Nothing was made") \
+            as caught:
+        run(provider)
+    assert caught.value.billed == errors.NOT_BILLED and len(fake.submits) == 4
+
+
+def cli_generate(fake: FakeOpenRouter, monkeypatch, out: Path) -> int:
+    monkeypatch.setenv("OPENROUTER_API_KEY", fake.api_key)
+    monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake.api_url)
+    return main(["generate", "--provider", "openrouter", "--prompt", "fox", "--width", "1024", "--height", "1024",
+                 "--seed", "5", "--out", str(out)])
+
+
+def test_an_answer_without_an_image_is_journaled_so_a_rerun_asks_first(fake, monkeypatch, tmp_path: Path,
+                                                                        capsys) -> None:
+    """Finding 4 of issue 22: a 200 without an image was not journaled, so the rerun paid at once."""
+    fake.submit_script.append(Response.json({"created": 1, "data": [], "usage": {"cost": 0.06}}))
+    assert cli_generate(fake, monkeypatch, tmp_path / "x.png") == 1
+    assert "without an image" in capsys.readouterr().err
+    assert main(["tasks"]) == 0 and "outcome unknown" in capsys.readouterr().out
+    assert cli_generate(fake, monkeypatch, tmp_path / "x.png") == 1
+    assert "Not sent" in capsys.readouterr().err and len(fake.submits) == 1
+    assert cli_generate(fake, monkeypatch, tmp_path / "x.png") == 0 and len(fake.submits) == 2
+
+
+def test_a_garbled_image_answer_says_plainly_it_cannot_be_recovered(fake, monkeypatch, tmp_path: Path,
+                                                                     capsys) -> None:
+    """Finding 4 of issue 22: the advice was `recover` or a rerun that resumes, and neither can work."""
+    fake.submit_script.append(Response.json({"created": 1, "data": [{"b64_json": "bm90IGFuIGltYWdl"}]}))
+    assert cli_generate(fake, monkeypatch, tmp_path / "x.png") == 1
+    err = capsys.readouterr().err
+    assert "cannot be recovered" in err and "running again pays for a new image" in err
+    assert "flux-flex recover" not in err and "resumes" not in err
+    assert main(["tasks"]) == 0 and "No paid task is waiting" in capsys.readouterr().out
+    assert cli_generate(fake, monkeypatch, tmp_path / "x.png") == 0 and len(fake.submits) == 2
 
 
 def test_cli_estimate_needs_no_key(capsys) -> None:

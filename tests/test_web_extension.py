@@ -172,6 +172,8 @@ def test_an_example_runs_from_the_run_button_with_its_price_then_its_cost(sessio
             assert "source:" not in report, "a receipt, not internals"
         if local:
             assert price.startswith("Price: free (local run) · ") and "free" in report
+            if native:  # on ComfyUI's files Edit follows the template: the 768x512 street scaled to about 1 MP
+                assert price.endswith(" · 1248x832"), price
         else:
             assert price.startswith("Price: $"), price
             assert dollars(price) in report, "the run costs what the node said before it ran"

@@ -75,6 +75,7 @@ function priceQuestion(node) {
     image: connected("image") ? socketImages(node, "image") : null,
     references: connected("references") ? socketImages(node, "references") : null,
     local: runsLocally(node),
+    local_node: inputNode(node, "local_model")?.type ?? null,  // which local path: its Edit sizes differ
   };
 }
 

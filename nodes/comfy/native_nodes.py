@@ -18,8 +18,8 @@ from comfy_execution.graph_utils import GraphBuilder
 
 from ..engine.errors import FluxFlexError
 from ..logic.native_flux2 import (
-    MODEL_KINDS, NATIVE_NODES, REFERENCE_LATENTS_NODE, NativeModel, NativeSources, choose_kind, encode_size,
-    expand_native, upstream_model_file,
+    DEV, MODEL_KINDS, NATIVE_NODES, REFERENCE_LATENTS_NODE, SCALE_MEGAPIXELS, TEMPLATES, NativeModel, NativeSources,
+    choose_kind, expand_native, template_values, upstream_model_file,
 )
 from .features import internal_node
 from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
@@ -60,6 +60,10 @@ class FluxFlexNativeModel(io.ComfyNode):
                 io.Combo.Input("model_kind", options=list(MODEL_KINDS), default=MODEL_KINDS[0],
                                tooltip="auto: [dev] when the model has a guidance input; otherwise klein, base when "
                                "the model's file name says base, else distilled. Set it where the name does not tell."),
+                io.Boolean.Input("template_defaults", default=True,
+                                 tooltip="Use the steps and guidance of ComfyUI's own FLUX.2 template for this model "
+                                 f"({template_values()}) instead of Generate's or Edit's; the report names the values "
+                                 "used. Off: the node's own values."),
             ],
             outputs=[LOCAL_MODEL.Output(display_name="local_model")],
             hidden=[io.Hidden.unique_id, io.Hidden.dynprompt],
@@ -70,7 +74,7 @@ class FluxFlexNativeModel(io.ComfyNode):
         return native_missing_message() or True
 
     @classmethod
-    def execute(cls, model: Any, clip: Any, vae: Any, model_kind: str) -> io.NodeOutput:
+    def execute(cls, model: Any, clip: Any, vae: Any, model_kind: str, template_defaults: bool = True) -> io.NodeOutput:
         config = getattr(getattr(getattr(model, "model", None), "model_config", None), "unet_config", None) or {}
         if config.get("image_model") != "flux2":
             raise FluxFlexError(f"The MODEL wired into {NATIVE_MODEL_NODE} is not FLUX.2 (ComfyUI detected "
@@ -80,7 +84,7 @@ class FluxFlexNativeModel(io.ComfyNode):
         own = prompt.get_node(cls.hidden.unique_id)["inputs"]
         file_name = upstream_model_file(prompt.get_node, own.get("model"))
         kind, reason = choose_kind(model_kind, guidance_embed=bool(config.get("guidance_embed")), file_name=file_name)
-        return io.NodeOutput(NativeModel(cls.hidden.unique_id, kind, reason))
+        return io.NodeOutput(NativeModel(cls.hidden.unique_id, kind, reason, template_defaults))
 
 
 def native_node_output(node: type[io.ComfyNode], settings: NodeSettings, model: NativeModel, *,
@@ -112,22 +116,24 @@ class FluxFlexReferenceLatents(io.ComfyNode):
             category=CATEGORY,
             **internal_node(),  # only Generate's and Edit's expansions use it: not in the node library
             description="Adds every image of a Reference Batch to a conditioning as a reference latent (ComfyUI's "
-            "VAEEncode and ReferenceLatent, in order; images over about 1 MP are downscaled first). Generate and "
-            "Edit use it when a Local Model (ComfyUI) is wired in.",
+            "ImageScaleToTotalPixels to about 1 MP, VAEEncode and ReferenceLatent, in order, as ComfyUI's FLUX.2 "
+            "templates do). Generate and Edit use it when a Local Model (ComfyUI) is wired in.",
             inputs=[io.Conditioning.Input("conditioning"), io.Vae.Input("vae"),
-                    REFERENCES.Input("references", tooltip="Reference images from a Reference Batch node.")],
+                    REFERENCES.Input("references", tooltip="Reference images from a Reference Batch node."),
+                    io.Combo.Input("upscale_method", options=sorted({t.scale_method for t in TEMPLATES.values()}),
+                                   default=TEMPLATES[DEV].scale_method,
+                                   tooltip="How each image is scaled to about 1 MP: the model's template's method.")],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls, conditioning: Any, vae: Any, references: ReferenceSet) -> io.NodeOutput:
+    def execute(cls, conditioning: Any, vae: Any, references: ReferenceSet, upscale_method: str) -> io.NodeOutput:
         encode = comfy_core.VAEEncode()
+        scale = comfy_core.NODE_CLASS_MAPPINGS["ImageScaleToTotalPixels"]
         reference_latent = comfy_core.NODE_CLASS_MAPPINGS["ReferenceLatent"]
         for image in references.images:
             pixels = torch.from_numpy(image.pixels).to(torch.float32).div_(255.0).unsqueeze(0)
-            width, height = encode_size(image.width, image.height)
-            if (width, height) != (image.width, image.height):
-                pixels = comfy_core.ImageScale().upscale(pixels, "area", width, height, "disabled")[0]
+            pixels = scale.execute(pixels, upscale_method, SCALE_MEGAPIXELS, 1).result[0]
             (latent,) = encode.encode(vae, pixels)
             conditioning = reference_latent.execute(conditioning, latent).result[0]
         return io.NodeOutput(conditioning)

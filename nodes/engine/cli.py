@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
@@ -29,6 +30,7 @@ from PIL import Image
 from .backend import BACKEND_NAMES, Backend, backend_for
 from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
+from .files import TEMPORARY_PREFIX
 from .images import decode_image
 from .journal import TaskJournal, default_journal_folder
 from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
@@ -134,8 +136,13 @@ def check_out_path(out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FluxFlexError(f"--out {out}: cannot create its folder ({error.strerror}).") from None
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise FluxFlexError(f"--out {out}: not writable.")
+    try:  # by writing, not os.access: root passes every access check, and /proc refuses files all the same
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=TEMPORARY_PREFIX, suffix=out.suffix):
+            pass
+        if out.exists():
+            open(out, "r+b").close()  # opened for writing, not truncated
+    except OSError as error:
+        raise FluxFlexError(f"--out {out}: not writable ({error.strerror or error}).") from None
 
 
 def journal_for(cache_dir: Path | None) -> TaskJournal:

@@ -4,9 +4,11 @@ For one prepared request, in this order:
 1. take the request's lock (seeded requests), so a second process asking for the same request
    waits for the first instead of paying too;
 2. a stored image from the result cache, when there is one (a cache that cannot be read is skipped);
-3. an unfinished paid task of the same request from the journal, which is polled and fetched
-   instead of paying again (or, after waiting for the lock, the task the other process just
-   delivered, whose result is fetched again);
+3. an unfinished paid task of the same request from the journal whose run has ended (crashed,
+   cancelled, timed out), which is polled and fetched instead of paying again (or, after waiting
+   for the lock, the task the other process just delivered, whose result is fetched again). A
+   task whose run is still polling it (its lease is held) is never taken over: two random-seed
+   runs at once are meant to be two images;
 4. only then a new submit.
 The image is stored in the cache afterwards; a cache that cannot be written (a full disk) costs
 the cache entry and a note in the report, never the paid image.
@@ -47,12 +49,14 @@ def generate_cached(
             hooks.progress(1.0, "from the result cache")
             return stored
         _refuse_after_unknown_outcome(journal, provider, fingerprint)
-        resume, notes = _resumable(journal, provider, fingerprint, asked if waited else None)
-        try:
-            result = generate(prepared, provider, hooks=hooks, settings=settings, journal=journal, resume=resume)
-        finally:
-            if resume is not None and journal is not None:
-                journal.release(resume)
+        with journal.lease() if journal is not None else nullcontext("") as owner:
+            resume, notes = _resumable(journal, provider, fingerprint, asked if waited else None, owner)
+            try:
+                result = generate(prepared, provider, hooks=hooks, settings=settings, journal=journal, resume=resume,
+                                  owner=owner)
+            finally:
+                if resume is not None and journal is not None:
+                    journal.release(resume)
         return _write_cache(cache, key, replace(result, notes=result.notes + notes))
 
 
@@ -106,14 +110,15 @@ def _refuse_after_unknown_outcome(journal: TaskJournal | None, provider: Provide
     )
 
 
-def _resumable(journal: TaskJournal | None, provider: Provider, fingerprint: str,
-               delivered_after: float | None) -> tuple[JournalEntry | None, tuple[str, ...]]:
-    """A recorded task of this request to poll instead of paying; one past every provider's
-    retention is marked expired and skipped, saying so."""
+def _resumable(journal: TaskJournal | None, provider: Provider, fingerprint: str, delivered_after: float | None,
+               owner: str) -> tuple[JournalEntry | None, tuple[str, ...]]:
+    """A recorded task of this request, whose run has ended, to poll instead of paying; one past
+    every provider's retention is marked expired and skipped, saying so. The task passes to this
+    run's lease, `owner`."""
     notes: tuple[str, ...] = ()
     if journal is None:
         return None, notes
-    while (entry := journal.claim(provider.name, fingerprint, delivered_after=delivered_after)) is not None:
+    while (entry := journal.claim(provider.name, fingerprint, owner, delivered_after=delivered_after)) is not None:
         if not journal.expired(entry):
             return entry, notes
         journal.mark(entry, EXPIRED)

@@ -138,7 +138,12 @@ class GenerationFailedError(FluxFlexError):
 
 
 class ResultExpiredError(FluxFlexError):
-    """The signed result URL expired (BFL's last 10 minutes) or the task is gone."""
+    """The provider says the task or its result is gone: it cannot be fetched again."""
+
+
+class ResultLinkError(ResultExpiredError):
+    """A result link answered 401/403/404/410. That is the link's word, not the provider's: the
+    task may still hand out a fresh link, so the task stays recoverable."""
 
 
 class PaidRequestCapError(FluxFlexError):

@@ -1,13 +1,28 @@
 """Writing a file so that a reader sees the old content or the new one, never half of either,
-also after a crash."""
+also after a crash; and saying so when a file someone else wrote cannot be read."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 TEMPORARY_PREFIX = ".tmp-"  # names of files being written; a reader skips them
+LOG = logging.getLogger("comfyui_flux2_flex")
+_warned: set[Path] = set()
+_warned_lock = threading.Lock()
+
+
+def skip_unreadable(path: Path, what: str, reason: object) -> None:
+    """Warn, once per file and process, that a record (a journal entry, a cache entry) was skipped:
+    a damaged or hand-edited file costs that record, never the command that met it."""
+    with _warned_lock:
+        if path in _warned:
+            return
+        _warned.add(path)
+    LOG.warning("flux-flex: skipped unreadable %s %s (%s); everything else keeps working", what, path, reason)
 
 
 def write_atomically(path: Path, data: bytes, *, mode: int | None = None, durable: bool = False) -> None:

@@ -131,8 +131,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS, source: s
     except Image.DecompressionBombError as error:
         raise ResultTooLargeError(f"{_capital(source)} is too large to decode safely: {error}") from None
     except (OSError, ValueError):
-        head = data[:16]
-        raise ImageDecodeError(f"{_capital(source)} is not an image ({len(data)} bytes starting {head!r}).") from None
+        # Its bytes are not quoted: they may come from a host the pack was never meant to read.
+        raise ImageDecodeError(f"{_capital(source)} is not an image ({len(data)} bytes in no image format).") from None
     if picture.format not in DECODABLE_FORMATS:
         raise ImageDecodeError(f"{_capital(source)} is a {picture.format} file; expected PNG, JPEG or WebP.")
     if picture.width * picture.height > max_pixels:

@@ -8,7 +8,8 @@ never holds an API key: polling URLs carry none (keys travel in headers, added p
 
 One JSON file per task, written to a temporary file, flushed to the disk and renamed into place,
 so a crash at any moment leaves either the old record or the new one. Records the process cannot
-read (a half-written file from another tool, a newer format) are skipped, never fatal.
+read (a half-written file from another tool, a newer format, a damaged field) are skipped with a
+warning naming the file, never fatal.
 
 How long a task can be resumed, per provider (public documentation):
 - BFL (and CometAPI, which relays BFL): the result's signed URL lasts 10 minutes
@@ -33,11 +34,14 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .files import TEMPORARY_PREFIX, write_atomically
+from .file_lock import try_lock, unlock
+from .files import TEMPORARY_PREFIX, skip_unreadable, write_atomically
 from .pricing import CostEstimate
 from .providers.base import SubmittedTask
 
@@ -47,6 +51,7 @@ FAILED = "failed"  # the provider ended the task without an image (failed, moder
 EXPIRED = "expired"  # the provider no longer has the task or its result
 UNKNOWN = "outcome unknown"  # the submit may have created a task (a 5xx, a broken connection): no id
 UNKNOWN_REPORTED = "outcome unknown, reported"  # a rerun was told once; the next one sends
+LEASES = "leases"  # the folder of the running runs' lease files
 RESUME_WINDOW_SECONDS = 3600.0
 KEPT_SECONDS = 7 * 24 * 3600.0  # records are pruned after this
 JOURNAL_VERSION = 1
@@ -68,6 +73,7 @@ class JournalEntry:
     seed: int | None = None
     reported_cost: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    owner: str = ""  # the lease of the run polling it (see TaskJournal.lease); "" for records before leases
 
     def cost_estimate(self) -> CostEstimate:
         return CostEstimate(**{**self.estimate, "breakdown": tuple(self.estimate.get("breakdown", ()))})
@@ -105,12 +111,46 @@ class TaskJournal:
         self._claimed: set[str] = set()  # tasks a thread of this process is resuming right now
         self._lock = threading.Lock()
 
+    @contextmanager
+    def lease(self) -> Iterator[str]:
+        """A run's lease, held while it runs: a lock the operating system drops if the process dies.
+        A task recorded under a lease is in flight while the lease is held, so no other run (another
+        process, or another thread of this one) takes it over; once its run ended or crashed, a
+        rerun may resume it."""
+        folder = self.folder / LEASES
+        folder.mkdir(parents=True, exist_ok=True)
+        owner = uuid.uuid4().hex
+        path = folder / f"{owner}.lock"
+        with open(path, "a+b") as handle:
+            try_lock(handle)  # a new file: nobody else can hold it
+            try:
+                yield owner
+            finally:
+                unlock(handle)
+                path.unlink(missing_ok=True)
+
+    def in_flight(self, entry: JournalEntry) -> bool:
+        """Whether the run that recorded `entry` still holds its lease."""
+        if not entry.owner:
+            return False
+        path = self.folder / LEASES / f"{entry.owner}.lock"
+        try:
+            handle = open(path, "r+b")
+        except OSError:
+            return False  # its run ended and removed its lease
+        with handle:
+            if not try_lock(handle):
+                return True
+            unlock(handle)
+        path.unlink(missing_ok=True)  # its run died without removing it
+        return False
+
     def record(self, task: SubmittedTask, *, fingerprint: str, estimate: CostEstimate, summary: str,
-               seed: int | None) -> JournalEntry:
-        """Write a just-accepted task durably; called before its first poll."""
+               seed: int | None, owner: str = "") -> JournalEntry:
+        """Write a just-accepted task durably; called before its first poll. `owner`: the run's lease."""
         now = time.time()
         entry = JournalEntry(task.provider, task.task_id, task.poll_url, fingerprint, asdict(estimate), SUBMITTED,
-                             now, now, summary, seed, task.reported_cost, _json_safe(task.extra))
+                             now, now, summary, seed, task.reported_cost, _json_safe(task.extra), owner)
         self._write(entry)
         return entry
 
@@ -141,18 +181,15 @@ class TaskJournal:
         return next((entry for entry in self.entries() if entry.task_id == task_id), None)
 
     def entries(self) -> list[JournalEntry]:
-        """Every readable record, oldest first."""
+        """Every readable record, oldest first; one that cannot be read is skipped with a warning."""
         found = []
         for path in self.folder.glob("*.json"):
             if path.name.startswith(TEMPORARY_PREFIX):
                 continue  # a write a crash cut short: the record it was replacing is still in place
             try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                if raw.pop("version", None) != JOURNAL_VERSION:
-                    continue
-                found.append(JournalEntry(**raw))
-            except (OSError, ValueError, TypeError):
-                continue
+                found.append(_read_entry(path))
+            except (OSError, ValueError, TypeError, KeyError, OverflowError) as error:
+                skip_unreadable(path, "journal record", error)
         return sorted(found, key=lambda entry: entry.created)
 
     def undelivered(self) -> list[JournalEntry]:
@@ -160,8 +197,10 @@ class TaskJournal:
         what `flux-flex tasks` lists."""
         return [entry for entry in self.entries() if entry.state in (SUBMITTED, UNKNOWN)]
 
-    def claim(self, provider: str, fingerprint: str, *, delivered_after: float | None = None) -> JournalEntry | None:
-        """An unfinished task of this request that no other thread here is resuming, now claimed.
+    def claim(self, provider: str, fingerprint: str, owner: str = "", *,
+              delivered_after: float | None = None) -> JournalEntry | None:
+        """An unfinished task of this request that no other run is polling (no thread here resumes
+        it, no live run holds its lease), now claimed.
 
         `delivered_after`: also a task delivered since then (by another process that held the
         request's lock while this one waited): its result is fetched again instead of paid again.
@@ -171,8 +210,11 @@ class TaskJournal:
                 if entry.provider != provider or entry.fingerprint != fingerprint or entry.task_id in self._claimed:
                     continue
                 recent = delivered_after is not None and entry.state == DELIVERED and entry.updated >= delivered_after
-                if entry.state == SUBMITTED or recent:
+                if (entry.state == SUBMITTED and not self.in_flight(entry)) or recent:
                     self._claimed.add(entry.task_id)
+                    if owner and entry.state == SUBMITTED:
+                        entry = replace(entry, owner=owner)
+                        self._write(entry)  # now in flight under the claiming run's lease
                     return entry
         return None
 
@@ -197,6 +239,19 @@ class TaskJournal:
         for entry in self.entries():
             if entry.updated < cutoff:
                 self._path(entry.provider, entry.task_id).unlink(missing_ok=True)
+
+
+def _read_entry(path: Path) -> JournalEntry:
+    """One record, checked as far as every reader uses it (its price, its times), so that a damaged
+    or hand-edited record fails here, where it is skipped, not in the middle of a listing."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.pop("version", None) != JOURNAL_VERSION:
+        raise ValueError(f"not a version {JOURNAL_VERSION} record")
+    entry = JournalEntry(**raw)
+    if not all(isinstance(value, (int, float)) for value in (entry.created, entry.updated)):
+        raise ValueError("its times are not numbers")
+    entry.describe()
+    return entry
 
 
 def _json_safe(extra: Mapping[str, Any]) -> dict[str, Any]:

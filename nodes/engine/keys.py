@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from .errors import MissingApiKeyError, UnsafeUrlError
+from .errors import NOT_BILLED, AuthenticationError, MissingApiKeyError, UnsafeUrlError
 from .redaction import register_secret
 from .settings import current as current_settings
 
@@ -150,6 +150,12 @@ def resolve_api_key(
     value = value or env.get(env_var, "").strip() or keys.get(DEFAULT_KEY_NAME, "")
     if not value:
         raise MissingApiKeyError(provider, env_var)
+    if not (value.isascii() and value.isprintable()):
+        # HTTP headers carry ASCII only: refused here, in words, instead of an encoding error mid-request.
+        raise AuthenticationError(
+            f"The {provider} key contains a character an HTTP header cannot carry (a non-ASCII letter or a control "
+            f"character, often picked up when copying it); nothing was sent. Set {env_var} or the stored key again.",
+            provider=provider, billed=NOT_BILLED)
     return ApiKey(value)
 
 

@@ -63,10 +63,14 @@ SAFETY_TOLERANCE = NumberSpec(
     "safety_tolerance", 0, 5, 2, 1,
     "Moderation strictness for inputs and output: 0 is the strictest, 5 the most permissive.",
 )
-SEED = NumberSpec(
-    "seed", 0, 2**32 - 1, 0, 1,
-    "Seed for reproducibility: the same seed and settings give the same image (with prompt upsampling off).",
+SEED = NumberSpec(  # the widest range: ComfyUI's own nodes (RandomNoise) and its FLUX.2 templates take 2^64-1
+    "seed", 0, 2**64 - 1, 0, 1,
+    "Seed for reproducibility: the same seed and settings give the same image (with prompt upsampling off). "
+    "Remote providers take 0 to 4294967295; a Local Model (ComfyUI) takes the whole range.",
 )
+# What a remote provider is sent: no provider documents a range (BFL's API reference gives the seed as an
+# integer, nothing more), so the pack keeps to 32 bits, which every API it speaks to takes.
+REMOTE_SEED = replace(SEED, maximum=2**32 - 1)
 NUMBER_SPECS: dict[str, NumberSpec] = {s.name: s for s in (WIDTH, HEIGHT, STEPS, GUIDANCE, SAFETY_TOLERANCE, SEED)}
 
 PROMPT_HELP = "What to draw or how to edit. Text in quotes is rendered as typography."
@@ -170,15 +174,17 @@ class FlexRequest:
         return fit_size(first.width, first.height).size
 
 
-def validate_request(request: FlexRequest, *, max_images: int = MAX_INPUT_IMAGES) -> FlexRequest:
-    """Raise InvalidRequestError for the first field outside its range; return the request."""
+def validate_request(request: FlexRequest, *, max_images: int = MAX_INPUT_IMAGES,
+                     seed: NumberSpec = REMOTE_SEED) -> FlexRequest:
+    """Raise InvalidRequestError for the first field outside its range; return the request. `seed`:
+    the seed range of where it runs (remote providers', unless a local path takes more)."""
     if not isinstance(request.prompt, str) or not request.prompt.strip():
         raise InvalidRequestError("prompt", request.prompt, "a non-empty text is required")
     _check_integer(STEPS, request.steps)
     _check_number(GUIDANCE, request.guidance)
     _check_integer(SAFETY_TOLERANCE, request.safety_tolerance)
     if request.seed is not None:
-        _check_integer(SEED, request.seed)
+        _check_integer(seed, request.seed)
     if request.output_format not in OUTPUT_FORMATS:
         raise InvalidRequestError("output_format", request.output_format, f"one of {', '.join(OUTPUT_FORMATS)}")
     if request.upload_format not in UPLOAD_FORMATS:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .files import write_atomically
+from .files import skip_unreadable, write_atomically
 from .fingerprint import request_fingerprint
 from .pricing import CostEstimate
 from .request import FlexRequest
@@ -52,6 +52,7 @@ class ResultCache:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> GenerationResult | None:
+        """The stored result, or None; an entry that cannot be read is removed with a warning."""
         image_path, meta_path = self._paths(key)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -60,13 +61,15 @@ class ResultCache:
                 raise ValueError("image and metadata disagree")
             with Image.open(io.BytesIO(data)) as picture:
                 pixels = np.asarray(picture.convert("RGB"))
+            result = _result_from_json(meta, pixels)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            skip_unreadable(meta_path, "result cache entry", error)
             self._remove(key)
             return None
         os.utime(meta_path)  # marks it recently used for eviction
-        return _result_from_json(meta, pixels)
+        return result
 
     def put(self, key: str, result: GenerationResult) -> None:
         buffer = io.BytesIO()
@@ -110,9 +113,11 @@ def _result_to_json(result: GenerationResult) -> dict:
 
 
 def _result_from_json(meta: dict, pixels: np.ndarray) -> GenerationResult:
+    """The stored result; raises KeyError, TypeError or ValueError for an entry that is not one."""
     estimate = meta.pop("estimate")
     estimate["breakdown"] = tuple(estimate["breakdown"])
     meta.pop("png_bytes")
     meta["notes"] = tuple(meta["notes"])
-    result = GenerationResult(pixels=pixels, estimate=CostEstimate(**estimate), **meta)
-    return replace(result, from_cache=True)
+    result = replace(GenerationResult(pixels=pixels, estimate=CostEstimate(**estimate), **meta), from_cache=True)
+    result.report()  # every field a reader uses is of its kind
+    return result

@@ -6,7 +6,8 @@ Retry-After, within a bounded wait). A 5xx or a broken connection after sending 
 a task, so it is reported, not resent. Once a task id exists it is written to the journal before
 the first poll, and every failure is handled by polling that task again, never by submitting a
 new one: an expired, truncated or unreadable download is fetched again from the task. Every
-error after the submit names the task, what was paid and how to recover the image.
+error after the submit names the task, what was paid and how to recover the image. A task is
+declared lost only when the provider says it is gone, never because its download link failed.
 
 Before a submit the run takes one of the key's active-task slots, shared with the other processes
 on this machine (slots.py), and gives it back once the task has finished: a 429 becomes rare.
@@ -39,6 +40,10 @@ CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
 FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
 POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue #11759) is polled past this often
+# A submit refused as "overloaded" (OpenRouter's 529: nothing was made) is sent again at most this
+# often, the waits doubling from RunSettings.overload_wait_seconds (a shorter Retry-After does not
+# shorten them): a few spaced tries, not one a second for as long as the overload lasts.
+OVERLOAD_RETRIES = 3
 RECOVER_HOW = ("recover its image with `flux-flex recover {task_id}` or the FLUX.2 [flex] Recover paid task node, "
                "or run the same request again: it resumes the task instead of paying again")
 
@@ -52,6 +57,7 @@ class RunSettings:
     connect_retries: int = 2
     poll_request_seconds: float = 30.0  # one poll that takes longer counts as a failed poll
     download_seconds: float = 180.0  # the whole download of one result, however slowly it trickles
+    overload_wait_seconds: float = 5.0  # the first wait after an "overloaded" refusal; doubled each time
 
 
 @dataclass(frozen=True)
@@ -148,11 +154,13 @@ def generate(
     settings: RunSettings = RunSettings(),
     journal: TaskJournal | None = None,
     resume: JournalEntry | None = None,
+    owner: str = "",
 ) -> GenerationResult:
     """Run one prepared request on a provider and return the decoded image.
 
-    With a journal, the accepted task is recorded before its first poll and marked when it ends.
-    With `resume`, no submit is sent: that recorded task of the same request is polled instead.
+    With a journal, the accepted task is recorded before its first poll (under the run's lease,
+    `owner`) and marked when it ends. With `resume`, no submit is sent: that recorded task of the
+    same request is polled instead.
     """
     started = time.monotonic()
     notes = prepared.notes
@@ -168,7 +176,7 @@ def generate(
             except errors.FluxFlexError as error:
                 error.provider = error.provider or provider.name
                 raise
-            entry, journal_note = _record(journal, task, prepared)
+            entry, journal_note = _record(journal, task, prepared, owner)
             notes += journal_note
         else:
             task, entry = resume.task(), resume
@@ -237,7 +245,7 @@ def _poll_and_fetch(task: SubmittedTask, provider: Provider, hooks: RunHooks, se
         except DownloadStopped:
             raise  # its deadline is spent (or the user stopped it): a new try would wait as long again
         except (errors.ResultExpiredError, errors.ImageDecodeError, errors.ProviderUnavailableError) as failure:
-            if attempt == FETCH_ATTEMPTS:
+            if attempt == FETCH_ATTEMPTS or provider.holds_answer(task):  # an answer held is the same answer again
                 raise
             attempt += 1
             hooks.progress(None, f"fetching the result again from task {task.task_id}: {failure}")
@@ -257,15 +265,16 @@ def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks
     )
 
 
-def _record(journal: TaskJournal | None, task: SubmittedTask,
-            prepared: PreparedRequest) -> tuple[JournalEntry | None, tuple[str, ...]]:
+def _record(journal: TaskJournal | None, task: SubmittedTask, prepared: PreparedRequest,
+            owner: str) -> tuple[JournalEntry | None, tuple[str, ...]]:
     """Journal the accepted task; a journal that cannot be written never stops the paid task."""
     if journal is None:
         return None, ()
     request = prepared.request
     try:
         entry = journal.record(task, fingerprint=request_fingerprint(task.provider, request),
-                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed)
+                               estimate=prepared.estimate, summary=describe_request(request), seed=request.seed,
+                               owner=owner)
     except OSError as error:
         return None, (f"the journal of paid tasks could not be written ({error.strerror or error}): a crash now "
                       f"would lose task {task.task_id}",)
@@ -313,8 +322,13 @@ def _paid_error(error: errors.FluxFlexError, task: SubmittedTask, provider: Prov
     named = task.task_id in str(error)
     if isinstance(error, (errors.GenerationFailedError, errors.ModeratedError)):
         state, advice = FAILED, "" if named else f" ({provider.label} task {task.task_id})"
-    elif isinstance(error, errors.ResultExpiredError):
+    elif provider.holds_answer(task):
         state = EXPIRED
+        advice = (f" {provider.label} answered request {task.task_id} with the image itself (estimate {price}); "
+                  f"{provider.label} keeps no copy to fetch again, so it cannot be recovered. It was not resent: "
+                  "running again pays for a new image.")
+    elif isinstance(error, errors.ResultExpiredError) and not isinstance(error, errors.ResultLinkError):
+        state = EXPIRED  # the provider's word; a failing link alone leaves the task recoverable
         advice = (f" {provider.label} task {task.task_id} was paid (estimate {price}); its result is no longer "
                   "available, so it cannot be recovered. It was not resubmitted: run again to pay for a new image.")
     else:
@@ -339,7 +353,7 @@ def _take_slot(provider: Provider, hooks: RunHooks) -> Slot:
 def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, settings: RunSettings) -> SubmittedTask:
     """Submit, retrying only refusals that guarantee nothing was created."""
     deadline = time.monotonic() + settings.submit_retry_seconds
-    connect_failures = 0
+    connect_failures = overloads = 0
     delay = 1.0
     while True:
         raise_if_cancelled(hooks, None)
@@ -354,6 +368,15 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
                     provider=provider.name, billed=errors.NOT_BILLED,
                 ) from None
             wait = refusal.retry_after if refusal.retry_after is not None else delay
+            if refusal.status not in (None, 429):  # overloaded: few tries, spaced however short its Retry-After
+                overloads += 1
+                if overloads > OVERLOAD_RETRIES:
+                    raise errors.ProviderUnavailableError(
+                        f"{provider.label} was still overloaded after {overloads} tries: {refusal.reason}. Nothing "
+                        "was made or billed. Run again later.",
+                        provider=provider.name, status=refusal.status, billed=errors.NOT_BILLED,
+                    ) from None
+                wait = max(wait, settings.overload_wait_seconds * 2 ** (overloads - 1))
             if time.monotonic() + wait > deadline:
                 raise errors.RateLimitedError(
                     f"{provider.label} did not accept the request: {refusal.reason}. Nothing was created or "

@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 from .lazy_httpx import httpx
-from .errors import BILLED, ProviderUnavailableError, ResultExpiredError, ResultTooLargeError, UnsafeUrlError
+from .errors import BILLED, ProviderUnavailableError, ResultLinkError, ResultTooLargeError, UnsafeUrlError
 
 DEFAULT_TIMEOUT = dict(connect=15.0, read=90.0, write=90.0, pool=30.0)
 MAX_DOWNLOAD_BYTES = 128 * 1024 * 1024
@@ -77,15 +77,31 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
 
 
 def redirect_allowed(origin: str, target: str, domains: tuple[str, ...]) -> bool:
-    """Whether a download of `origin` may follow a redirect to `target`: the same host and scheme,
-    or https on one of `domains` or a subdomain of it. Never from https down to http."""
+    """Whether a download of `origin` may follow a redirect to `target`: the same host, port and
+    scheme (or an upgrade to https on its default port), or https on its default port on one of
+    `domains` or a subdomain of it. Another port of the same host is another service (a local
+    database, an admin page): never followed. Never from https down to http."""
     start, goal = urlsplit(origin), urlsplit(target)
     host = (goal.hostname or "").lower()
+    try:
+        start_port, goal_port = _port(start), _port(goal)
+    except ValueError:  # a port that is not a number
+        return False
     if not host or goal.scheme not in ("http", "https") or (start.scheme == "https" and goal.scheme != "https"):
         return False
-    if host == (start.hostname or "").lower():
+    if host == (start.hostname or "").lower() and (goal.scheme, goal_port) in (
+            (start.scheme, start_port), ("https", DEFAULT_PORTS["https"])):
         return True
-    return goal.scheme == "https" and any(host == domain or host.endswith("." + domain) for domain in domains)
+    return (goal.scheme == "https" and goal_port == DEFAULT_PORTS["https"]
+            and any(host == domain or host.endswith("." + domain) for domain in domains))
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _port(parts) -> int | None:
+    """The URL's port, its scheme's default when it names none."""
+    return parts.port or DEFAULT_PORTS.get(parts.scheme)
 
 
 def download_result(
@@ -151,7 +167,7 @@ def _read_result(response: httpx.Response, url: str, *, max_bytes: int, deadline
                  stop: threading.Event | None) -> bytes:
     """The body of a final (non-redirect) answer, or the error its status means."""
     if response.status_code in (401, 403, 404, 410):
-        raise ResultExpiredError(
+        raise ResultLinkError(
             f"The result link on {describe_host(url)} answered HTTP {response.status_code}: it has expired "
             "(BFL's links last 10 minutes) or was revoked.",
             status=response.status_code, billed=BILLED,

@@ -130,7 +130,9 @@ def check_settings_before_paying(settings: NodeSettings) -> None:
     if settings.seed + settings.batch_size - 1 > SEED.maximum:
         raise InvalidRequestError("seed", settings.seed, f"at most {int(SEED.maximum) - settings.batch_size + 1} "
                                   f"with batch_size {settings.batch_size} (seeds count up per image)")
-    make_provider(settings.provider).validate(settings.base_request())
+    # The seed's range depends on where it runs (a Local Model (ComfyUI) takes more than a provider):
+    # each run checks it before anything is sent (build_requests, the native plan).
+    make_provider(settings.provider).validate(settings.base_request().with_seed(None))
 
 
 def edit_output_size(settings: NodeSettings, width: int, height: int, match_input_size: bool) -> FittedSize:

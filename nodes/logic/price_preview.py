@@ -17,7 +17,8 @@ from ..engine.errors import FluxFlexError
 from ..engine.pricing import CostEstimate, PerMegapixelPrice, UnknownPrice, estimate_from_sizes, price_for
 from ..engine.providers import PROVIDER_CLASSES, make_provider
 from ..engine.request import MEGAPIXEL, downscaled_size
-from .node_runs import COST_ESTIMATE_NODE, EDIT_NODE, NodeSettings, edit_output_size
+from .native_flux2 import edit_output_note, template_edit_size
+from .node_runs import COST_ESTIMATE_NODE, EDIT_NODE, NATIVE_MODEL_NODE, NodeSettings, edit_output_size
 from .references import REFERENCE_LIMITS
 
 SMALLEST_BILLED = (1024, 1024)  # any image up to 1 MP is billed as 1 MP
@@ -80,17 +81,23 @@ def preview_price(
     references: SocketImages | None = None,
     match_input_size: bool = True,
     local: bool = False,
+    native: bool = False,
     has_key: bool = True,
 ) -> PricePreview:
     """The price of what the node would send with these settings, exact where sizes are known,
-    with the output size it prices; `has_key` is whether the provider's key is there to pay with."""
+    with the output size it prices; `has_key` is whether the provider's key is there to pay with.
+    `native`: the local model is a Local Model (ComfyUI), whose Edit follows ComfyUI's templates."""
     size = _output_size_text(settings, edit_image, match_input_size)
     needs_prompt = not settings.prompt.strip()
     if needs_prompt:  # said after the price, rather than as a refusal in place of it
         settings = replace(settings, prompt=PLACEHOLDER_PROMPT)
     if local:
-        return PricePreview.of([("free", {}), size], "a local model is wired in: the run uses your own hardware",
-                               0.0, 0.0)
+        detail = "a local model is wired in: the run uses your own hardware"
+        if native and match_input_size and edit_image is not None and edit_image.sizes:
+            width, height = template_edit_size(*edit_image.sizes[0])
+            return PricePreview.of([("free", {}), ("size", {"size": f"{width}x{height}"})],
+                                   f"{detail}; {edit_output_note(*edit_image.sizes[0])}", 0.0, 0.0)
+        return PricePreview.of([("free", {}), size], detail, 0.0, 0.0)
     try:
         provider = make_provider(settings.provider)
         provider.validate(settings.base_request())
@@ -181,6 +188,7 @@ def preview_for_browser(body: Mapping[str, Any], image_size: ImageSizeLookup, ha
         references=_socket_images(body.get("references"), image_size),
         match_input_size=bool(widgets.get("match_input_size", True)),
         local=local,
+        native=body.get("local_node") == NATIVE_MODEL_NODE,
         has_key=not pays or has_key(settings.provider, settings.key_name),
     )
     return asdict(preview)

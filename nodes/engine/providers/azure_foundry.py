@@ -49,7 +49,7 @@ from .base import ImageEncoder, ProviderLimits, SubmittedTask
 from .bfl import flex_body
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
-from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id
+from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id, unanswered
 
 MODEL_ID = "FLUX.2-flex"
 ROUTE = "/providers/blackforestlabs/v1/flux-2-flex"
@@ -147,12 +147,13 @@ class AzureFoundryProvider(SynchronousProvider):
                 billed=errors.MAYBE_BILLED,
             )
         failure = answer.get("error")
-        why = f" ({format_detail(failure)})" if failure else ""
-        raise errors.GenerationFailedError(
-            f"{self.label} answered request {reference} without an image{why}. It may have been billed and was not "
-            "resent: check Cost Management in the Azure portal before running again.",
-            provider=self.name, task_id=reference, billed=errors.MAYBE_BILLED,
-        )
+        if failure:  # Azure's own word that it failed
+            raise errors.GenerationFailedError(
+                f"{self.label} answered request {reference} without an image ({format_detail(failure)}). It may have "
+                "been billed and was not resent: check Cost Management in the Azure portal before running again.",
+                provider=self.name, task_id=reference, billed=errors.MAYBE_BILLED,
+            )
+        raise unanswered(self, reference, "", "Cost Management in the Azure portal")
 
     def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """Azure's shapes first: a content filter, a key or token refused, no deployment there."""

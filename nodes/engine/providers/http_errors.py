@@ -1,6 +1,7 @@
 """Provider HTTP answers -> the pack's errors: status classification and the provider's own words.
 
-One place decides what each status means for money. On submit only 429 ("too many active
+One place decides what each status means for money. A redirect on submit created nothing (it
+tells where to send the request) and is not followed. On submit only 429 ("too many active
 tasks", documented by BFL, Replicate and fal as a refusal) is safe to retry. No provider documents
 that a 5xx, 503 included, means no task was created, so a 5xx on submit is reported as an unknown
 outcome and never resent. On a poll every 5xx or 429 is transient: the task exists, so keep
@@ -27,6 +28,12 @@ def raise_for_http_error(response: httpx.Response, provider: str, label: str, *,
     `task_id` the task being polled (None on submit).
     """
     status = response.status_code
+    if 300 <= status < 400 and stage == "submit":
+        # A redirect is an answer about where to send the request, not a task: nothing was created.
+        raise errors.ProviderRejectedError(
+            f"{label} answered the submit with a redirect (HTTP {status}); it was not followed (it would resend "
+            "the request and the key elsewhere) and nothing was created or billed. Check the base URL if you set one.",
+            provider=provider, status=status, billed=errors.NOT_BILLED)
     if status < 400:
         return
     detail = provider_detail(response)

@@ -56,7 +56,7 @@ from .base import ImageEncoder, ProviderLimits, SubmittedTask
 from .fields import as_number
 from .http_errors import error_envelope, provider_detail
 from .moderation import MODERATION_MARKERS
-from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id
+from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id, unanswered
 
 MODEL = "black-forest-labs/flux.2-flex"
 IMAGES_PATH = "/images"
@@ -130,11 +130,7 @@ class OpenRouterProvider(SynchronousProvider):
         reference = request_id(answer, response)
         if not isinstance(image, str) or not image:
             charged = f" (it reported ${cost:g})" if cost else ""
-            raise errors.GenerationFailedError(
-                f"{self.label} answered request {reference} without an image{charged}. OpenRouter bills only "
-                "completed images; it was not resent: check your OpenRouter activity page before running again.",
-                provider=self.name, task_id=reference, billed=errors.MAYBE_BILLED,
-            )
+            raise unanswered(self, reference, charged, "your OpenRouter activity page")
         return finished_task(self.name, reference, image_data_uri(image, first.get("media_type")),
                              reported_cost=None if cost is None else round(cost * CENTS_PER_USD, 4))
 

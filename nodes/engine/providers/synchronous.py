@@ -4,8 +4,10 @@ The runner's lifecycle still holds, so "never pay twice" needs no special case. 
 submit: it is retried only when the connection was refused before anything was sent
 (`post_submit`). A connection that breaks or times out after the request went out is an unknown
 outcome (`SubmitOutcomeUnknown`): the image may have been made and billed, so it is reported and
-never resent. The finished answer travels inside the task, and its one "poll" hands it over
-without any network traffic.
+never resent, and so is a 2xx answer without an image (`unanswered`): the journal keeps it, so
+a rerun asks once before paying again. The finished answer travels inside the task, and its one
+"poll" hands it over without any network traffic; an image in it that cannot be read cannot be
+fetched again either, and the error says so.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ class SynchronousProvider(Provider):
                 "later.", provider=self.name, task_id=task.task_id, billed=errors.BILLED,
             )
         return finished
+
+
+def unanswered(provider: Provider, reference: str, why: str, where: str) -> errors.SubmitOutcomeUnknown:
+    """A 2xx answer to request `reference` that carries no image: it may have been billed, so it is
+    an unknown outcome (journaled; a rerun says so once before sending). `where`: where to check."""
+    return errors.SubmitOutcomeUnknown(
+        f"{provider.label} answered request {reference} without an image{why}. It may have been billed and was not "
+        f"resent: check {where} before running again.",
+        provider=provider.name, task_id=reference, billed=errors.MAYBE_BILLED,
+    )
 
 
 def request_id(answer: dict[str, Any], response: httpx.Response) -> str:
