@@ -171,3 +171,18 @@ def test_without_progress_the_estimate_stays_near_the_true_duration(fake_bfl: Fa
     polls = polls_per_task(fake_bfl)
     assert sum(polls.values()) / len(polls) <= 2.5
     assert all(abs(estimate - LATENCY) <= 2 * DENSE_INTERVAL for estimate in estimates), estimates
+
+
+def test_a_task_not_found_window_past_the_first_poll_costs_no_third_poll(fake_bfl: FakeBfl, bfl: BflProvider) -> None:
+    # BFL's "Task not found" after a submit may outlast the first poll (its guide retries it for
+    # the first few seconds): that answer is a "not ready then" reading, so the first task teaches
+    # a duration no shorter than the truth, and later tasks skip a halfway poll that would meet it.
+    # 2 s tasks, hidden for 1.5 s: the first poll (after 1 s) meets the window, a sparse second
+    # poll after 2 s finds the task ready, and a 1 s estimate (the midpoint) would cost a third.
+    hidden = TaskPlan(latency=2.0, visible_after=1.5)
+    run_waves(fake_bfl, bfl, waves=2, per_wave=8, plan=hidden)
+    polls = polls_per_task(fake_bfl)
+    assert len(polls) == 16 and max(polls.values()) <= 2, polls
+    hidden_answers = sum(polls[task_id] - task.polls for task_id, task in fake_bfl.tasks.items())
+    assert hidden_answers >= 8, "every first task's first poll met the window"
+    assert DURATIONS.hidden_until("bfl") >= BFL_TIMING.visible_after
