@@ -29,7 +29,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # The stand-ins show a task from its submit on (no replication lag, unless a plan asks for one)
 # and their tasks take a fraction of a second: the in-process tests poll on that timing instead of
 # the real providers' (a first poll after 1 s, 16 s tasks), which only test_polling.py exercises.
-STAND_IN_TIMING = dict(visible_after=0.25, typical_seconds=0.5)
+# The client's own intervals (1 s without a prediction, 0.25 s once overdue, the backoff after a
+# refused submit) run at the same tenth of real time: each test still walks every poll and retry
+# it checks, it only waits less for them. A test that needs a real-time interval sets `pace` back.
+STAND_IN_PACE = 0.1
+STAND_IN_TIMING = dict(visible_after=0.25 * STAND_IN_PACE, typical_seconds=0.5 * STAND_IN_PACE, pace=STAND_IN_PACE)
 _connect = socket.socket.connect
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine.cli import main
 
-from fakes.bfl_server import FakeBfl
+from fakes.bfl_server import FakeBfl, TaskPlan
 
 
 def test_estimate_needs_no_key_and_prints_the_breakdown(capsys) -> None:
@@ -71,6 +71,9 @@ def test_the_installed_console_script_runs(tmp_path: Path) -> None:
 
 def test_the_command_line_never_imports_torch(bfl_env: FakeBfl, tmp_path: Path) -> None:
     """`pip install .` has no torch: estimate, dry run and generate must not need it."""
+    # The process polls on BFL's real timing (conftest's pace does not reach it): one poll that
+    # finds the task ready, since only the imports matter here.
+    bfl_env.plans.append(TaskPlan(statuses=["Ready"]))
     program = """if True:
         import sys
         from comfyui_flux2_flex.nodes.engine.cli import main

@@ -1,5 +1,9 @@
 """`flux-flex` never loses a paid image: a killed run is resumed by running it again, `tasks` and
-`recover` fetch what was paid, two runs at once pay once, and --out is checked before paying."""
+`recover` fetch what was paid, two runs at once pay once, and --out is checked before paying.
+
+The tests that start real `flux-flex` processes (killed, interrupted, racing each other) wait in
+real time: those processes poll on BFL's own timing (a first poll after 1 s), which conftest's
+tenth-of-real-time pace cannot reach in another process, and a kill must land between two polls."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -123,6 +124,24 @@ def test_exif_orientation_is_applied() -> None:
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", exif=exif)
     assert decode_image(buffer.getvalue()).shape == (30, 10, 3)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_decoding_makes_one_full_size_image_and_one_array(image_format: str) -> None:
+    # A 4 MP reference decoded in a process that holds 8 of them: every extra full-size copy alive
+    # at once raises the peak. Pillow counts the images it makes; tracemalloc the bytes numpy gets.
+    pixels = np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, image_format)
+    data = buffer.getvalue()
+    made = Image.core.get_stats()["new_count"]
+    tracemalloc.start()
+    decoded = decode_image(data)
+    _, python_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert decoded.shape == pixels.shape
+    assert Image.core.get_stats()["new_count"] - made == 1, "no copy in Pillow (orientation, conversion)"
+    assert python_peak <= 2.1 * pixels.nbytes, "the array's bytes, and Pillow's pieces of them while joined"
 
 
 def test_transparent_png_is_composited_over_white() -> None:

@@ -24,6 +24,7 @@ from fakes.bfl_server import TaskPlan
 from fakes.loopback import Response
 
 FAST = RunSettings(submit_retry_seconds=5.0, task_timeout_seconds=60.0)
+OUTLASTS_TIMEOUT = 1.0  # a task's seconds: over three times the 0.3 s task timeouts below, short for the rerun
 REQUEST = FlexRequest(prompt="a red fox", width=256, height=192, seed=7)
 EXPIRED_LINK = Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
 
@@ -153,7 +154,7 @@ def test_a_hung_poll_counts_as_a_failed_poll(fake_bfl, bfl, journal) -> None:
 
 
 def test_a_timeout_then_a_rerun_resumes_the_task_instead_of_paying(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    fake_bfl.plans.append(TaskPlan(latency=OUTLASTS_TIMEOUT))
     with pytest.raises(errors.GenerationTimeoutError) as timed_out:
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     listed = [entry.task_id for entry in journal.undelivered()]
@@ -164,7 +165,7 @@ def test_a_timeout_then_a_rerun_resumes_the_task_instead_of_paying(fake_bfl, bfl
 
 
 def test_recover_fetches_a_paid_task_by_id(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    fake_bfl.plans.append(TaskPlan(latency=OUTLASTS_TIMEOUT))
     with pytest.raises(errors.GenerationTimeoutError) as timed_out:
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     result = recover(journal.find(timed_out.value.task_id), bfl, journal, settings=FAST)
@@ -206,7 +207,7 @@ def test_moderation_after_submit_marks_the_task_failed_and_names_it(fake_bfl, bf
 
 def test_a_batch_with_random_seeds_resumes_distinct_tasks(fake_bfl, bfl, journal) -> None:
     random_seed = FlexRequest(prompt="a red fox", width=256, height=192, seed=None)
-    fake_bfl.plans.extend(TaskPlan(latency=3.0) for _ in range(2))
+    fake_bfl.plans.extend(TaskPlan(latency=OUTLASTS_TIMEOUT) for _ in range(2))
     prepared = [prepare(random_seed, bfl)] * 2
     with pytest.raises(errors.FluxFlexError):
         generate_batch(prepared, bfl, journal=journal, settings=RunSettings(task_timeout_seconds=0.3))
@@ -248,7 +249,7 @@ def test_a_retry_after_beyond_the_wait_gives_up_at_once_saying_nothing_was_creat
 
 
 def test_a_write_cut_short_by_a_crash_leaves_the_journal_readable(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    fake_bfl.plans.append(TaskPlan(latency=OUTLASTS_TIMEOUT))
     with pytest.raises(errors.GenerationTimeoutError) as timed_out:
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     [record] = journal.folder.glob("*.json")
@@ -259,7 +260,7 @@ def test_a_write_cut_short_by_a_crash_leaves_the_journal_readable(fake_bfl, bfl,
 
 
 def test_records_a_week_old_are_forgotten(fake_bfl, bfl, journal) -> None:
-    fake_bfl.plans.append(TaskPlan(latency=3.0))
+    fake_bfl.plans.append(TaskPlan(latency=OUTLASTS_TIMEOUT))
     with pytest.raises(errors.GenerationTimeoutError):
         run(bfl, journal, settings=RunSettings(task_timeout_seconds=0.3))
     [path] = journal.folder.glob("*.json")

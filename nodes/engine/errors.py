@@ -119,6 +119,11 @@ class TransientError(Exception):
         super().__init__(reason)
 
 
+class TaskNotVisibleYet(TransientError):
+    """The provider does not show a task it just accepted ("Task not found" for a moment after a
+    submit): an answer that the task is not ready at the moment it was asked, not a failure."""
+
+
 class UnsafeUrlError(FluxFlexError):
     """A URL the provider returned is not one the key may be sent to."""
 

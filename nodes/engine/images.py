@@ -141,7 +141,8 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS, source: s
             f"{max_pixels / MEGAPIXEL:g} MP; it was not decoded."
         )
     try:
-        picture = ImageOps.exif_transpose(picture)
+        picture.load()
+        ImageOps.exif_transpose(picture, in_place=True)  # not a copy: an upright image is left as it is
         return _picture_to_rgb(picture)
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"{_capital(source)} is damaged and cannot be decoded: {error}") from None
@@ -160,4 +161,5 @@ def _picture_to_rgb(picture: Image.Image) -> np.ndarray:
     if picture.mode in ("RGBA", "LA", "PA"):
         background = Image.new("RGBA", picture.size, (WHITE, WHITE, WHITE, 255))
         picture = Image.alpha_composite(background, picture.convert("RGBA"))
-    return np.asarray(picture.convert("RGB"))
+    # One full-size image in Pillow and the array's bytes: an RGB image is not converted (a copy).
+    return np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))

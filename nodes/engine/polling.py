@@ -50,6 +50,11 @@ class PollTiming:
     # example prediction took 22.6 s (https://replicate.com/black-forest-labs/flux-2-flex).
     typical_seconds: float = 16.0
     reports_progress: bool = False
+    # The client's own intervals (DENSE_INTERVAL to AIM_MARGIN, and the runner's backoff before a
+    # resubmit of a refused request) are multiplied by this. 1 against a real provider; a stand-in
+    # whose tasks run at a fraction of real time (the tests') sets that fraction, so the schedule
+    # keeps its shape and the tests keep every check without waiting on a real provider's clock.
+    pace: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class PollSchedule:
 
     expected_seconds: float | None = None
     timing: PollTiming = PollTiming()
+    hidden_until: float | None = None  # recent tasks still answered "Task not found" this long after their submit
 
     def next_delay(self, elapsed: float, polls_so_far: int, predicted: float | None = None) -> float:
         """Seconds to wait before the next poll, `elapsed` seconds after the submit; `predicted` is
@@ -65,20 +71,32 @@ class PollSchedule:
         if polls_so_far == 0:
             return self._first_delay()
         total = predicted if predicted is not None else self.expectation()
+        pace = self.timing.pace
         if total is None:
-            return SPARSE_INTERVAL
+            return pace * SPARSE_INTERVAL
         remaining = total - elapsed
         if remaining < 0:  # overdue: back off gradually to the sparse interval
-            return min(SPARSE_INTERVAL, DENSE_INTERVAL + 0.25 * -remaining)
-        return min(MAX_INTERVAL, remaining + AIM_MARGIN)
+            return pace * min(SPARSE_INTERVAL, DENSE_INTERVAL + 0.25 * -remaining / pace)
+        return min(pace * MAX_INTERVAL, remaining + pace * AIM_MARGIN)
 
     def _first_delay(self) -> float:
         """As soon as the task can be seen; halfway to an expected finish; or just after an expected
-        finish that comes before the task can be seen (it has ended by then, so it is there)."""
-        expected = self.expectation()
+        finish that comes before the task can be seen (it has ended by then, so it is there).
+        Halfway is skipped when recent tasks were still hidden then ("Task not found" lasting
+        longer than `visible_after`): that poll would learn nothing and a third one would follow."""
+        expected, pace = self.expectation(), self.timing.pace
         if expected is None:
             return self.timing.visible_after
-        return min(expected + AIM_MARGIN, max(self.timing.visible_after, min(expected / 2, FIRST_POLL_CAP)))
+        after_finish = expected + pace * AIM_MARGIN
+        halfway = max(self.timing.visible_after, min(expected / 2, pace * FIRST_POLL_CAP))
+        if self.hidden_until is not None and halfway <= self.hidden_until:
+            return after_finish
+        return min(after_finish, halfway)
+
+    @property
+    def narrow_interval(self) -> float:
+        """Polls "not ready" and "ready" at most this far apart place the finish at their midpoint."""
+        return self.timing.pace * NARROW_INTERVAL
 
     def expectation(self) -> float | None:
         """The history's duration; without one, the provider's typical duration when no progress
@@ -96,11 +114,14 @@ def predicted_total(elapsed: float, progress: float | None) -> float | None:
 
 
 def finish_estimate(pending_at: float, pending_progress: float | None, ready_at: float,
-                    expected: float | None) -> float:
+                    expected: float | None, narrow_interval: float = NARROW_INTERVAL) -> float:
     """When a task most likely finished, in seconds after its submit, seen not ready at
     `pending_at` (0 when no poll answered before) and ready at `ready_at`.
 
     - With a progress reading at `pending_at`: the finish it predicts, kept inside the interval.
+    - No expectation yet (the first task after a start, whose first poll met "Task not found" or
+      found it ready): the moment it was seen ready. Too late an estimate costs the next task
+      some pickup delay, which the next rule takes back; too early a one costs it a poll.
     - A narrow interval (a late task polled densely): its midpoint.
     - A wide one (seen ready at the poll aimed just after the expected finish, no progress): the
       task was not later than expected, but how much earlier is unknown. Recording the poll's own
@@ -111,18 +132,31 @@ def finish_estimate(pending_at: float, pending_progress: float | None, ready_at:
       so a much faster provider is learnt in a few tasks.)
     """
     guess = predicted_total(pending_at, pending_progress)
-    if guess is None:
-        narrow = ready_at - pending_at <= NARROW_INTERVAL or expected is None
+    if guess is None and expected is None:
+        guess = ready_at
+    elif guess is None:
+        narrow = ready_at - pending_at <= narrow_interval
         guess = (pending_at + ready_at) / 2 if narrow else expected * (1 - PROBE_DOWN)
     return min(ready_at, max(pending_at, guess))
 
 
 class DurationHistory:
-    """A running average of task durations per provider, shared by all tasks in the process."""
+    """A running average of task durations per provider, shared by all tasks in the process, and
+    how long after a submit its tasks were still seen hidden ("Task not found")."""
 
     def __init__(self) -> None:
         self._averages: dict[str, float] = {}
+        self._hidden: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def hidden_until(self, provider: str) -> float | None:
+        with self._lock:
+            return self._hidden.get(provider)
+
+    def record_hidden(self, provider: str, seconds: float) -> None:
+        """A poll `seconds` after a submit met "Task not found": the window lasts at least that long."""
+        with self._lock:
+            self._hidden[provider] = max(seconds, self._hidden.get(provider, 0.0))
 
     def expected(self, provider: str) -> float | None:
         with self._lock:
@@ -132,6 +166,7 @@ class DurationHistory:
         """Forget all history (a fresh start, as after a restart)."""
         with self._lock:
             self._averages.clear()
+            self._hidden.clear()
 
     def record(self, provider: str, seconds: float) -> None:
         with self._lock:

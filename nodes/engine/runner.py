@@ -39,6 +39,7 @@ ProgressCallback = Callable[[float | None, str], None]
 CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
 FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
+SUBMIT_BACKOFF = (1.0, 10.0)  # a refused submit without Retry-After waits this long, doubling up to the second
 POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue #11759) is polled past this often
 # A submit refused as "overloaded" (OpenRouter's 529: nothing was made) is sent again at most this
 # often, the waits doubling from RunSettings.overload_wait_seconds (a shorter Retry-After does not
@@ -354,7 +355,7 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
     """Submit, retrying only refusals that guarantee nothing was created."""
     deadline = time.monotonic() + settings.submit_retry_seconds
     connect_failures = overloads = 0
-    delay = 1.0
+    delay, longest = (provider.poll_timing.pace * seconds for seconds in SUBMIT_BACKOFF)
     while True:
         raise_if_cancelled(hooks, None)
         try:
@@ -385,7 +386,7 @@ def _submit_once(request: FlexRequest, provider: Provider, hooks: RunHooks, sett
                 ) from None
             hooks.progress(0.0, f"waiting: {refusal.reason}")
             _wait(wait, hooks, None)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, longest)
 
 
 def _poll_until_done(
@@ -397,7 +398,8 @@ def _poll_until_done(
     A task not `on_schedule` (resumed, or asked again after a failed download) is older than this
     clock: it is asked at once and teaches the history nothing. Returns the finished update and the
     number of polls so far."""
-    schedule = PollSchedule(DURATIONS.expected(provider.name), provider.poll_timing)
+    schedule = PollSchedule(DURATIONS.expected(provider.name), provider.poll_timing,
+                            DURATIONS.hidden_until(provider.name))
     deadline = started + settings.task_timeout_seconds
     accepted = time.monotonic()
     first = polls
@@ -414,6 +416,11 @@ def _poll_until_done(
         try:
             update = _poll_once(task, provider, hooks, settings, polls)
             refusals = 0
+        except errors.TaskNotVisibleYet:  # not ready at `asked`: the finish lies after it
+            update = PollUpdate(done=False, status="submitted; the provider does not show it yet", progress=progress)
+            pending = _PendingAnswer(asked, None)
+            if on_schedule:
+                DURATIONS.record_hidden(provider.name, asked)
         except TransientError as hiccup:
             update = PollUpdate(done=False, status=f"retrying ({hiccup.reason})", progress=progress)
         except errors.AuthenticationError:
@@ -428,7 +435,7 @@ def _poll_until_done(
         if update.done:
             if on_schedule:  # ready when the poll was sent, at `asked`: the way back is pickup, not task time
                 DURATIONS.record(provider.name, finish_estimate(pending.at, pending.progress, asked,
-                                                                schedule.expectation()))
+                                                                schedule.expectation(), schedule.narrow_interval))
             return update, polls
         progress = update.progress if update.progress is not None else progress
         hooks.progress(progress, update.status)

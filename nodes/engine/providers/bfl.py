@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
-from ..errors import TransientError
 from ..polling import PollTiming
 from ..request import FlexRequest
 from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
@@ -116,7 +115,7 @@ def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far
         return PollUpdate(done=True, status=status, progress=1.0, result_url=sample, seed=as_int(result.get("seed")))
     if status == "Task not found":
         if polls_so_far < TASK_NOT_FOUND_GRACE_POLLS:
-            raise TransientError("task not visible yet")
+            raise errors.TaskNotVisibleYet("task not visible yet")
         raise errors.ResultExpiredError(
             f"{label} no longer knows task {task.task_id} (Task not found): it expired or was never stored. "
             "It was not resubmitted.", **facts
