@@ -72,12 +72,15 @@ def preview_price(
     limit = provider.limits.max_input_pixels
     low = _extreme(settings, price, edit_image, references, match_input_size, limit, largest=False)
     high = _extreme(settings, price, edit_image, references, match_input_size, limit, largest=True)
+    note = provider.price_line_note(settings.base_request())  # the provider will not make exactly this
+    said = f" ({note})" if note else ""
+    notes = "".join(f"\n{line}" for line in provider.notes_for(settings.base_request())) if note else ""
     if low.usd == high.usd:
-        return PricePreview(f"${low.usd:.3f}", low.as_text(), low.usd, high.usd)
+        return PricePreview(f"${low.usd:.3f}{said}", low.as_text() + notes, low.usd, high.usd)
     detail = (f"between ${low.usd:.3f} and ${high.usd:.3f}: some input images are only known when the graph runs "
               f"(each counts from 1 to {limit // MEGAPIXEL} MP); Cost Estimate and the run's report give the exact "
               "figure")
-    return PricePreview(f"~${low.usd:.3f}-${high.usd:.3f}", detail, low.usd, high.usd)
+    return PricePreview(f"~${low.usd:.3f}-${high.usd:.3f}{said}", detail + notes, low.usd, high.usd)
 
 
 def _extreme(settings: NodeSettings, price: PerMegapixelPrice, edit_image: SocketImages | None,
