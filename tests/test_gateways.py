@@ -25,6 +25,7 @@ from comfyui_flux2_flex.nodes.engine.providers.gateway_profiles import (
 )
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import prepare
+from comfyui_flux2_flex.nodes.logic.gateway_store import GatewayStore
 from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, check_settings
 
 from fakes.bfl_gateway_server import FakeBflGateway
@@ -185,3 +186,16 @@ def test_a_workflow_naming_a_gateway_this_machine_does_not_know_fails_before_pay
     assert message and "friends-gateway" in message and "gateways.json" in message
     with pytest.raises(errors.InvalidRequestError, match="friends-gateway"):
         make_provider("friends-gateway")
+
+
+def test_comfyuis_gateway_store_keeps_checked_profiles_owner_only_beside_the_keys(tmp_path: Path) -> None:
+    store = GatewayStore(tmp_path / "flux2_flex" / "gateways.json")
+    store.save("mygw", MY_GATEWAY)
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    assert read_user_gateways(store.path)["mygw"].fields["steps"] == "inference_steps"
+    with pytest.raises(errors.InvalidRequestError, match="gateway mygw: origin"):
+        store.save("mygw", {**MY_GATEWAY, "origin": "https://x.example/v1"})
+    with pytest.raises(errors.InvalidRequestError, match="gateway name = 'fal'"):
+        store.save("fal", MY_GATEWAY)
+    store.save("mygw", None)
+    assert store.profiles() == {}

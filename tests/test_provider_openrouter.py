@@ -54,29 +54,22 @@ def test_what_the_endpoint_takes_is_learned_once() -> None:
         assert len(fake.metadata_reads) == 1 and len(fake.submits) == 3
 
 
-def test_without_a_size_parameter_the_nearest_aspect_ratio_is_sent_and_said_before_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeOpenRouter(size_values=NO_SIZE) as fake:
+@pytest.mark.parametrize(("size_values", "sent", "made", "before_run", "in_report"), [
+    (NO_SIZE, {"aspect_ratio": "4:3"}, size_for("4:3"), "aspect 4:3 only: OpenRouter picks the size",
+     "lists no size parameter): it was asked for aspect ratio 4:3 (nearest to 512x384)"),
+    (["1024x1024", "1024x768", "768x1024"], {"size": "1024x768"}, (1024, 768), "makes 1024x768, the nearest it can",
+     "1024x768, the nearest to 512x384, was asked for"),
+])
+def test_a_size_the_endpoint_cannot_make_is_made_as_near_as_it_can_and_said_before_run(
+        monkeypatch: pytest.MonkeyPatch, size_values, sent: dict, made: tuple[int, int], before_run: str,
+        in_report: str) -> None:
+    with FakeOpenRouter(size_values=size_values) as fake:
         monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake.api_url)
+        preview = preview_price(NodeSettings(provider="openrouter", prompt="p", width=512, height=384))
         provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
-        settings = NodeSettings(provider="openrouter", prompt="p", width=512, height=384)
-        preview = preview_price(settings)
         result = run(provider, FlexRequest(prompt="p", width=512, height=384, seed=1))
-    assert "aspect 4:3 only: OpenRouter picks the size" in preview.text
-    width, height = size_for("4:3")  # OpenRouter picks about a megapixel
-    assert result.pixels.shape == (height, width, 3) and fake.generated[0]["aspect_ratio"] == "4:3"
-    assert "lists no size parameter): it was asked for aspect ratio 4:3 (nearest to 512x384)" in result.report()
-
-
-def test_where_only_some_sizes_are_listed_the_nearest_is_made_and_said_before_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeOpenRouter(size_values=["1024x1024", "1024x768", "768x1024"]) as fake:
-        monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake.api_url)
-        provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
-        settings = NodeSettings(provider="openrouter", prompt="p", width=512, height=384)
-        preview = preview_price(settings)
-        result = run(provider, FlexRequest(prompt="p", width=512, height=384, seed=1))
-    assert "makes 1024x768, the nearest it can" in preview.text
-    assert result.pixels.shape == (768, 1024, 3) and fake.generated[0]["size"] == "1024x768"
-    assert "1024x768, the nearest to 512x384, was asked for" in result.report()
+    assert before_run in preview.text and in_report in result.report()
+    assert result.pixels.shape == (made[1], made[0], 3) and sent.items() <= fake.generated[0].items()
 
 
 def test_every_setting_is_mapped_to_the_image_api(fake: FakeOpenRouter, provider) -> None:

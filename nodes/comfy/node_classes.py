@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from .native_nodes import native_node_output
 from .recover_node import task_journal
 from .running import comfy_hooks, run_interruptibly
-from .server import current_user, local_model_roots, result_cache
+from .server import current_user, local_model_roots, result_cache, stored_gateway_names
 from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
 from ..engine.errors import FluxFlexError
 from ..engine.local import OPTION_SPECS, LocalOptions, find_models, resolve_model
@@ -68,9 +68,10 @@ def settings_inputs(*, sends: bool = True) -> list:
     upload_format = io.Combo.Input("upload_format", options=list(UPLOAD_FORMATS), default=UPLOAD_FORMAT_DEFAULT,
                                    tooltip=UPLOAD_FORMAT_HELP)
     return [
-        io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
+        io.Combo.Input("provider", options=[*PROVIDER_NAMES, *stored_gateway_names()], default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
-                       "stored in Settings > FLUX.2 Flex). Ignored when a Local Model node is wired in."),
+                       "stored in Settings > FLUX.2 Flex), or a gateway added there. Ignored when a Local Model node "
+                       "is wired in."),
         io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
         io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
                        tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),

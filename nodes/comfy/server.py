@@ -39,15 +39,18 @@ from server import PromptServer
 
 from ..engine.errors import FluxFlexError, InvalidRequestError
 from ..engine.keys import DEFAULT_KEY_NAME
-from ..engine.providers import STORED_ENV_VARS
+from ..engine.providers import PROVIDER_NAMES, STORED_ENV_VARS, stored_env_vars
+from ..engine.providers.gateway_profiles import GATEWAYS_FILE_NAME, read_user_gateways
 from ..engine.redaction import install_log_redaction, register_secret
 from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
+from ..logic.gateway_store import GatewayStore
 from ..logic.key_store import KEYS_FILE_NAME, KeyStore
 from ..logic.price_preview import preview_for_browser
 from ..logic.request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
+GATEWAYS_ROUTE = "/flux2_flex/gateways"
 PRICE_ROUTE = "/flux2_flex/price"
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
@@ -127,15 +130,45 @@ def local_model_roots() -> list[Path]:
     return [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
 
 
+def gateway_store(user: str | None) -> GatewayStore:
+    """The user's own gateways.json, beside their keys (where the engine reads it during their runs)."""
+    return GatewayStore(pack_user_folder(user) / GATEWAYS_FILE_NAME)
+
+
+def stored_entries(user: str | None) -> dict[str, str]:
+    """What the user may store beside their keys, name -> environment variable: every built-in
+    provider's entries and the key of each gateway the user added."""
+    try:
+        gateways = read_user_gateways(gateway_store(user).path)
+    except InvalidRequestError:
+        gateways = {}
+    return stored_env_vars(gateways)
+
+
 def key_store(user: str | None) -> KeyStore:
-    return KeyStore(stored_keys_file(user), tuple(STORED_ENV_VARS))
+    return KeyStore(stored_keys_file(user), tuple(stored_entries(user)))
 
 
-def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
+def key_status(store: KeyStore, entries: dict[str, str]) -> dict[str, dict[str, object]]:
     names = store.names()
     return {provider: {"stored": DEFAULT_KEY_NAME in names[provider], "names": names[provider], "env_var": env_var,
                        "env_set": bool(os.environ.get(env_var))}
-            for provider, env_var in STORED_ENV_VARS.items()}
+            for provider, env_var in entries.items()}
+
+
+def stored_gateway_names() -> list[str]:
+    """The gateways stored on this server, for the node's provider list: built when ComfyUI lists
+    its nodes (and again when it validates a prompt), so a gateway added in the settings is
+    offered after a reload. On multi-user ComfyUI the list holds every user's (names only); a run
+    uses the gateway of the user who queued it, and a name that user lacks is refused before paying."""
+    files = [pack_root() / GATEWAYS_FILE_NAME, *(pack_root() / USERS_FOLDER).glob(f"*/{GATEWAYS_FILE_NAME}")]
+    names: set[str] = set()
+    for path in files:
+        try:
+            names.update(read_user_gateways(path))
+        except FluxFlexError as error:
+            LOG.warning("FLUX.2 Flex: %s is not usable: %s", path, error)
+    return sorted(names - set(PROVIDER_NAMES))
 
 
 def request_user(request: web.Request) -> str | None:
@@ -197,7 +230,8 @@ def register_routes() -> None:
         if refusal is not None:
             return refusal
         try:
-            return web.json_response(key_status(key_store(request_user(request))))
+            user = request_user(request)
+            return web.json_response(key_status(key_store(user), stored_entries(user)))
         except UnknownUserError as error:
             return web.json_response({"error": str(error)}, status=403)
 
@@ -220,7 +254,39 @@ def register_routes() -> None:
             return web.json_response({"error": str(error)}, status=403)
         LOG.info("FLUX.2 Flex: %s the %s key %r%s, from %s", "stored" if key.strip() else "deleted", provider, name,
                  f" of ComfyUI user {user}" if user else "", request.remote)
-        return web.json_response(key_status(store))
+        return web.json_response(key_status(store, stored_entries(user)))
+
+    @routes.get(GATEWAYS_ROUTE)
+    async def get_gateways(request: web.Request) -> web.Response:
+        refusal = refused(request, writes=False)
+        if refusal is not None:
+            return refusal
+        try:
+            return web.json_response({"gateways": gateway_store(request_user(request)).profiles()})
+        except (UnknownUserError, InvalidRequestError) as error:
+            return web.json_response({"error": str(error)}, status=403 if isinstance(error, UnknownUserError) else 400)
+
+    @routes.post(GATEWAYS_ROUTE)
+    async def post_gateway(request: web.Request) -> web.Response:
+        """Store a gateway profile (checked field by field) or, with "profile": null, forget it."""
+        refusal = refused(request, writes=True)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await request.json()
+            user = request_user(request)
+            store = gateway_store(user)
+            name, profile = str(body.get("name", "")), body.get("profile")
+            store.save(name, profile)
+        except InvalidRequestError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {name, profile}"}, status=400)
+        except UnknownUserError as error:
+            return web.json_response({"error": str(error)}, status=403)
+        LOG.info("FLUX.2 Flex: %s the gateway %r%s, from %s", "stored" if profile is not None else "deleted", name,
+                 f" of ComfyUI user {user}" if user else "", request.remote)
+        return web.json_response({"gateways": store.profiles()})
 
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:

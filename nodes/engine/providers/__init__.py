@@ -15,7 +15,10 @@ from .bfl import UPLOAD_FORMATS as BFL_UPLOAD_FORMATS, BflEuProvider, BflProvide
 from .bfl_gateway import BflGateway
 from .cometapi import CometApiProvider
 from .fal import FalProvider
-from .gateway_profiles import BUILT_IN_PROFILES, OPENAI_IMAGES, GatewayProfile, read_user_gateways, user_gateways_path
+from .gateway_profiles import (
+    BUILT_IN_PROFILES, OPENAI_IMAGES, GatewayProfile, profile_from_mapping, read_user_gateways,
+    user_gateways_path,
+)
 from .openai_gateway import OpenAIImagesGateway, openai_gateway_limits
 from .openrouter import OpenRouterProvider
 from .replicate import ReplicateProvider
@@ -53,9 +56,20 @@ STORED_ENV_VARS: dict[str, str] = {
 }
 
 
+def _unused_name(name: str) -> str:
+    if name in PROVIDER_CLASSES:
+        raise InvalidRequestError("gateway name", name, "a name no built-in provider has")
+    return name
+
+
+def user_gateway_profile(name: str, data: object) -> GatewayProfile:
+    """A gateway the user adds: checked like a built-in one, under a name no provider has yet."""
+    return profile_from_mapping(_unused_name(name), data)
+
+
 def user_gateway_classes() -> dict[str, type[Provider]]:
     """The gateways the user added (gateways.json), as provider classes; a broken file is refused."""
-    return {name: gateway_provider(profile) for name, profile in read_user_gateways().items()}
+    return {_unused_name(name): gateway_provider(profile) for name, profile in read_user_gateways().items()}
 
 
 def provider_names() -> tuple[str, ...]:
@@ -69,9 +83,9 @@ def provider_names() -> tuple[str, ...]:
     return PROVIDER_NAMES + added
 
 
-def stored_env_vars(extra: Mapping[str, type[Provider]] | None = None) -> dict[str, str]:
-    """What may be stored beside the keys: the built-in providers' entries and those of `extra`."""
-    return {**STORED_ENV_VARS, **{cls.name: cls.key_env_var for cls in (extra or {}).values()}}
+def stored_env_vars(gateways: Mapping[str, GatewayProfile]) -> dict[str, str]:
+    """What may be stored beside the keys: the built-in providers' entries and the user's gateways' keys."""
+    return {**STORED_ENV_VARS, **{name: profile.key_env_var for name, profile in gateways.items()}}
 
 
 def provider_class(name: str) -> type[Provider]:

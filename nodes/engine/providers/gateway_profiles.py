@@ -270,12 +270,7 @@ def read_user_gateways(path: Path | None = None) -> dict[str, GatewayProfile]:
     gateways = data.get("gateways") if isinstance(data, dict) else None
     if not isinstance(gateways, dict):
         raise InvalidRequestError(f"{path}: gateways", gateways, '{"version": 1, "gateways": {name: profile}}')
-    profiles = {}
-    for name, profile in gateways.items():
-        if name in BUILT_IN_PROFILES:
-            raise InvalidRequestError("gateway name", name, "a name that is not a built-in gateway's")
-        profiles[name] = profile_from_mapping(name, profile)
-    return profiles
+    return {name: profile_from_mapping(name, profile) for name, profile in gateways.items()}
 
 
 def gateway_to_json(profile: GatewayProfile) -> dict[str, Any]:
