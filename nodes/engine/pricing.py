@@ -81,12 +81,6 @@ _BFL_RATES = dict(
 
 PRICES: dict[str, Price] = {
     **{name: PerMegapixelPrice(provider=name, **_BFL_RATES) for name in ("bfl", "bfl-eu", "bfl-us")},
-    "cometapi": UnknownPrice(
-        provider="cometapi",
-        reason="CometAPI's published figures disagree ($0.008 per request on its Flux page, $0.192 or $0.24 on "
-        "its Replicate-route page); see your CometAPI dashboard",
-        source="apidoc.cometapi.com", checked="2026-11-23",
-    ),
     "apiframe": UnknownPrice(
         provider="apiframe",
         reason="Apiframe bills in its own credits and its flex page gives no price; the finished job reports "

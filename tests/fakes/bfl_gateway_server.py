@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Callable, Literal
+from typing import Literal
 
 from comfyui_flux2_flex.nodes.engine.providers.gateway_profiles import BFL_FAMILY, BUILT_IN_PROFILES, GatewayProfile
 
@@ -24,7 +24,8 @@ from .stand_ins import StandIn, register
 
 PollingUrlMode = Literal["own", "none", "foreign"]
 # What each built-in gateway's documentation shows in its submit answer.
-DOCUMENTED_MODES: dict[str, PollingUrlMode] = {"dmxapi": "none", "openai-hk": "foreign", "deerapi": "none"}
+DOCUMENTED_MODES: dict[str, PollingUrlMode] = {"cometapi": "own", "dmxapi": "none", "openai-hk": "foreign",
+                                               "deerapi": "none"}
 
 
 class FakeBflGateway(FakeBfl):
@@ -73,15 +74,12 @@ class FakeBflGateway(FakeBfl):
         return {**bfl_answer, "polling_url": f"{self.api.url}{self.profile.prefix}/get_result?id={task_id}"}
 
 
-def bfl_family_stand_in(name: str, start: Callable[[], FakeBflGateway]) -> StandIn:
-    """The stand-in of a BFL-compatible gateway: BFL's task plans behind the gateway's front door."""
-    return StandIn(
-        provider=name, start=start, plan=TaskPlan,
+register(*(
+    StandIn(
+        provider=name, start=lambda profile=profile: FakeBflGateway(profile), plan=TaskPlan,
         failed=lambda reason: TaskPlan(statuses=["Pending", "Error"], details={"error": reason}),
         moderated=lambda: TaskPlan(statuses=["Content Moderated"], details={"Moderation Reasons": ["NSFW"]}),
         running=lambda: TaskPlan(statuses=["Pending"]),
     )
-
-
-register(*(bfl_family_stand_in(name, lambda profile=profile: FakeBflGateway(profile))
-           for name, profile in BUILT_IN_PROFILES.items() if profile.family == BFL_FAMILY))
+    for name, profile in BUILT_IN_PROFILES.items() if profile.family == BFL_FAMILY
+))

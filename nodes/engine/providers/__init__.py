@@ -13,7 +13,6 @@ from .azure_foundry import AzureFoundryProvider
 from .base import Provider, ProviderLimits
 from .bfl import UPLOAD_FORMATS as BFL_UPLOAD_FORMATS, BflEuProvider, BflProvider, BflUsProvider
 from .bfl_gateway import BflGateway
-from .cometapi import CometApiProvider
 from .fal import FalProvider
 from .gateway_profiles import (
     BUILT_IN_PROFILES, OPENAI_IMAGES, GatewayProfile, profile_from_mapping, read_user_gateways,
@@ -41,7 +40,7 @@ def gateway_provider(profile: GatewayProfile) -> type[Provider]:
 PROVIDER_CLASSES: dict[str, type[Provider]] = {
     cls.name: cls
     for cls in (
-        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider, CometApiProvider,
+        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider,
         ApiframeProvider, OpenRouterProvider, AzureFoundryProvider,
         *(gateway_provider(profile) for profile in BUILT_IN_PROFILES.values()),
     )

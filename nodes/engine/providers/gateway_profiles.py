@@ -81,10 +81,12 @@ class GatewayProfile:
     price_note: str = "the gateway publishes no price for flex that could be read; see its dashboard"
     source: str = ""
     unverified: str = ""  # what the docs read did not settle, for the README and the notes
+    key_variable: str = ""  # only where a provider's key variable predates the rule (CometAPI's COMETAPI_KEY)
 
     @property
     def key_env_var(self) -> str:
-        return self.name.upper().replace("-", "_") + "_API_KEY"
+        """<NAME>_API_KEY (upper case, '-' as '_'), unless the profile names its own."""
+        return self.key_variable or self.name.upper().replace("-", "_") + "_API_KEY"
 
     @property
     def field_names(self) -> Mapping[str, str | None]:
@@ -180,6 +182,8 @@ def profile_from_mapping(name: str, data: object) -> GatewayProfile:
         price_note=str(data.get("price_note") or GatewayProfile.price_note),
         source=str(data.get("source") or "added by the user"),
         unverified=str(data.get("unverified") or ""),
+        key_variable=_text(data, name, "key_variable", default="", pattern=re.compile(r"[A-Z][A-Z0-9_]{2,63}"),
+                           allowed="an environment variable name in capitals") if data.get("key_variable") else "",
         **chosen,
     )
 
@@ -190,8 +194,16 @@ def _profile(**values: Any) -> GatewayProfile:
     return profile_from_mapping(name, values)
 
 
-# The documented flex gateways. Read in December 2026 from the pages in `source`.
+# The documented flex gateways. Read in December 2026 from the pages in `source` (CometAPI's in
+# November 2026).
 BUILT_IN_PROFILES: dict[str, GatewayProfile] = {profile.name: profile for profile in (
+    _profile(
+        name="cometapi", label="CometAPI", family=BFL_FAMILY, origin="https://api.cometapi.com", prefix="/flux/v1",
+        model="flux-2-flex", answer_form="poll", key_variable="COMETAPI_KEY",
+        price_note="CometAPI's published figures disagree ($0.008 per request on its Flux page, $0.192 or $0.24 on "
+        "its Replicate-route page); see your CometAPI dashboard",
+        source="apidoc.cometapi.com (flux generate, flux query)",
+    ),
     _profile(
         name="apiyi", label="APIYI", family=OPENAI_IMAGES, origin="https://api.apiyi.com", prefix="/v1",
         model="flux-2-flex", size_style="size", reference_form="input_image_fields", answer_form="url",
