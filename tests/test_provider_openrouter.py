@@ -72,6 +72,15 @@ def test_a_size_the_endpoint_cannot_make_is_made_as_near_as_it_can_and_said_befo
     assert result.pixels.shape == (made[1], made[0], 3) and sent.items() <= fake.generated[0].items()
 
 
+def test_an_endpoint_record_that_cannot_be_read_means_an_aspect_ratio_and_is_not_asked_for_at_every_run() -> None:
+    with FakeOpenRouter() as fake:
+        fake.record_readable = False
+        provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        results = [run(provider) for _ in range(2)]
+    assert [body["aspect_ratio"] for body in fake.generated] == ["5:4", "5:4"] and len(fake.metadata_reads) == 1
+    assert "(its endpoint record could not be read): it was asked for aspect ratio 5:4" in results[0].report()
+
+
 def test_every_setting_is_mapped_to_the_image_api(fake: FakeOpenRouter, provider) -> None:
     request = FlexRequest(prompt="p", width=1920, height=1072, steps=12, guidance=3.5, seed=11, safety_tolerance=4,
                           output_format="jpeg")

@@ -71,6 +71,7 @@ class FakeOpenRouter(LoopbackFake):
                  size_values: list[str] | tuple[str, ...] | None = None) -> None:
         super().__init__(api_key)
         self.size_values = size_values
+        self.record_readable = True  # False: the endpoint record answers 503
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
         self.server = LoopbackServer(self._handle)
 
@@ -102,7 +103,7 @@ class FakeOpenRouter(LoopbackFake):
 
     def _handle(self, request: Request) -> Response:
         if request.method == "GET" and request.path == ENDPOINTS_PATH:
-            return Response.json(self.endpoint_record())
+            return Response.json(self.endpoint_record()) if self.record_readable else error(503, "Service Unavailable")
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return error(401, "No auth credentials found", error_type="authentication")
         if request.method != "POST" or request.path != API_PREFIX + "/images":

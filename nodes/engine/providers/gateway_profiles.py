@@ -12,8 +12,8 @@ host) while the prefix stays. Users add gateways without code in a JSON file, `g
 (see `user_gateways_path`): {"version": 1, "gateways": {name: {field: value}}}, the fields named
 by `GatewayProfile`; a bad or missing field is refused with its name.
 
-The sources of each built-in profile are in its `source`; what a profile says beyond them is
-marked in `unverified` and said in the README. Nothing here was called live.
+The sources of each built-in profile are in its `source`; what they leave open is said in a
+comment above it and in the README. Nothing here was called live.
 """
 
 from __future__ import annotations
@@ -80,7 +80,6 @@ class GatewayProfile:
     price_per_megapixel_usd: float | None = None
     price_note: str = "the gateway publishes no price for flex that could be read; see its dashboard"
     source: str = ""
-    unverified: str = ""  # what the docs read did not settle, for the README and the notes
     key_variable: str = ""  # only where a provider's key variable predates the rule (CometAPI's COMETAPI_KEY)
 
     @property
@@ -181,7 +180,6 @@ def profile_from_mapping(name: str, data: object) -> GatewayProfile:
         price_per_megapixel_usd=_price(data, name, "price_per_megapixel_usd"),
         price_note=str(data.get("price_note") or GatewayProfile.price_note),
         source=str(data.get("source") or "added by the user"),
-        unverified=str(data.get("unverified") or ""),
         key_variable=_text(data, name, "key_variable", default="", pattern=re.compile(r"[A-Z][A-Z0-9_]{2,63}"),
                            allowed="an environment variable name in capitals") if data.get("key_variable") else "",
         **chosen,
@@ -204,6 +202,9 @@ BUILT_IN_PROFILES: dict[str, GatewayProfile] = {profile.name: profile for profil
         "its Replicate-route page); see your CometAPI dashboard",
         source="apidoc.cometapi.com (flux generate, flux query)",
     ),
+    # APIYI's edit route: its pages disagree (multipart image[] to /v1/images/edits, JSON input_image fields
+    # to /v1/images/generations, multipart URL strings); the JSON form with data URIs is used, the one that
+    # needs no public hosting. Steps and guidance are named only on its edit page.
     _profile(
         name="apiyi", label="APIYI", family=OPENAI_IMAGES, origin="https://api.apiyi.com", prefix="/v1",
         model="flux-2-flex", size_style="size", reference_form="input_image_fields", answer_form="url",
@@ -212,24 +213,21 @@ BUILT_IN_PROFILES: dict[str, GatewayProfile] = {profile.name: profile for profil
         source="https://docs.apiyi.com/en/api-capabilities/flux/text-to-image, "
         "https://docs.apiyi.com/en/api-capabilities/flux-image-edit, https://docs.apiyi.com/en/api-capabilities/flux/"
         "overview",
-        unverified="APIYI's edit route: its pages disagree (multipart image[] to /v1/images/edits, JSON input_image "
-        "fields to /v1/images/generations, multipart URL strings); the JSON form with data URIs is used, the one that "
-        "needs no public hosting. Steps and guidance are named only on its edit page.",
     ),
+    # laozhang.ai: steps and guidance are not named on the pages read, so they go under BFL's names.
     _profile(
         name="laozhang", label="laozhang.ai", family=OPENAI_IMAGES, origin="https://api.laozhang.ai", prefix="/v1",
         model="flux-2-flex", size_style="size", reference_form="input_image_fields", answer_form="url",
         price_per_image_usd=0.06, price_note="laozhang.ai's flex page: $0.06 per call",
         source="https://docs.laozhang.ai/en/api-capabilities/flux-image-edit, "
         "https://docs.laozhang.ai/en/api-capabilities/flux-image-generation",
-        unverified="steps and guidance are not named on the pages read: sent under BFL's names.",
     ),
+    # anyfast: its flex page shows text to image only; references go as on its kontext page (input_image, data
+    # URIs), steps and guidance under BFL's names.
     _profile(
         name="anyfast", label="anyfast", family=OPENAI_IMAGES, origin="https://www.anyfast.ai", prefix="/v1",
         model="flux-2-flex", size_style="size", reference_form="input_image_fields", answer_form="b64_json",
         source="https://docs.anyfast.ai/api-reference/model-api/blackforestlabs/flux-2-flex",
-        unverified="the flex page shows text to image only; references are sent as on its kontext page (input_image, "
-        "data URIs), steps and guidance under BFL's names.",
     ),
     _profile(
         name="dmxapi", label="DMXAPI", family=BFL_FAMILY, origin="https://www.dmxapi.cn", prefix="/flux/v1",
@@ -243,11 +241,11 @@ BUILT_IN_PROFILES: dict[str, GatewayProfile] = {profile.name: profile for profil
         "the submit answer's cost is shown in the report",
         source="https://oauth.openai-hk.com/docs/en/lab/bfl-flux.html",
     ),
+    # DeerAPI's model list was not read: flux-2-flex under /flux/v1 follows its documented route.
     _profile(
         name="deerapi", label="DeerAPI", family=BFL_FAMILY, origin="https://api.deerapi.com", prefix="/flux/v1",
         model="flux-2-flex", answer_form="poll",
         source="https://apidoc.deerapi.com/api/image/flux/query-task",
-        unverified="DeerAPI's model list was not read: flux-2-flex under /flux/v1 follows its documented route.",
     ),
 )}
 

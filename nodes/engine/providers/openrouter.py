@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 import operator
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,10 +104,11 @@ class OpenRouterProvider(SynchronousProvider):
 
     def size_support(self) -> "SizeSupport":
         """Which sizes the flex endpoint takes: read once per process from its endpoint record (free,
-        without the key); a record that cannot be read is asked for again at the next run."""
+        without the key). A record that could not be read is asked for again after a few minutes,
+        not at every price shown on a node (each read would hold up the server's answers)."""
         with _LEARNED_LOCK:
-            known = _LEARNED.get(self.base_url)
-        if known is not None:
+            known, when = _LEARNED.get(self.base_url, (None, 0.0))
+        if known is not None and (known.learned or time.monotonic() - when < RELEARN_SECONDS):
             return known
         try:
             response = self.client.get(self.base_url + ENDPOINTS_PATH, headers={"Accept": "application/json"},
@@ -115,9 +117,8 @@ class OpenRouterProvider(SynchronousProvider):
         except (httpx.TransportError, ValueError):
             record = None
         support = size_support_from_record(record)
-        if support.learned:
-            with _LEARNED_LOCK:
-                _LEARNED[self.base_url] = support
+        with _LEARNED_LOCK:
+            _LEARNED[self.base_url] = (support, time.monotonic())
         return support
 
     def sent_size(self, request: FlexRequest) -> tuple[int, int] | None:
@@ -272,5 +273,6 @@ def _pixels(value: Any) -> tuple[int, int] | None:
     return (int(width), int(height)) if width.isdigit() and height.isdigit() else None
 
 
-_LEARNED: dict[str, SizeSupport] = {}  # base URL -> what its flex endpoint takes
+RELEARN_SECONDS = 300.0  # after a record that could not be read
+_LEARNED: dict[str, tuple[SizeSupport, float]] = {}  # base URL -> what its flex endpoint takes, and when read
 _LEARNED_LOCK = threading.Lock()
