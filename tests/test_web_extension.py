@@ -226,9 +226,10 @@ def test_the_gateway_form_stores_a_checked_profile_beside_the_keys(session: Brow
     page, comfy = session.page, session.comfy
     profile = {"family": "bfl", "label": "My relay", "origin": "https://relay.example.com", "prefix": "/flux/v1",
                "model": "flux-2-flex", "answer_form": "poll"}
+    form = page.locator(".flux2-flex-gateways")
+    form.wait_for(state="detached")  # a settings dialog closed just before has gone (frontend 1.27 animates it)
     page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
     page.get_by_text("FLUX.2 Flex", exact=True).first.click()
-    form = page.locator(".flux2-flex-gateways")
     form.scroll_into_view_if_needed()
     assert '"family": "openai-images"' in form.locator("textarea").input_value(), "a template to start from"
     form.locator("input").fill("my-relay")
