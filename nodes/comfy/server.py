@@ -92,11 +92,16 @@ def pack_user_folder(user: str | None = None) -> Path:
 def current_user() -> str | None:
     """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
 
+    While ComfyUI validates a prompt (in the POST /prompt of the user queuing it, where the node
+    checks a gateway named on it against that user's own gateways), the user queuing it.
     ComfyUI runs one prompt at a time; the executing context names it where several are listed.
     Works from any thread (a batch's worker threads included), as it reads the prompt queue.
     """
     if not multi_user():
         return None
+    validating = _queuing_user.get()
+    if validating:  # inside the user's own POST /prompt: ComfyUI validating the prompt they queue
+        return validating
     queue = PromptServer.instance.prompt_queue
     with queue.mutex:
         running = list(queue.currently_running.values())
