@@ -58,7 +58,8 @@ class GatewayProfile:
     `origin` is scheme and host (what FLUX_FLEX_<NAME>_URL replaces); `prefix` the path before
     the family's routes. `model` is the body's `model` (openai-images) or the path segment after
     the prefix (bfl). `fields` maps each flex setting to the gateway's name for it (None: not
-    sent, and the report says so). Prices: `price_per_image_usd` for a flat price per call,
+    sent, and the report says so). `answer_form` is what the gateway documents (the stand-ins
+    answer in it); the client reads a link or base64 whichever comes. Prices: `price_per_image_usd` for a flat price per call,
     `price_per_megapixel_usd` for BFL's rule (first output MP, each further MP, each input MP);
     neither: unknown, `price_note` says why.
     """
@@ -71,7 +72,8 @@ class GatewayProfile:
     model: str
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
-    fields: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({s: s for s in SETTINGS}))
+    fields: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({s: s for s in SETTINGS}),
+                                             hash=False)
     size_style: str = "size"
     reference_form: str = "input_image_fields"
     answer_form: str = "url"
