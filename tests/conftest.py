@@ -50,13 +50,15 @@ socket.socket.connect = _connect_to_loopback_only
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """No test may pick up a developer's real keys, stored keys or base URLs, nor write to their
-    per-user folders (the CLI's default journal of paid tasks)."""
+    per-user folders (the CLI's default journal of paid tasks, the user's gateways)."""
     for name in list(os.environ):
         if (name.endswith(("_API_KEY", "_API_TOKEN")) or name in ("FAL_KEY", "COMETAPI_KEY")
                 or name.startswith(("FLUX_FLEX_", "AZURE_FOUNDRY_"))):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local-app-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # the user's gateways.json
+    monkeypatch.setenv("APPDATA", str(tmp_path / "app-data"))
     for cls in PROVIDER_CLASSES.values():
         monkeypatch.setattr(cls, "poll_timing", replace(cls.poll_timing, **STAND_IN_TIMING))
     DURATIONS.clear()

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from comfyui_flux2_flex.nodes.engine.providers.gateway_profiles import profile_from_mapping
 from comfyui_runner import ComfyUI, needs_comfyui, running_comfyui
+from fakes.bfl_gateway_server import FakeBflGateway
 from fakes.bfl_server import FakeBfl
 from fakes.loopback import Request
 from workflow_format import TEXT_TO_IMAGE, load, to_api_prompt
@@ -198,3 +200,23 @@ def test_a_prompt_cannot_borrow_another_users_keys(shared_comfy: ComfyUI, two_ac
     assert anonymous["status"]["status_str"] == "error"
     assert "queued without a known user" in json.dumps(anonymous["status"]["messages"])
     assert len(two_account_bfl.submits) == submits + 1, "nobody's key pays for a prompt of no known user"
+
+
+def test_a_gateway_one_user_added_runs_for_them_and_is_refused_before_paying_for_another(
+        shared_comfy: ComfyUI, users: dict[str, str]) -> None:
+    profile = {"family": "bfl", "label": "Alice's relay", "prefix": "/flux/v1", "model": "flux-2-flex",
+               "answer_form": "poll"}
+    with FakeBflGateway(profile_from_mapping("alice-relay", {**profile, "origin": "https://relay.example.com"}),
+                        polling_url_mode="foreign") as relay:
+        alice = shared_comfy.key_headers(**{"comfy-user": users["alice"]})
+        stored = shared_comfy.client.post("/flux2_flex/gateways", headers=alice,
+                                          json={"name": "alice-relay", "profile": {**profile, "origin": relay.api_url}})
+        key = shared_comfy.client.post(ROUTE, headers=alice, json={"provider": "alice-relay", "key": relay.api_key})
+        assert (stored.status_code, key.status_code) == (200, 200), stored.text + key.text
+        prompt = text_to_image(shared_comfy, seed=91)
+        next(n for n in prompt.values() if n["class_type"] == "FluxFlexGenerate")["inputs"]["provider"] = "alice-relay"
+        assert run_as(shared_comfy, users["alice"], prompt)["status"]["status_str"] == "success"
+        refused = shared_comfy.queue(prompt, headers={"comfy-user": users["bob"]})
+        assert refused.status_code == 400 and "alice-relay" in refused.text, "bob has no such gateway"
+        assert len(relay.submits) == 1 and relay.cluster_requests == []
+    assert not any(relay.api_key in line for line in shared_comfy.log_path.read_text().splitlines())

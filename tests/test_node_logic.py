@@ -255,8 +255,9 @@ def test_a_native_local_edit_prices_free_and_names_the_templates_size() -> None:
     """Issue 22, finding 7: on the Local Model (ComfyUI) path the output follows the edit image scaled to 1 MP."""
     answer = preview_for_browser({"widgets": {"provider": "bfl", "prompt": "x", "match_input_size": True},
                                   "image": {"files": ["street.png"]}, "local": True,
-                                  "local_node": "FluxFlexNativeModel"}, lambda name: (768, 512))
+                                  "local_node": "FluxFlexNativeModel"}, lambda name: (768, 512), lambda *key: True)
     assert answer["text"] == "free (local run) · 1248x832" and "scaled to about 1 MP" in answer["detail"]
     diffusers = preview_for_browser({"widgets": {"provider": "bfl", "prompt": "x"}, "image": {"files": ["s.png"]},
-                                     "local": True, "local_node": "FluxFlexLocalModel"}, lambda name: (768, 512))
-    assert diffusers["text"] == "free (local run)"
+                                     "local": True, "local_node": "FluxFlexLocalModel"}, lambda name: (768, 512),
+                                    lambda *key: True)
+    assert diffusers["text"] == "free (local run) · 768x512", "the diffusers path keeps the input's size"

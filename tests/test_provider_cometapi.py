@@ -10,7 +10,7 @@ from PIL import Image
 
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
-from comfyui_flux2_flex.nodes.engine.providers.cometapi import CometApiProvider
+from comfyui_flux2_flex.nodes.engine.providers import make_provider
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import prepare
 
@@ -66,7 +66,7 @@ def test_polls_the_returned_cometapi_url_and_downloads_without_the_key(fake, pro
 
 def test_an_answer_without_polling_url_is_polled_by_id() -> None:
     with FakeCometApi(polling_url_mode="none") as fake:
-        provider = CometApiProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        provider = make_provider("cometapi", base_url=fake.api_url, api_key=ApiKey(fake.api_key), environ={})
         result = run(provider)
         assert result.task_id in fake.tasks
         assert {r.query["id"] for r in fake.polls} == {result.task_id}
@@ -74,7 +74,7 @@ def test_an_answer_without_polling_url_is_polled_by_id() -> None:
 
 def test_a_relayed_bfl_polling_url_never_gets_the_cometapi_key() -> None:
     with FakeCometApi(polling_url_mode="foreign") as fake:
-        provider = CometApiProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        provider = make_provider("cometapi", base_url=fake.api_url, api_key=ApiKey(fake.api_key), environ={})
         result = run(provider)
         assert fake.cluster.requests == [], "BFL's cluster was never asked, so the key never went there"
         assert {r.query["id"] for r in fake.polls} == {result.task_id}

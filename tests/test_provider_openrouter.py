@@ -23,7 +23,7 @@ from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, estimate_cost
 from comfyui_flux2_flex.nodes.logic.price_preview import preview_price
 
 from fakes.loopback import Response
-from fakes.openrouter_server import FakeOpenRouter, error, size_for
+from fakes.openrouter_server import NO_SIZE, FakeOpenRouter, error, size_for
 from provider_runs import picture, run
 
 
@@ -33,18 +33,52 @@ def name() -> str:
     return "openrouter"
 
 
-def test_one_post_brings_the_image_and_what_openrouter_charged(
+def test_one_post_brings_the_image_at_the_exact_size_and_what_openrouter_charged(
     fake: FakeOpenRouter, provider: OpenRouterProvider
 ) -> None:
     result = run(provider)
-    width, height = size_for("5:4")  # 320x256 is 5:4; OpenRouter picks about a megapixel
-    assert result.pixels.shape == (height, width, 3) and result.seed == 7
-    (post,) = fake.server.requests
+    assert result.pixels.shape == (256, 320, 3) and result.seed == 7
+    (record, post) = fake.server.requests
+    assert (record.method, "authorization" in record.headers) == ("GET", False), "the free record, without the key"
     assert (post.method, post.path) == ("POST", "/api/v1/images")
-    assert post.headers["authorization"] == f"Bearer {fake.api_key}"
+    assert post.headers["authorization"] == f"Bearer {fake.api_key}" and post.json()["size"] == "320x256"
     report = result.report()
-    assert "openrouter: $0.060 (6 cents); openrouter reported 6 cents" in report
-    assert "asked for aspect ratio 5:4 (nearest to 320x256)" in report
+    assert "openrouter: $0.060 (6 cents); openrouter reported 6 cents" in report and "aspect" not in report
+
+
+def test_what_the_endpoint_takes_is_learned_once() -> None:
+    with FakeOpenRouter() as fake:
+        provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        for _ in range(3):
+            run(provider)
+        assert len(fake.metadata_reads) == 1 and len(fake.submits) == 3
+
+
+@pytest.mark.parametrize(("size_values", "sent", "made", "before_run", "in_report"), [
+    (NO_SIZE, {"aspect_ratio": "4:3"}, size_for("4:3"), "aspect 4:3 only: OpenRouter picks the size",
+     "lists no size parameter): it was asked for aspect ratio 4:3 (nearest to 512x384)"),
+    (["1024x1024", "1024x768", "768x1024"], {"size": "1024x768"}, (1024, 768), "makes 1024x768, the nearest it can",
+     "1024x768, the nearest to 512x384, was asked for"),
+])
+def test_a_size_the_endpoint_cannot_make_is_made_as_near_as_it_can_and_said_before_run(
+        monkeypatch: pytest.MonkeyPatch, size_values, sent: dict, made: tuple[int, int], before_run: str,
+        in_report: str) -> None:
+    with FakeOpenRouter(size_values=size_values) as fake:
+        monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake.api_url)
+        preview = preview_price(NodeSettings(provider="openrouter", prompt="p", width=512, height=384))
+        provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        result = run(provider, FlexRequest(prompt="p", width=512, height=384, seed=1))
+    assert before_run in preview.text and in_report in result.report()
+    assert result.pixels.shape == (made[1], made[0], 3) and sent.items() <= fake.generated[0].items()
+
+
+def test_an_endpoint_record_that_cannot_be_read_means_an_aspect_ratio_and_is_not_asked_for_at_every_run() -> None:
+    with FakeOpenRouter() as fake:
+        fake.record_readable = False
+        provider = OpenRouterProvider(base_url=fake.api_url, api_key=ApiKey(fake.api_key))
+        results = [run(provider) for _ in range(2)]
+    assert [body["aspect_ratio"] for body in fake.generated] == ["5:4", "5:4"] and len(fake.metadata_reads) == 1
+    assert "(its endpoint record could not be read): it was asked for aspect ratio 5:4" in results[0].report()
 
 
 def test_every_setting_is_mapped_to_the_image_api(fake: FakeOpenRouter, provider) -> None:
@@ -52,7 +86,7 @@ def test_every_setting_is_mapped_to_the_image_api(fake: FakeOpenRouter, provider
                           output_format="jpeg")
     run(provider, request)
     assert fake.generated == [{
-        "model": "black-forest-labs/flux.2-flex", "prompt": "p", "aspect_ratio": "16:9", "output_format": "jpeg",
+        "model": "black-forest-labs/flux.2-flex", "prompt": "p", "size": "1920x1072", "output_format": "jpeg",
         "seed": 11,
         "provider": {"options": {"black-forest-labs": {"steps": 12, "guidance": 3.5, "safety_tolerance": 4}}},
     }]
@@ -63,7 +97,7 @@ def test_references_go_as_data_urls_and_the_size_follows_the_first(fake, provide
                           images=(picture(300, 400), picture(64, 48)))
     result = run(provider, request)
     (body,) = fake.generated
-    assert body["aspect_ratio"] == "3:4"
+    assert body["size"] == "304x400"  # the first reference's size, rounded to multiples of 16
     assert [ref["image_url"]["url"][:22] for ref in body["input_references"]] == ["data:image/png;base64,"] * 2
     assert "reported 18 cents" in result.report()  # 1 MP out and 1 MP for each reference, at 6 cents
 
@@ -165,9 +199,9 @@ def test_cli_generates_with_openrouter(fake, monkeypatch, tmp_path: Path, capsys
     assert main(["generate", "--provider", "openrouter", "--prompt", "fox", "--width", "1024", "--height", "1024",
                  "--seed", "5", "--out", str(out_file)]) == 0
     with Image.open(out_file) as saved:
-        assert saved.size == size_for("1:1") and saved.format == "PNG"
+        assert saved.size == (1024, 1024) and saved.format == "PNG"
     out = capsys.readouterr().out
-    assert "openrouter: $0.060" in out and "seed 5" in out and "aspect ratio 1:1" in out
+    assert "openrouter: $0.060" in out and "seed 5" in out and "aspect" not in out
     assert fake.api_key not in out
 
 
@@ -225,9 +259,9 @@ def test_chosen_on_the_node_a_batch_comes_back_with_its_report_and_price(fake, m
     monkeypatch.setenv("FLUX_FLEX_OPENROUTER_URL", fake.api_url)
     node = NodeSettings(provider="openrouter", prompt="a poster", width=1024, height=1024, seed=42, batch_size=2)
     result = run_settings(node, RunHooks())
-    assert tuple(result.images.shape) == (2, *reversed(size_for("1:1")), 3)
+    assert tuple(result.images.shape) == (2, 1024, 1024, 3)
     assert sorted(body["seed"] for body in fake.generated) == [42, 43]
-    assert "openrouter reported 6 cents" in result.report and "aspect ratio 1:1" in result.report
+    assert "openrouter reported 6 cents" in result.report and "aspect" not in result.report
     preview = preview_price(node)
     assert preview.text == f"${estimate_cost(node).usd:.3f} · 1024x1024" == "$0.120 · 1024x1024"
 

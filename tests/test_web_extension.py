@@ -476,3 +476,33 @@ def test_workflows_saved_by_earlier_versions_load_with_their_values(session: Bro
         else:
             assert loaded[:len(values)] == values, commit
         wait_for_price(session.page, "Price: $0.050 · 832x1248")
+
+
+def test_the_gateway_form_stores_a_checked_profile_beside_the_keys(session: BrowserSession, tmp_path: Path) -> None:
+    if session.view != "classic":
+        pytest.skip("the settings dialog is the same in both node views")
+    page, comfy = session.page, session.comfy
+    profile = {"family": "bfl", "label": "My relay", "origin": "https://relay.example.com", "prefix": "/flux/v1",
+               "model": "flux-2-flex", "answer_form": "poll"}
+    form = page.locator(".flux2-flex-gateways")
+    form.wait_for(state="detached")  # a settings dialog closed just before has gone (frontend 1.27 animates it)
+    page.evaluate("app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+    page.get_by_text("FLUX.2 Flex", exact=True).first.click()
+    form.scroll_into_view_if_needed()
+    assert '"family": "openai-images"' in form.locator("textarea").input_value(), "a template to start from"
+    form.locator("input").fill("my-relay")
+    form.locator("textarea").fill(json.dumps({**profile, "origin": "ftp://relay.example.com"}))
+    form.get_by_role("button", name="Save").click()
+    state = form.locator(".flux2-flex-gateway-state")
+    page.wait_for_function("document.querySelector('.flux2-flex-gateway-state').textContent.startsWith('not saved')")
+    assert "gateway my-relay: origin" in state.inner_text()
+    form.locator("textarea").fill(json.dumps(profile))
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_function("document.querySelector('.flux2-flex-gateway-state').textContent.startsWith('saved')")
+    page.screenshot(path=str(tmp_path / "gateway-form.png"))
+    stored = json.loads((comfy.root / "user" / "flux2_flex" / "gateways.json").read_text())
+    assert stored["gateways"]["my-relay"]["prefix"] == "/flux/v1"
+    assert form.locator("select").input_value() == "my-relay"
+    spec = comfy.client.get("/object_info/FluxFlexGenerate").json()["FluxFlexGenerate"]["input"]["required"]["provider"]
+    assert "my-relay" in (spec[1]["options"] if spec[0] == "COMBO" else spec[0]), "offered on the node"
+    page.keyboard.press("Escape")

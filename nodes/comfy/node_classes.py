@@ -18,7 +18,7 @@ from .features import advanced
 from .native_nodes import native_node_output
 from .recover_node import task_journal
 from .running import NodeRun
-from .server import current_user, local_model_roots, missing_key, result_cache
+from .server import current_user, local_model_roots, missing_key, result_cache, stored_gateway_names
 from .validation import wired_inputs
 from .schema import CATEGORY, LOCAL_MODEL, REFERENCES, ui_report
 from ..engine.errors import FluxFlexError
@@ -74,9 +74,10 @@ def settings_inputs(*, sends: bool = True) -> list:
     upload_format = io.Combo.Input("upload_format", options=list(UPLOAD_FORMATS), default=UPLOAD_FORMAT_DEFAULT,
                                    tooltip=UPLOAD_FORMAT_HELP, **advanced())
     return [
-        io.Combo.Input("provider", options=list(PROVIDER_NAMES), default="bfl",
+        io.Combo.Input("provider", options=[*PROVIDER_NAMES, *stored_gateway_names()], default="bfl",
                        tooltip=f"Which API to call with your own key ({', '.join(KEY_ENV_VARS.values())}, or "
-                       "stored in Settings > FLUX.2 Flex). Ignored when a Local Model node is wired in."),
+                       "stored in Settings > FLUX.2 Flex), or a gateway added there. Ignored when a Local Model node "
+                       "is wired in."),
         io.String.Input("prompt", multiline=True, default="", tooltip=PROMPT_HELP),
         io.Combo.Input("aspect_ratio", options=[CUSTOM_SIZE, *ASPECT_PRESETS], default=CUSTOM_SIZE,
                        tooltip="An aspect ratio preset (with megapixels), or custom to use width and height."),

@@ -40,15 +40,20 @@ from server import PromptServer
 
 from ..engine.errors import FluxFlexError, InvalidRequestError, MissingApiKeyError
 from ..engine.keys import DEFAULT_KEY_NAME, read_stored_keys, stored_setting
-from ..engine.providers import PROVIDER_CLASSES, STORED_ENTRIES, STORED_ENV_VARS, make_provider
+from ..engine.providers import (
+    PROVIDER_NAMES, STORED_ENTRIES, STORED_ENV_VARS, StoredEntry, gateway_key_entries, make_provider,
+)
+from ..engine.providers.gateway_profiles import GATEWAYS_FILE_NAME, read_user_gateways
 from ..engine.redaction import install_log_redaction, register_secret
 from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
+from ..logic.gateway_store import GatewayStore
 from ..logic.key_store import KEYS_FILE_NAME, KeyStore
 from ..logic.price_preview import preview_for_browser
 from ..logic.request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
+GATEWAYS_ROUTE = "/flux2_flex/gateways"
 PRICE_ROUTE = "/flux2_flex/price"
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
@@ -92,6 +97,8 @@ def pack_user_folder(user: str | None = None) -> Path:
 def current_user() -> str | None:
     """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
 
+    While ComfyUI validates a prompt (in the POST /prompt of the user queuing it, where the node
+    checks a gateway named on it against that user's own gateways), the user queuing it.
     ComfyUI runs one prompt at a time; the executing context names it where several are listed.
     Works from any thread (a batch's worker threads included), as it reads the prompt queue;
     while a POST /prompt is validated, it is the user who sends it.
@@ -136,17 +143,32 @@ def local_model_roots() -> list[Path]:
     return [Path(path) for path in folder_paths.get_folder_paths("diffusers")]
 
 
+def gateway_store(user: str | None) -> GatewayStore:
+    """The user's own gateways.json, beside their keys (where the engine reads it during their runs)."""
+    return GatewayStore(pack_user_folder(user) / GATEWAYS_FILE_NAME)
+
+
+def stored_entries(user: str | None) -> tuple[StoredEntry, ...]:
+    """What the user may store beside their keys: every built-in provider's entries and the key of
+    each gateway the user added."""
+    try:
+        gateways = read_user_gateways(gateway_store(user).path)
+    except InvalidRequestError:
+        gateways = {}
+    return (*STORED_ENTRIES, *gateway_key_entries(gateways))
+
+
 def key_store(user: str | None) -> KeyStore:
-    return KeyStore(stored_keys_file(user), tuple(STORED_ENV_VARS))
+    return KeyStore(stored_keys_file(user), tuple(entry.name for entry in stored_entries(user)))
 
 
-def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
+def key_status(store: KeyStore, entries: tuple[StoredEntry, ...]) -> dict[str, dict[str, object]]:
     """What the settings form shows, in the order the engine lists providers: per key, the names
     stored and whether its environment variable is set; per option (Foundry's endpoint), also its
     stored value, since an option is not a secret. A key itself is never in it."""
     names, stored = store.names(), read_stored_keys(store.path)
     status: dict[str, dict[str, object]] = {}
-    for entry in STORED_ENTRIES:
+    for entry in entries:
         status[entry.name] = {"stored": DEFAULT_KEY_NAME in names[entry.name], "names": names[entry.name],
                               "env_var": entry.env_var, "env_set": bool(os.environ.get(entry.env_var)),
                               "label": entry.label}
@@ -156,6 +178,21 @@ def key_status(store: KeyStore) -> dict[str, dict[str, object]]:
             status[entry.name].update(option=entry.option, option_of=entry.option_of, example=entry.example,
                                       value=stored_setting(entry.name, entry.env_var, environ={}, stored=stored))
     return status
+
+
+def stored_gateway_names() -> list[str]:
+    """The gateways stored on this server, for the node's provider list: built when ComfyUI lists
+    its nodes (and again when it validates a prompt), so a gateway added in the settings is
+    offered after a reload. On multi-user ComfyUI the list holds every user's (names only); a run
+    uses the gateway of the user who queued it, and a name that user lacks is refused before paying."""
+    files = [pack_root() / GATEWAYS_FILE_NAME, *(pack_root() / USERS_FOLDER).glob(f"*/{GATEWAYS_FILE_NAME}")]
+    names: set[str] = set()
+    for path in files:
+        try:
+            names.update(read_user_gateways(path))
+        except FluxFlexError as error:
+            LOG.warning("FLUX.2 Flex: %s is not usable: %s", path, error)
+    return sorted(names - set(PROVIDER_NAMES))
 
 
 def request_user(request: web.Request) -> str | None:
@@ -218,7 +255,8 @@ def register_routes() -> None:
         if refusal is not None:
             return refusal
         try:
-            return web.json_response(key_status(key_store(request_user(request))))
+            user = request_user(request)
+            return web.json_response(key_status(key_store(user), stored_entries(user)))
         except UnknownUserError as error:
             return web.json_response({"error": str(error)}, status=403)
 
@@ -241,7 +279,39 @@ def register_routes() -> None:
             return web.json_response({"error": str(error)}, status=403)
         LOG.info("FLUX.2 Flex: %s the %s key %r%s, from %s", "stored" if key.strip() else "deleted", provider, name,
                  f" of ComfyUI user {user}" if user else "", request.remote)
-        return web.json_response(key_status(store))
+        return web.json_response(key_status(store, stored_entries(user)))
+
+    @routes.get(GATEWAYS_ROUTE)
+    async def get_gateways(request: web.Request) -> web.Response:
+        refusal = refused(request, writes=False)
+        if refusal is not None:
+            return refusal
+        try:
+            return web.json_response({"gateways": gateway_store(request_user(request)).profiles()})
+        except (UnknownUserError, InvalidRequestError) as error:
+            return web.json_response({"error": str(error)}, status=403 if isinstance(error, UnknownUserError) else 400)
+
+    @routes.post(GATEWAYS_ROUTE)
+    async def post_gateway(request: web.Request) -> web.Response:
+        """Store a gateway profile (checked field by field) or, with "profile": null, forget it."""
+        refusal = refused(request, writes=True)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await request.json()
+            user = request_user(request)
+            store = gateway_store(user)
+            name, profile = str(body.get("name", "")), body.get("profile")
+            store.save(name, profile)
+        except InvalidRequestError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "expected JSON {name, profile}"}, status=400)
+        except UnknownUserError as error:
+            return web.json_response({"error": str(error)}, status=403)
+        LOG.info("FLUX.2 Flex: %s the gateway %r%s, from %s", "stored" if profile is not None else "deleted", name,
+                 f" of ComfyUI user {user}" if user else "", request.remote)
+        return web.json_response({"gateways": store.profiles()})
 
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:
@@ -259,12 +329,12 @@ def register_routes() -> None:
 def missing_key(provider: str, key_name: str) -> str | None:
     """Why the provider cannot be paid from here (no key, no Foundry endpoint), or None; for the
     user who queues the prompt or asks the route. Never the key itself."""
-    if provider not in PROVIDER_CLASSES:
-        return None  # the provider widget's own check names it
     try:
         _ = make_provider(provider, key_choice=key_name).api_key
     except MissingApiKeyError as error:
         return str(error)
+    except InvalidRequestError:
+        return None  # an unknown provider: the provider widget's own check names it
     except UnknownUserError:
         return None  # a multi-user prompt without a known user fails closed when it runs
     return None

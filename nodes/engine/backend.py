@@ -17,13 +17,17 @@ from .journal import TaskJournal
 from .local import (
     LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, generate_local_batch, prepare_local, resolve_model,
 )
-from .providers import PROVIDER_NAMES, make_provider
+from .providers import make_provider, provider_names
 from .providers.base import Provider
 from .request import FlexRequest
 from .result_cache import ResultCache
 from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare
 
-BACKEND_NAMES: tuple[str, ...] = (*PROVIDER_NAMES, LOCAL)
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every backend a run can name now: the providers (the user's gateways included), then local."""
+    return (*provider_names(), LOCAL)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from PIL import Image
 
-from .backend import BACKEND_NAMES, Backend, backend_for
+from .backend import Backend, backend_for, backend_names
 from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .files import TEMPORARY_PREFIX
@@ -83,8 +83,9 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help="an input image (repeat for several; the first is the image to edit)")
     parser.add_argument("--upload-format", choices=UPLOAD_FORMATS, default=UPLOAD_FORMAT_DEFAULT,
                         help=UPLOAD_FORMAT_HELP)
-    parser.add_argument("--provider", choices=BACKEND_NAMES, default="bfl",
-                        help="which API to call (default bfl), or local with --local-model")
+    parser.add_argument("--provider", default="bfl", metavar="NAME",
+                        help=f"which API to call (default bfl): {', '.join(backend_names())} (local with "
+                        "--local-model); a gateway you added in gateways.json by its name")
     parser.add_argument("--local-model", type=Path, default=None,
                         help="for --provider local: a FLUX.2 [dev] or [klein] folder in diffusers format")
     for spec in OPTION_SPECS:

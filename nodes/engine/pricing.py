@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import InvalidRequestError
+from .providers.gateway_profiles import BUILT_IN_PROFILES, GatewayProfile, read_user_gateways, user_gateways_path
 from .request import MEGAPIXEL, FlexRequest
 
 
@@ -54,6 +55,23 @@ class FreePrice:
 
 
 Price = PerMegapixelPrice | UnknownPrice | FreePrice
+GATEWAYS_CHECKED = "2026-12-06"
+
+
+def gateway_price(profile: GatewayProfile) -> Price:
+    """A gateway's price from its profile: flat per call, BFL's per-megapixel rule, or unknown."""
+    per_image, per_mp = profile.price_per_image_usd, profile.price_per_megapixel_usd
+    if per_image is None and per_mp is None:
+        return UnknownPrice(provider=profile.name, reason=profile.price_note, source=profile.source,
+                            checked=GATEWAYS_CHECKED, see=f"your {profile.label} dashboard")
+    cents = round(100 * (per_image if per_image is not None else per_mp), 4)
+    per_megapixel = 0 if per_image is not None else cents
+    return PerMegapixelPrice(
+        provider=profile.name, first_output_mp=cents, extra_output_mp=per_megapixel, input_mp=per_megapixel,
+        usd_per_credit=0.01, credit_name="cents", source=profile.source, checked=GATEWAYS_CHECKED,
+        certainty=profile.price_note,
+    )
+
 
 _BFL_RATES = dict(
     first_output_mp=5, extra_output_mp=5, input_mp=5, usd_per_credit=0.01, credit_name="credits",
@@ -64,12 +82,6 @@ _BFL_RATES = dict(
 
 PRICES: dict[str, Price] = {
     **{name: PerMegapixelPrice(provider=name, **_BFL_RATES) for name in ("bfl", "bfl-eu", "bfl-us")},
-    "cometapi": UnknownPrice(
-        provider="cometapi",
-        reason="CometAPI's published figures disagree ($0.008 per request on its Flux page, $0.192 or $0.24 on "
-        "its Replicate-route page); see your CometAPI dashboard",
-        source="apidoc.cometapi.com", checked="2026-11-23", see="your CometAPI dashboard",
-    ),
     "apiframe": UnknownPrice(
         provider="apiframe",
         reason="Apiframe bills in its own credits and its flex page gives no price; the finished job reports "
@@ -97,6 +109,7 @@ PRICES: dict[str, Price] = {
         source="learn.microsoft.com (use-foundry-models-flux), azure.microsoft.com pricing", checked="2026-11-23",
         see="Cost Management in the Azure portal",
     ),
+    **{name: gateway_price(profile) for name, profile in BUILT_IN_PROFILES.items()},
     "local": FreePrice(provider="local", reason="runs on your own hardware: no credits"),
     "fal": PerMegapixelPrice(
         provider="fal", first_output_mp=5, extra_output_mp=5, input_mp=5, usd_per_credit=0.01, credit_name="cents",
@@ -151,11 +164,13 @@ def estimate(request: FlexRequest, provider: str = "bfl", *, count: int = 1) -> 
 
 def price_for(provider: str) -> Price:
     """The pricing table's entry, or the pack's error naming the providers that have one."""
-    try:
+    if provider in PRICES:
         return PRICES[provider]
-    except KeyError:
-        raise InvalidRequestError("provider", provider, f"one of {', '.join(PRICES)} (those with a pricing entry)",
-                                  provider=provider) from None
+    added = read_user_gateways()
+    if provider in added:
+        return gateway_price(added[provider])
+    raise InvalidRequestError("provider", provider, f"one of {', '.join((*PRICES, *added))} (those with a pricing "
+                              f"entry), or a gateway added in {user_gateways_path()}", provider=provider)
 
 
 def estimate_from_sizes(

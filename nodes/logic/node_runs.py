@@ -19,7 +19,7 @@ from ..engine.journal import TaskJournal
 from ..engine.keys import key_choice_note
 from ..engine.local import LocalModel, LocalOptions
 from ..engine.pricing import CostEstimate, estimate
-from ..engine.providers import PROVIDER_CLASSES, make_provider
+from ..engine.providers import make_provider, provider_class
 from ..engine.request import (
     MAX_OUTPUT_PIXELS, SEED, UPLOAD_FORMAT_DEFAULT, FittedSize, FlexRequest, InputImage, fit_size, preset_size,
     seeded_requests, validate_request,
@@ -190,7 +190,7 @@ def run_notes(settings: NodeSettings, backend: Backend) -> tuple[str, ...]:
     """Said once per run: a local model replaced the provider still chosen on the node, or the
     workflow names a key this machine does not have (the default key was used)."""
     if backend.name == settings.provider:
-        provider = PROVIDER_CLASSES[settings.provider]
+        provider = provider_class(settings.provider)
         return tuple(filter(None, [key_choice_note(provider.key_name or provider.name, settings.key_name)]))
     return (f"{backend.name} model wired in: provider {settings.provider} was not used and nothing was billed",)
 

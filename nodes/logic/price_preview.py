@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from ..engine.errors import FluxFlexError
 from ..engine.pricing import CostEstimate, PerMegapixelPrice, UnknownPrice, estimate_from_sizes, price_for
-from ..engine.providers import PROVIDER_CLASSES, make_provider
+from ..engine.providers import make_provider
 from ..engine.request import MEGAPIXEL, downscaled_size
 from .native_flux2 import edit_output_note, template_edit_size
 from .node_runs import COST_ESTIMATE_NODE, EDIT_NODE, NATIVE_MODEL_NODE, NodeSettings, edit_output_size
@@ -50,6 +50,7 @@ PRICE_WORDS: dict[str, str] = {
     "needsPrompt": "needs a prompt",
     "needsImage": "needs an image",
     "noKey": "no {provider} key: Settings > FLUX.2 Flex",
+    "note": "{note}",
 }
 PLACEHOLDER_PROMPT = "(prompt)"
 Part = tuple[str, dict[str, str]]
@@ -111,6 +112,12 @@ def preview_price(
     else:
         preview = _known_price(settings, price, edit_image, references, match_input_size, provider.limits.max_input_pixels,
                                size)
+    request = settings.base_request()
+    note = provider.price_line_note(request)  # the provider will not make exactly what was asked
+    if note:
+        preview = PricePreview.of([*preview.parts, ("note", {"note": note})],
+                                  "\n".join([preview.detail, *provider.notes_for(request)]), preview.usd_low,
+                                  preview.usd_high)
     missing: list[Part] = [("needsPrompt", {})] if needs_prompt else []
     if not has_key:
         missing.append(("noKey", {"provider": provider.key_name or provider.name}))
@@ -181,7 +188,7 @@ def preview_for_browser(body: Mapping[str, Any], image_size: ImageSizeLookup, ha
     if body.get("node") == EDIT_NODE and edit_image is None:
         missing_image = PricePreview.of([("needsImage", {})], "wire the image to edit into the image input", problem=True)
         return asdict(missing_image)
-    pays = body.get("node") != COST_ESTIMATE_NODE and not local and settings.provider in PROVIDER_CLASSES
+    pays = body.get("node") != COST_ESTIMATE_NODE and not local
     preview = preview_price(
         settings,
         edit_image=edit_image,

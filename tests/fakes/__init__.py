@@ -5,6 +5,6 @@ Importing the package imports every stand-in, so each has registered itself in
 """
 
 from . import (  # noqa: F401
-    apiframe_server, azure_foundry_server, bfl_server, cometapi_server, fal_server, openrouter_server,
-    replicate_server,
+    apiframe_server, azure_foundry_server, bfl_gateway_server, bfl_server, cometapi_server, fal_server,
+    openai_gateway_server, openrouter_server, replicate_server,
 )

@@ -150,5 +150,5 @@ def _reference_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
 register(StandIn(
     provider="azure-foundry", start=FakeAzureFoundry, plan=GenerationPlan,
     failed=lambda reason: GenerationPlan(failed=reason), moderated=lambda: GenerationPlan(moderated=True),
-    running=GenerationPlan, synchronous=True,
+    running=GenerationPlan, synchronous=True, delivers_link=False,
 ))

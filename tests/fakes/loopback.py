@@ -188,5 +188,10 @@ class LoopbackFake:
     def submits(self) -> list[Request]:
         return [r for r in self.servers[0].requests if r.method == "POST"]
 
+    @property
+    def metadata_reads(self) -> list[Request]:
+        """Requests for free public metadata (OpenRouter's endpoint record), sent without the key."""
+        return []
+
     def all_requests(self) -> list[Request]:
         return [request for server in self.servers for request in server.requests]

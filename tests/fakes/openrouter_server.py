@@ -1,8 +1,11 @@
 """A loopback stand-in for OpenRouter's Image API serving black-forest-labs/flux.2-flex.
 
 One server on 127.0.0.1 answering `POST /api/v1/images` at once, as OpenRouter documents it:
-{created, data: [{b64_json, media_type}], usage: {cost}}. Like flux.2-flex's endpoint there, it
-takes an aspect ratio but no pixel size (it renders about one megapixel at that aspect), a seed,
+{created, data: [{b64_json, media_type}], usage: {cost}}, and the free endpoint record
+`GET /api/v1/images/models/black-forest-labs/flux.2-flex/endpoints` (no key needed), which says
+whether `size` is supported. `size_values` scripts it: None (default) takes any explicit "WxH"; a
+list takes only those; `NO_SIZE` lists no size parameter, and then a size in the body is refused
+and an aspect ratio renders about one megapixel at that aspect. It takes a seed,
 an output format, up to 8 input_references, and BFL's steps, guidance and safety_tolerance under
 provider.options["black-forest-labs"]; other passthrough keys are dropped silently. Errors use
 OpenRouter's {"error": {code, message, metadata}} envelope. A test queues answers in `submit_script`,
@@ -33,6 +36,8 @@ PASSTHROUGH_RANGES = {"steps": (1, 50), "guidance": (1.5, 10.0), "safety_toleran
 OUTPUT_FORMATS = {"png", "jpeg", "webp"}
 MAX_REFERENCES = 8
 USD_PER_MEGAPIXEL = 0.06
+NO_SIZE = ("no size parameter",)
+ENDPOINTS_PATH = f"{API_PREFIX}/images/models/{MODEL}/endpoints"
 
 
 @dataclass
@@ -52,17 +57,6 @@ def error(status: int, message: str, **metadata: Any) -> Response:
     return Response.json({"error": payload}, status)
 
 
-def returned_size(width: int, height: int) -> tuple[int, int]:
-    """The size an image comes back in when width x height is asked for as its nearest aspect ratio."""
-    ratios = [ratio for ratio in ASPECT_RATIOS if ratio != "auto"]
-    return size_for(min(ratios, key=lambda ratio: abs(math.log(_ratio(ratio)) - math.log(width / height))))
-
-
-def _ratio(aspect_ratio: str) -> float:
-    across, down = (float(part) for part in aspect_ratio.split(":"))
-    return across / down
-
-
 def size_for(aspect_ratio: str) -> tuple[int, int]:
     """At most one megapixel at the aspect ratio, each side a multiple of 16."""
     across, down = (float(part) for part in ("1:1" if aspect_ratio == "auto" else aspect_ratio).split(":"))
@@ -73,8 +67,11 @@ def size_for(aspect_ratio: str) -> tuple[int, int]:
 class FakeOpenRouter(LoopbackFake):
     """Start with `with FakeOpenRouter() as openrouter:`; point the client at `openrouter.api_url`."""
 
-    def __init__(self, api_key: str = "sk-or-v1-test-0123456789abcdef") -> None:
+    def __init__(self, api_key: str = "sk-or-v1-test-0123456789abcdef",
+                 size_values: list[str] | tuple[str, ...] | None = None) -> None:
         super().__init__(api_key)
+        self.size_values = size_values
+        self.record_readable = True  # False: the endpoint record answers 503
         self.generated: list[dict[str, Any]] = []  # bodies of the images it made and billed
         self.server = LoopbackServer(self._handle)
 
@@ -86,7 +83,27 @@ class FakeOpenRouter(LoopbackFake):
     def api_url(self) -> str:
         return self.server.url + API_PREFIX
 
+    @property
+    def metadata_reads(self) -> list[Request]:
+        return [r for r in self.server.requests if r.path == ENDPOINTS_PATH]
+
+    def endpoint_record(self) -> dict[str, Any]:
+        """The flex model's endpoint record, as the list-endpoints operation answers it."""
+        parameters: dict[str, Any] = {"aspect_ratio": {"type": "enum", "values": sorted(ASPECT_RATIOS)},
+                                      "seed": {"type": "integer"}}
+        if self.size_values is None:
+            parameters["size"] = {"type": "string"}
+        elif self.size_values != NO_SIZE:
+            parameters["size"] = {"type": "enum", "values": list(self.size_values)}
+        return {"id": MODEL, "endpoints": [{
+            "provider_name": "Black Forest Labs", "provider_slug": SLUG, "supported_parameters": parameters,
+            "allowed_passthrough_parameters": sorted(PASSTHROUGH_RANGES), "supports_streaming": False,
+            "pricing": [{"billable": "output_megapixel", "cost_usd": USD_PER_MEGAPIXEL, "unit": "megapixel"}],
+        }]}
+
     def _handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path == ENDPOINTS_PATH:
+            return Response.json(self.endpoint_record()) if self.record_readable else error(503, "Service Unavailable")
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return error(401, "No auth credentials found", error_type="authentication")
         if request.method != "POST" or request.path != API_PREFIX + "/images":
@@ -97,7 +114,7 @@ class FakeOpenRouter(LoopbackFake):
             body = request.json()
         except ValueError:
             return error(400, "Invalid JSON body", error_type="invalid_request")
-        problem = _problem(body)
+        problem = _problem(body, self.size_values)
         if problem:
             return error(400, problem, error_type="invalid_request")
         plan = self.next_plan(GenerationPlan)
@@ -108,7 +125,10 @@ class FakeOpenRouter(LoopbackFake):
         return self._generate(body)
 
     def _generate(self, body: dict[str, Any]) -> Response:
-        width, height = size_for(body.get("aspect_ratio", "1:1"))
+        if "size" in body:
+            width, height = (int(side) for side in body["size"].split("x"))
+        else:
+            width, height = size_for(body.get("aspect_ratio", "1:1"))
         image_format = body.get("output_format", "png")
         image = render_result(width, height, int(body.get("seed", 0)), image_format)
         inputs = sum(billable(w * h) for w, h in _reference_sizes(body))
@@ -122,7 +142,7 @@ class FakeOpenRouter(LoopbackFake):
         })
 
 
-def _problem(body: Any) -> str | None:
+def _problem(body: Any, size_values: Any) -> str | None:
     """The first thing OpenRouter (or BFL behind it) would refuse with a 400, if any."""
     if not isinstance(body, dict) or body.get("model") != MODEL:
         return "Model not found or not an image model"
@@ -130,8 +150,12 @@ def _problem(body: Any) -> str | None:
         return "prompt: String must contain at least 1 character(s)"
     if body.get("aspect_ratio", "1:1") not in ASPECT_RATIOS:
         return "aspect_ratio: Invalid enum value"
-    if "size" in body or "resolution" in body:
+    if "size" in body and "aspect_ratio" in body:
+        return "size and aspect_ratio conflict: send one of them"
+    if "resolution" in body or ("size" in body and size_values == NO_SIZE):
         return "size/resolution: not supported by any endpoint of this model"
+    if "size" in body and size_values is not None and body["size"] not in size_values:
+        return f"size: must be one of {', '.join(size_values)}"
     if body.get("output_format", "png") not in OUTPUT_FORMATS:
         return "output_format: Invalid enum value"
     if "seed" in body and not isinstance(body["seed"], int):
@@ -161,5 +185,5 @@ def _reference_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
 register(StandIn(
     provider="openrouter", start=FakeOpenRouter, plan=GenerationPlan,
     failed=lambda reason: GenerationPlan(failed=reason), moderated=lambda: GenerationPlan(moderated=True),
-    running=GenerationPlan, synchronous=True, output_size=returned_size,
+    running=GenerationPlan, synchronous=True, delivers_link=False,
 ))

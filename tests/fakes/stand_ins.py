@@ -8,7 +8,7 @@ one without a stand-in, so a provider added to the engine cannot skip the shared
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .loopback import LoopbackFake
@@ -28,8 +28,9 @@ class StandIn:
     # A synchronous provider answers the submit with the image: no poll, no download unless the
     # answer is a link, and a refusal names no task (there is none yet).
     synchronous: bool = False
-    output_size: Callable[[int, int], tuple[int, int]] = field(default=lambda width, height: (width, height))
-    # ^ the size the provider returns for a requested width and height (OpenRouter picks its own)
+    # Whether the image comes as a link downloaded without the key (a polled task's result, or a
+    # synchronous gateway answering with BFL's delivery link); else its bytes are in the answer.
+    delivers_link: bool = True
 
 
 STAND_INS: dict[str, StandIn] = {}

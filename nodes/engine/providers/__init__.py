@@ -1,26 +1,49 @@
 """The providers a user can pick, by name. A new reseller is one module plus its entry here
-and in the pricing table."""
+and in the pricing table; a new gateway of a known family is a profile (gateway_profiles.py),
+built in or added by the user in gateways.json."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..errors import InvalidRequestError
+from ..errors import FluxFlexError, InvalidRequestError
 from .apiframe import ApiframeProvider
 from .azure_foundry import AzureFoundryProvider
-from .base import Provider
-from .bfl import BflEuProvider, BflProvider, BflUsProvider
-from .cometapi import CometApiProvider
+from .base import Provider, ProviderLimits
+from .bfl import UPLOAD_FORMATS as BFL_UPLOAD_FORMATS, BflEuProvider, BflProvider, BflUsProvider
+from .bfl_gateway import BflGateway
 from .fal import FalProvider
+from .gateway_profiles import (
+    BUILT_IN_PROFILES, OPENAI_IMAGES, GatewayProfile, profile_from_mapping, read_user_gateways,
+    user_gateways_path,
+)
+from .openai_gateway import OpenAIImagesGateway, openai_gateway_limits
 from .openrouter import OpenRouterProvider
 from .replicate import ReplicateProvider
+
+LOG = logging.getLogger("comfyui_flux2_flex")
+
+
+def gateway_provider(profile: GatewayProfile) -> type[Provider]:
+    """The provider class a gateway profile describes: its family's class with the profile's data."""
+    family = OpenAIImagesGateway if profile.family == OPENAI_IMAGES else BflGateway
+    limits = (openai_gateway_limits(profile) if family is OpenAIImagesGateway
+              else ProviderLimits(max_images=profile.max_references, upload_formats=BFL_UPLOAD_FORMATS))
+    return type(f"{family.__name__}[{profile.name}]", (family,), dict(
+        profile=profile, name=profile.name, label=profile.label, key_env_var=profile.key_env_var,
+        key_header=profile.auth_header, key_prefix=f"{profile.auth_scheme} " if profile.auth_scheme else "",
+        default_base_url=profile.origin, limits=limits,
+    ))
+
 
 PROVIDER_CLASSES: dict[str, type[Provider]] = {
     cls.name: cls
     for cls in (
-        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider, CometApiProvider,
+        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider,
         ApiframeProvider, OpenRouterProvider, AzureFoundryProvider,
+        *(gateway_provider(profile) for profile in BUILT_IN_PROFILES.values()),
     )
 }
 PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_CLASSES)
@@ -64,10 +87,50 @@ STORED_ENTRIES: tuple[StoredEntry, ...] = _stored_entries()
 STORED_ENV_VARS: dict[str, str] = {entry.name: entry.env_var for entry in STORED_ENTRIES}
 
 
+def _unused_name(name: str) -> str:
+    if name in PROVIDER_CLASSES:
+        raise InvalidRequestError("gateway name", name, "a name no built-in provider has")
+    return name
+
+
+def user_gateway_profile(name: str, data: object) -> GatewayProfile:
+    """A gateway the user adds: checked like a built-in one, under a name no provider has yet."""
+    return profile_from_mapping(_unused_name(name), data)
+
+
+def user_gateway_classes() -> dict[str, type[Provider]]:
+    """The gateways the user added (gateways.json), as provider classes; a broken file is refused."""
+    return {_unused_name(name): gateway_provider(profile) for name, profile in read_user_gateways().items()}
+
+
+def provider_names() -> tuple[str, ...]:
+    """Every provider this machine can use now: the built-in ones, then the user's gateways. A broken
+    gateways file lists none of its gateways (and says why in the log): a run naming one is refused."""
+    try:
+        added = tuple(user_gateway_classes())
+    except FluxFlexError as error:
+        LOG.warning("FLUX.2 Flex: the user's gateways are not usable: %s", error)
+        added = ()
+    return PROVIDER_NAMES + added
+
+
+def gateway_key_entries(gateways: Mapping[str, GatewayProfile]) -> tuple[StoredEntry, ...]:
+    """The keys of the gateways a user added, stored beside the built-in providers' entries."""
+    return tuple(StoredEntry(name, profile.key_env_var, profile.label, (name,)) for name, profile in gateways.items())
+
+
+def provider_class(name: str) -> type[Provider]:
+    """The class of a built-in provider or a user's gateway, or an error naming what is known."""
+    cls = PROVIDER_CLASSES.get(name)
+    if cls is not None:
+        return cls
+    added = user_gateway_classes()
+    if name in added:
+        return added[name]
+    raise InvalidRequestError("provider", name, f"one of {', '.join(PROVIDER_NAMES + tuple(added))}, or a gateway "
+                              f"added in {user_gateways_path()}") from None
+
+
 def make_provider(name: str, *, environ: Mapping[str, str] | None = None, **options) -> Provider:
     """Instantiate a provider by name, with a message listing the valid names otherwise."""
-    try:
-        cls = PROVIDER_CLASSES[name]
-    except KeyError:
-        raise InvalidRequestError("provider", name, f"one of {', '.join(PROVIDER_NAMES)}") from None
-    return cls(environ=environ, **options)
+    return provider_class(name)(environ=environ, **options)

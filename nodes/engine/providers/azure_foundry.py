@@ -49,7 +49,7 @@ from .base import ImageEncoder, ProviderLimits, SubmittedTask
 from .bfl import flex_body
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
-from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id, unanswered
+from .synchronous import SynchronousProvider, delivered_image, first_data_item, request_id, unanswered
 
 MODEL_ID = "FLUX.2-flex"
 ROUTE = "/providers/blackforestlabs/v1/flux-2-flex"
@@ -131,15 +131,11 @@ class AzureFoundryProvider(SynchronousProvider):
 
     def finished(self, answer: dict[str, Any], response: httpx.Response) -> SubmittedTask:
         """{"data": [{"b64_json"} or {"url"}]}: inline bytes, or a link downloaded without the key."""
-        data = answer.get("data")
-        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
         reference = request_id(answer, response)
-        image, url = first.get("b64_json"), first.get("url")
-        if isinstance(image, str) and image:
-            return finished_task(self.name, reference, image_data_uri(image, first.get("media_type")))
-        if isinstance(url, str) and url.startswith(("https://", "http://")):
-            return finished_task(self.name, reference, url)
-        if _filtered(first.get("content_filter_results")):
+        delivered = delivered_image(self.name, answer, reference)
+        if delivered is not None:
+            return delivered
+        if _filtered(first_data_item(answer).get("content_filter_results")):
             raise errors.ModeratedError(
                 f"{self.label} withheld the image of request {reference} in its content filter. Try a different "
                 "seed or adjust the prompt.",

@@ -161,6 +161,11 @@ class Provider(ABC):
         """Settings this provider cannot honour exactly, said aloud instead of dropped silently."""
         return ()
 
+    def price_line_note(self, request: FlexRequest) -> str:
+        """A few words for the price shown before Run where the provider will not make exactly what
+        was asked (OpenRouter's size); empty when it will."""
+        return ""
+
     @abstractmethod
     def submit_url(self, request: FlexRequest) -> str:
         """The URL a submit of this request is posted to (the dry run prints it)."""
@@ -212,15 +217,20 @@ class Provider(ABC):
         """POST the request's body to its submit URL; classify transport failures by whether the
         request may have arrived. `headers` adds to (or overrides) the key and JSON headers;
         `timeout` replaces the client's for providers that answer only once the image is made."""
-        url = self.submit_url(request)
-        self.key_scope.check(url, "submit")
         body = build_upload_body(lambda encode: self.build_body(request, encode), request.upload_format,
                                  data_uri=self.data_uri_images)
+        return self.send_submit(self.submit_url(request), headers={**JSON_HEADERS, **(headers or {}),
+                                                                   "Content-Length": str(body.length)},
+                                timeout=timeout, content=body)
+
+    def send_submit(self, url: str, *, headers: Mapping[str, str], timeout: httpx.Timeout | None = None,
+                    **body: Any) -> httpx.Response:
+        """POST a submit's body (`content=`, or `files=` and `data=` for a form) to `url` with the key:
+        a connection refused is retried, a connection lost after sending is an unknown outcome."""
+        self.key_scope.check(url, "submit")
         options = {} if timeout is None else {"timeout": timeout}
         try:
-            response = self.client.post(url, headers={**self.headers(), **JSON_HEADERS, **(headers or {}),
-                                                      "Content-Length": str(body.length)},
-                                        content=body, **options)
+            response = self.client.post(url, headers={**self.headers(), **headers}, **body, **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise TransientError(
                 f"could not connect to {describe_host(url)} ({type(error).__name__})", unreachable=True

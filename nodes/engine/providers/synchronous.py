@@ -85,3 +85,20 @@ def image_data_uri(b64_json: str, media_type: Any) -> str:
     kind = media_type if isinstance(media_type, str) and media_type.startswith("image/") else "image/png"
     return f"data:{kind};base64,{b64_json}"
 
+
+def first_data_item(answer: dict[str, Any]) -> dict[str, Any]:
+    """The first entry of an OpenAI-images answer's `data` list, or {} when there is none."""
+    data = answer.get("data")
+    return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+
+
+def delivered_image(provider: str, answer: dict[str, Any], reference: str) -> SubmittedTask | None:
+    """{"data": [{"b64_json"} or {"url"}]}: the image's bytes, or a link the fetch downloads at once
+    without the key; None when the answer holds neither."""
+    first = first_data_item(answer)
+    image, url = first.get("b64_json"), first.get("url")
+    if isinstance(image, str) and image:
+        return finished_task(provider, reference, image_data_uri(image, first.get("media_type")))
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
+        return finished_task(provider, reference, url)
+    return None
