@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from comfyui_flux2_flex.nodes.logic.node_words import SERVER_SECTIONS
 from comfyui_flux2_flex.nodes.logic.price_preview import PRICE_WORDS
 from comfyui_runner import needs_comfyui
 from locale_files import (
@@ -31,6 +32,9 @@ ENGLISH_TEXTS = catalog(ENGLISH)
 NODE_IDS = list(read(ENGLISH, "nodeDefs.json"))
 WEB_SOURCES = sorted(WEB.glob("*.js"))
 T_CALL = re.compile(r"""\bt\(\s*["']([\w.]+)["']""")
+# The server's own words (receipt, status) are looked up by "section.key" strings in the node logic.
+SERVER_SOURCES = sorted((Path(__file__).resolve().parent.parent / "nodes" / "logic").glob("*.py"))
+SERVER_KEY = re.compile(r"""["']((?:%s)\.\w+)["']""" % "|".join(SERVER_SECTIONS))
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
 FRONTEND_LOCALES = {"en", "zh", "zh-TW", "ru", "ja", "ko", "fr", "es", "ar", "tr", "pt-BR", "fa", "de", "he", "it"}
 
@@ -68,6 +72,7 @@ def test_placeholders_and_figures_are_kept(lang: str) -> None:
 def test_every_key_the_web_extension_asks_for_is_in_english_and_every_english_one_is_asked_for() -> None:
     used = {key for path in WEB_SOURCES for key in T_CALL.findall(path.read_text(encoding="utf-8"))}
     used |= {f"price.{key}" for key in PRICE_WORDS}  # the price line's parts, as the server names them
+    used |= {key for path in SERVER_SOURCES for key in SERVER_KEY.findall(path.read_text(encoding="utf-8"))}
     known = {key.removeprefix("flux2Flex.") for key in ENGLISH_TEXTS if key.startswith("flux2Flex.")}
     assert sorted(used - known) == [], "asked for but not in locales/en/main.json"
     assert sorted(known - used) == [], "in locales/en/main.json but never shown"

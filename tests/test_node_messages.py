@@ -7,6 +7,7 @@ import numpy as np
 
 from comfyui_flux2_flex.nodes.engine.pricing import CostEstimate
 from comfyui_flux2_flex.nodes.engine.runner import GenerationResult
+from comfyui_flux2_flex.nodes.logic.node_words import Words
 from comfyui_flux2_flex.nodes.logic.receipt import receipt
 from comfyui_flux2_flex.nodes.logic.run_status import RunStatus
 from comfyui_flux2_flex.nodes.logic.validation_errors import fold_prompt_answer
@@ -70,3 +71,16 @@ def test_the_report_is_a_receipt() -> None:
     assert unknown.startswith("price unknown: see your Replicate dashboard · 832x1248")
     for text in (receipt(result()), cached, unknown):
         assert "source" not in text and "megapixels" not in text
+
+
+def test_the_receipt_and_status_are_in_the_language_of_the_tab_that_queued_the_run() -> None:
+    """Issue 20: the after-run report's labels and the status text, in Japanese; values stay as they are."""
+    japanese = Words("ja")
+    assert receipt(result(), japanese).splitlines()[:3] == [
+        "$0.050 · 832x1248 · シード 42", "bfl の報告：5 credits", "bfl のタスク t-9"]
+    status = RunStatus(japanese)
+    assert status.text() == "待機中 · 0 秒"
+    status.submitted("task-1")
+    cancelled = status.ended_early(cancelled=True)
+    assert cancelled.startswith("0 秒後にキャンセルしました。タスク task-1 は支払い済みです") and "Recover paid task" in cancelled
+    assert Words("xx")("status.queued") == "queued", "a language the pack does not ship: English"

@@ -148,7 +148,9 @@ def test_a_workflow_saved_in_japanese_runs_in_english_and_the_other_way_round(
     assert queued_prompt(page) == prompt_in_english
     saved_in_japanese = page.evaluate("app.graph.serialize()")
     assert widget_values(saved_in_japanese) == widget_values(saved_in_english), "values are saved untranslated"
-    run_and_wait(session)
+    report = run_and_wait(session)
+    if translated:  # the server writes the receipt in the language of the tab that queued the run
+        assert receipt_label("ja") in report and receipt_label("en") not in report, report
 
     assert switch_locale(page, "en")
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", json.loads(json.dumps(saved_in_japanese)))
@@ -157,7 +159,12 @@ def test_a_workflow_saved_in_japanese_runs_in_english_and_the_other_way_round(
     assert queued_prompt(page) == prompt_in_english
     page.evaluate(f"() => {{ const w = app.graph._nodes.find(n => n.type === '{NODE}').widgets"
                   ".find(w => w.name === 'seed'); w.value += 1; w.callback?.(w.value); }")  # a new image, not the cache
-    run_and_wait(session)
+    assert receipt_label("en") in run_and_wait(session)
+
+
+def receipt_label(lang: str) -> str:
+    """The word before the seed on a receipt's first line ("seed", "シード")."""
+    return catalog(lang)["flux2Flex.report.line"].split("{seed}")[0].split("·")[-1].strip()
 
 
 def queued_prompt(page) -> dict:
@@ -170,8 +177,8 @@ def widget_values(workflow: dict) -> dict:
     return {node["id"]: node.get("widgets_values") for node in workflow["nodes"]}
 
 
-def run_and_wait(session: BrowserSession) -> None:
-    """Press Run (labelled in the page's language) and wait for the run's report on the node."""
+def run_and_wait(session: BrowserSession) -> str:
+    """Press Run (labelled in the page's language) and wait for the run's report on the node; the report."""
     page = session.page
     submits = len(session.bfl.submits)
     page.locator("[data-testid='queue-button']:visible").click()
@@ -181,3 +188,4 @@ def run_and_wait(session: BrowserSession) -> None:
     generate = next(node for node in json.loads(EXAMPLE.read_text(encoding="utf-8"))["nodes"] if node["type"] == NODE)
     prompt = generate["widgets_values"][1]
     assert session.bfl.submits[-1].json()["prompt"] == prompt, "the prompt is sent as typed, whatever the language"
+    return page.locator(".flux2-flex-report").first.inner_text()

@@ -2,7 +2,7 @@
 // (The settings entry for provider keys is flux2_flex_settings.js.)
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { currentLocale, t, translationsLoaded } from "./flux2_flex_i18n.js";
+import { currentLocale, t, tellServerLanguage, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const UI_KEY = "flux2_flex";
 
@@ -15,7 +15,8 @@ const UI_KEY = "flux2_flex";
 // changes; the browser only says which widgets are set and which images are wired.
 //
 // The panel's words are the pack's (flux2_flex_i18n.js: the price line's labels, the cached-run
-// note) or the server's (the run's report, the status text, the error), which stay as sent.
+// note) or the server's (the run's report and status text, written in this tab's language; an
+// error's message), which stay as sent.
 const PRICE_ROUTE = "/flux2_flex/price";
 const PRICED_NODES = new Set(["FluxFlexGenerate", "FluxFlexEdit", "FluxFlexCostEstimate"]);
 const REPORTING_NODES = new Set([...PRICED_NODES, "FluxFlexRecoverTask"]);
@@ -205,6 +206,7 @@ async function refreshPrice(node) {
 }
 
 function refreshAllNodes() {
+  tellServerLanguage();
   for (const node of app.graph?._nodes ?? []) {
     if (!node.flux2Flex) continue;
     if (PRICED_NODES.has(node.type)) {

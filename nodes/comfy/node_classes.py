@@ -105,7 +105,7 @@ def image_node_output(node_id: str | None, settings: NodeSettings, **run_args: A
     """Generate's and Edit's shared run: images, seed and report, plus the cost for the web extension."""
     run = NodeRun(node_id)
     result = run.run(lambda hooks: run_settings(settings, hooks, cache=result_cache(), journal=task_journal(),
-                                                **run_args))
+                                                words=run.words, **run_args))
     run.done()
     return io.NodeOutput(result.images, result.seed, result.report, ui=ui_report(result.report))
 

@@ -100,7 +100,7 @@ class FluxFlexRecoverTask(io.ComfyNode):
         run = NodeRun(cls.hidden.unique_id)
         result = run.run(lambda hooks: recover(entry, make_provider(entry.provider), journal, hooks=hooks))
         run.done()
-        image, report = arrays_to_tensor([result.pixels]), receipt(result)
+        image, report = arrays_to_tensor([result.pixels]), receipt(result, run.words)
         return io.NodeOutput(image, report, ui={**ui.PreviewImage(image, cls=cls).as_dict(), **ui_report(report)})
 
 

@@ -14,6 +14,7 @@ import comfy.utils
 from server import PromptServer
 
 from .features import HAS_PROGRESS_TEXT
+from .server import running_words
 from ..engine.errors import CancelledError, FluxFlexError
 from ..engine.runner import RunHooks
 from ..logic.run_status import RunStatus
@@ -36,7 +37,8 @@ class NodeRun:
 
     def __init__(self, node_id: str | None) -> None:
         self.node_id = node_id
-        self.status = RunStatus()
+        self.words = running_words()  # in the language of the tab that queued the run
+        self.status = RunStatus(self.words)
         self._bar = comfy.utils.ProgressBar(PROGRESS_STEPS, node_id=node_id)
         self._sent = 0.0
         self._lock = threading.Lock()

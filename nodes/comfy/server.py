@@ -23,6 +23,7 @@ Single-user ComfyUI keeps the one folder user/flux2_flex/ as before.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import functools
 import logging
@@ -49,12 +50,15 @@ from ..engine.result_cache import ResultCache
 from ..engine.settings import configure
 from ..logic.gateway_store import GatewayStore
 from ..logic.key_store import KEYS_FILE_NAME, KeyStore
+from ..logic.node_words import ENGLISH, Words
 from ..logic.price_preview import preview_for_browser
 from ..logic.request_guard import key_route_refusal, machine_names
 
 ROUTE = "/flux2_flex/keys"
 GATEWAYS_ROUTE = "/flux2_flex/gateways"
 PRICE_ROUTE = "/flux2_flex/price"
+LOCALE_ROUTE = "/flux2_flex/locale"
+REMEMBERED_CLIENTS = 256  # browser tabs whose language is kept (the oldest is forgotten first)
 EXIF_ORIENTATION = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that LoadImage's exif_transpose turns by 90 degrees
 PACK_ROOT = Path(__file__).resolve().parents[2]  # nodes/comfy/server.py -> the pack's folder
@@ -65,6 +69,25 @@ USER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # ComfyUI's own ids are l
 LOG = logging.getLogger("comfyui_flux2_flex")
 NOT_QUEUING = object()  # outside a POST /prompt request
 _queuing_user: contextvars.ContextVar[object] = contextvars.ContextVar("flux2_flex_queuing_user", default=NOT_QUEUING)
+
+
+_client_languages: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+
+def note_client_language(client_id: str, locale: str) -> None:
+    """Remember the language a browser tab shows (its Comfy.Locale), for the runs it queues."""
+    if not client_id or len(client_id) > 128:
+        return
+    _client_languages[client_id] = locale
+    _client_languages.move_to_end(client_id)
+    while len(_client_languages) > REMEMBERED_CLIENTS:
+        _client_languages.popitem(last=False)
+
+
+def running_words() -> Words:
+    """The pack's words for the running prompt, in the language of the tab that queued it
+    (ComfyUI's `client_id` while it executes); English for a script or an unknown tab."""
+    return Words(_client_languages.get(PromptServer.instance.client_id or "", ENGLISH))
 
 
 class UnknownUserError(FluxFlexError):
@@ -312,6 +335,15 @@ def register_routes() -> None:
         LOG.info("FLUX.2 Flex: %s the gateway %r%s, from %s", "stored" if profile is not None else "deleted", name,
                  f" of ComfyUI user {user}" if user else "", request.remote)
         return web.json_response({"gateways": store.profiles()})
+
+    @routes.post(LOCALE_ROUTE)
+    async def post_locale(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            note_client_language(str(body["client_id"]), str(body["locale"]))
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected JSON {client_id, locale}"}, status=400)
+        return web.json_response({})
 
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:

@@ -26,7 +26,8 @@ from ..engine.request import (
 )
 from ..engine.result_cache import ResultCache
 from ..engine.runner import GenerationResult, RunHooks
-from .receipt import receipt
+from .node_words import ENGLISH_WORDS, Words
+from .receipt import batch_total, receipt
 from .references import ReferenceSet
 from .tensors import arrays_to_tensor, tensor_to_arrays
 
@@ -213,7 +214,8 @@ def estimate_cost(
 
 
 def results_to_node_result(
-    results: list[GenerationResult], settings: NodeSettings, notes: tuple[str, ...], *, failures: str = ""
+    results: list[GenerationResult], settings: NodeSettings, notes: tuple[str, ...], *, failures: str = "",
+    words: Words = ENGLISH_WORDS,
 ) -> NodeResult:
     """Stack the images in request order; the report leads with failures, then cost and task ids."""
     images = arrays_to_tensor([result.pixels for result in results])
@@ -221,8 +223,8 @@ def results_to_node_result(
     lines = [failures] if failures else []
     if len(results) > 1:
         total = sum(r.estimate.usd or 0 for r in results)
-        lines.append(f"{len(results)} images, estimated ${total:.3f} in all")
-    lines.extend(receipt(result) for result in results)
+        lines.append(batch_total(len(results), total, words))
+    lines.extend(receipt(result, words) for result in results)
     lines.extend(note for note in notes if note not in "\n".join(lines))
     return NodeResult(images, settings.seed, "\n\n".join(lines), sum(reported) if reported else None)
 
@@ -237,6 +239,7 @@ def run_settings(
     cache: ResultCache | None = None,
     local: LocalChoice | None = None,
     journal: TaskJournal | None = None,
+    words: Words = ENGLISH_WORDS,
 ) -> NodeResult:
     """Build, price and run every request of a node concurrently; stack the images in order.
 
@@ -259,5 +262,5 @@ def run_settings(
         if not partial.results:
             raise
         results = [partial.results[index] for index in sorted(partial.results)]
-        return results_to_node_result(results, settings, notes, failures=str(partial))
-    return results_to_node_result(results, settings, notes)
+        return results_to_node_result(results, settings, notes, failures=str(partial), words=words)
+    return results_to_node_result(results, settings, notes, words=words)

@@ -1,8 +1,8 @@
 """What a node says about its own run: live status while it runs, and after a Cancel or a failure
 which tasks were paid and how to collect them.
 
-Plain text with no ComfyUI in it, so the words live in one place (to be translated) and tests
-read them directly; the ComfyUI layer sends them to the node.
+Plain text with no ComfyUI in it, in the language of the browser that queued the run (the words
+are the locale files'); tests read them directly and the ComfyUI layer sends them to the node.
 """
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-COLLECT_HOW = ("press Run again with the same settings to collect it without paying again, or pick it in a "
-               "Recover paid task node")
-NOTHING_PAID = "Nothing was paid."
+from .node_words import ENGLISH_WORDS, Words
 
 
 @dataclass
 class RunStatus:
     """The state of one node's run, fed by the engine's hooks from any thread."""
 
+    words: Words = ENGLISH_WORDS
     started: float = field(default_factory=time.monotonic)
-    status: str = "queued"
+    status: str = ""  # the engine's or the provider's word for the stage; empty: queued
     fraction: float | None = None
     paid: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -43,25 +42,25 @@ class RunStatus:
     def text(self) -> str:
         """One or two lines: what is happening, how far, for how long; the paid task once there is one."""
         with self._lock:
-            parts = [self.status]
+            parts = [self.status or self.words("status.queued")]
             if self.fraction is not None and 0 < self.fraction < 1:
                 parts.append(f"{round(self.fraction * 100)}%")
-            parts.append(f"{self.elapsed()} s")
+            parts.append(self.words("status.elapsed", seconds=self.elapsed()))
             line = " · ".join(parts)
             if self.paid:
-                line += "\npaid task: " + ", ".join(self.paid)
+                line += "\n" + self.words("status.paidTask", tasks=", ".join(self.paid))
             return line
 
     def finished(self) -> str:
-        return f"done in {self.elapsed()} s"
+        return self.words("status.done", seconds=self.elapsed())
 
     def ended_early(self, *, cancelled: bool, reason: str = "") -> str:
         """What the node says after a Cancel or a failure: the paid tasks and how to collect them."""
         with self._lock:
-            head = f"Cancelled after {self.elapsed()} s." if cancelled else f"Failed after {self.elapsed()} s."
+            head = self.words("status.cancelled" if cancelled else "status.failed", seconds=self.elapsed())
             if not self.paid:
-                return f"{head} {NOTHING_PAID}" if cancelled else head
-            which = ", ".join(self.paid)
-            noun = "Task" if len(self.paid) == 1 else "Tasks"
-            verb = "was" if len(self.paid) == 1 else "were"
-            return f"{head} {noun} {which} {verb} paid: {COLLECT_HOW}."
+                return self.words("status.sentences", first=head, second=self.words("status.nothingPaid")) \
+                    if cancelled else head
+            paid = self.words("status.onePaid" if len(self.paid) == 1 else "status.manyPaid",
+                              tasks=", ".join(self.paid), how=self.words("status.collectHow"))
+            return self.words("status.sentences", first=head, second=paid)
