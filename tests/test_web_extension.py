@@ -314,12 +314,13 @@ def add_node(page, node_type: str) -> None:
 
 
 def visible_widgets(page, node_type: str, view: str) -> list[str]:
-    """The widgets a user sees on the node without "show advanced" (the pack's panel not counted),
+    """The widgets a user sees on the node without "show advanced" (the pack's panel and the frontend's
+    own `$$` widgets, such as the image preview of an earlier run, not counted),
     as the frontend's own visibility says for this view (1.58.1; older ones show every widget)."""
     surface = "vueNode" if view == "vue" else "canvas"
     return page.evaluate(
         "([type, surface]) => { const n = app.graph._nodes.find(n => n.type === type);"
-        " return n.widgets.filter(w => w.name !== 'flux2_flex_price' && (w.visibility ? "
+        " return n.widgets.filter(w => w.name !== 'flux2_flex_price' && !w.name.startsWith('$$') && (w.visibility ? "
         " !w.visibility.suppression.byExtension && w.visibility.surfaces[surface] === 'shown' : !w.hidden))"
         ".map(w => w.name); }", [node_type, surface])
 
@@ -343,6 +344,32 @@ def test_a_fresh_generate_is_compact_and_its_size_is_one_choice(session: Browser
     shown = visible_widgets(page, "FluxFlexGenerate", session.view)
     assert "megapixels" in shown and "width" not in shown and "height" not in shown, shown
     page.screenshot(path=str(session.comfy.root / f"fresh-generate-{session.view}.png"))
+
+
+def test_the_classic_node_keeps_no_band_for_folded_inputs_and_unfolds_them(session: BrowserSession) -> None:
+    """Frontend 1.58.1's classic canvas lays out a row for each folded advanced input; the pack's
+    panel must follow the last widget shown, and the node's menu toggle must bring them back."""
+    if session.view != "classic":
+        pytest.skip("the Vue node view folds advanced inputs itself")
+    page = session.page
+    open_workflow(page, TEXT_TO_IMAGE)
+    if not page.evaluate("'advanced' in app.graph._nodes.find(n => n.type === 'FluxFlexGenerate').widgets[0]"):
+        pytest.skip(f"this frontend ({frontend_version(page)}) has no advanced inputs: every widget is shown")
+    layout = """() => { app.canvas.draw(true, true);
+        const n = app.graph._nodes.find(n => n.type === 'FluxFlexGenerate');
+        const shown = n.widgets.filter(w => w.name !== 'flux2_flex_price' && n.isWidgetRowVisible(w));
+        const last = shown.reduce((a, w) => Math.max(a, w.y + (w.computedHeight ?? 24)), 0);
+        return {gap: n.widgets.find(w => w.name === 'flux2_flex_price').y - last, shown: shown.length,
+                height: n.size[1], fits: n.computeSize()[1]}; }"""
+    page.wait_for_timeout(1500)  # a tick of the extension
+    folded = page.evaluate(layout)
+    assert folded["gap"] <= 8 and folded["height"] == folded["fits"], folded
+    page.evaluate("app.graph._nodes.find(n => n.type === 'FluxFlexGenerate').toggleAdvanced()")
+    page.wait_for_timeout(1500)
+    unfolded = page.evaluate(layout)
+    assert unfolded["shown"] == folded["shown"] + 7 and unfolded["gap"] <= 8, unfolded
+    page.screenshot(path=str(session.comfy.root / "advanced-shown-classic.png"))
+    page.evaluate("app.graph._nodes.find(n => n.type === 'FluxFlexGenerate').toggleAdvanced()")
 
 
 def test_run_without_a_key_says_where_to_store_one_at_the_provider(session: BrowserSession) -> None:

@@ -96,8 +96,9 @@ function showApplicableWidgets(node) {
   for (const name of REMOTE_ONLY) hide[name] = local;
   let changed = false;
   for (const widget of node.widgets ?? []) {
-    if (!(widget.name in hide) || Boolean(widget.hidden) === hide[widget.name]) continue;
-    widget.hidden = hide[widget.name];
+    const hidden = Boolean(hide[widget.name]) || foldedInClassicCanvas(node, widget);
+    if (!(widget.name in hide) && !widget.options?.advanced || Boolean(widget.hidden) === hidden) continue;
+    widget.hidden = hidden;
     changed = true;
   }
   if (changed) fitNode(node);
@@ -109,13 +110,21 @@ function fitNode(node) {
   node.setDirtyCanvas?.(true, true);
 }
 
-// Fold the inputs the schema marks advanced in the classic canvas too (frontend 1.58.1 folds them
-// only in the Vue node view by itself; its node menu's "Show advanced" unfolds them in both).
-// Frontends without the idiom have no such property: the node keeps every widget in view.
+// The inputs the schema marks advanced: frontend 1.58.1 folds them in the Vue node view by itself;
+// marked advanced in the classic canvas too, they are offered by its node menu's "Show advanced
+// inputs", but that canvas still lays out an empty row for each folded one (a band above the
+// panel), so there they are also hidden until the node shows advanced inputs. Frontends without
+// the idiom (no `advanced` on a widget) keep every widget in view, as before.
 function foldAdvanced(node) {
   for (const widget of node.widgets ?? []) {
     if (widget.options?.advanced && "advanced" in widget) widget.advanced = true;
   }
+}
+
+function foldedInClassicCanvas(node, widget) {
+  if (!widget.options?.advanced || !("advanced" in widget)) return false;
+  const vueNodes = app.extensionManager?.setting?.get?.("Comfy.VueNodes.Enabled");
+  return !vueNodes && !node.showAdvanced;
 }
 
 function panelHeight(state) {
