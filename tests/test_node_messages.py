@@ -84,3 +84,13 @@ def test_the_receipt_and_status_are_in_the_language_of_the_tab_that_queued_the_r
     cancelled = status.ended_early(cancelled=True)
     assert cancelled.startswith("0 秒後にキャンセルしました。タスク task-1 は支払い済みです") and "Recover paid task" in cancelled
     assert Words("xx")("status.queued") == "queued", "a language the pack does not ship: English"
+
+
+def test_a_task_in_a_list_shows_where_its_prompt_was_cut() -> None:
+    from comfyui_flux2_flex.nodes.engine.request import FlexRequest
+    from comfyui_flux2_flex.nodes.engine.runner import describe_request
+
+    long = FlexRequest(prompt="A vintage travel poster of a lighthouse on a rocky coast at dusk, bold lettering",
+                       width=832, height=1248, seed=7)
+    assert describe_request(long) == "832x1248, seed 7: A vintage travel poster of a lighthouse on a rocky coast at…"
+    assert describe_request(FlexRequest(prompt="a fox", width=64, height=64, seed=1)).endswith(": a fox")

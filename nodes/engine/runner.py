@@ -38,6 +38,7 @@ from .transport import DownloadStopped
 ProgressCallback = Callable[[float | None, str], None]
 CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
+PROMPT_SHOWN = 60  # characters of the prompt that name a task in a list (an ellipsis says it goes on)
 FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
 SUBMIT_BACKOFF = (1.0, 10.0)  # a refused submit without Retry-After waits this long, doubling up to the second
 POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue #11759) is polled past this often
@@ -303,7 +304,8 @@ def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: P
 def describe_request(request: FlexRequest) -> str:
     """Size, seed and the prompt's start: enough to recognise a task in a list."""
     width, height = request.output_size()
-    return f"{width}x{height}, seed {request.seed if request.seed is not None else 'random'}: {request.prompt[:60]}"
+    start = request.prompt if len(request.prompt) <= PROMPT_SHOWN else request.prompt[:PROMPT_SHOWN].rstrip() + "…"
+    return f"{width}x{height}, seed {request.seed if request.seed is not None else 'random'}: {start}"
 
 
 def _mark(journal: TaskJournal, entry: JournalEntry, state: str) -> None:
