@@ -123,6 +123,16 @@ def press_run(page) -> None:
     button.click()
 
 
+def press_cancel(page) -> None:
+    """The button beside Run that cancels the current run (frontend 1.58.1 labels it "Cancel
+    current run"); ComfyUI's own interrupt command where a frontend has no such button."""
+    button = page.get_by_role("button", name="Cancel current run")
+    if button.count():
+        button.first.click()
+    else:
+        page.evaluate("app.extensionManager.command.execute('Comfy.Interrupt')")
+
+
 def wait_until_idle(comfy: ComfyUI, seconds: float) -> None:
     """Until ComfyUI's queue has nothing running or waiting."""
     deadline = time.monotonic() + seconds
@@ -422,7 +432,7 @@ def test_cancel_mid_run_names_the_paid_task_then_recover_brings_it(session: Brow
         page.wait_for_timeout(200)
     [task_id] = set(bfl.tasks) - before
     page.wait_for_timeout(1500)  # the node has said the task is paid
-    page.evaluate("app.extensionManager.command.execute('Comfy.Interrupt')")
+    press_cancel(page)
     page.wait_for_function("(id) => document.querySelector('.flux2-flex-status').textContent.includes(id)",
                            arg=task_id, timeout=30_000)
     said = page.locator(".flux2-flex-status").inner_text()

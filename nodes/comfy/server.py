@@ -120,11 +120,10 @@ def pack_user_folder(user: str | None = None) -> Path:
 def current_user() -> str | None:
     """The ComfyUI user who queued the running prompt; None on a single-user ComfyUI.
 
-    While ComfyUI validates a prompt (in the POST /prompt of the user queuing it, where the node
-    checks a gateway named on it against that user's own gateways), the user queuing it.
     ComfyUI runs one prompt at a time; the executing context names it where several are listed.
     Works from any thread (a batch's worker threads included), as it reads the prompt queue;
-    while a POST /prompt is validated, it is the user who sends it.
+    while a POST /prompt is validated, it is the user who sends it (so a gateway named on the
+    prompt is checked against that user's own gateways).
     """
     if not multi_user():
         return None
