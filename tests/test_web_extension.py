@@ -542,4 +542,12 @@ def test_the_gateway_form_stores_a_checked_profile_beside_the_keys(session: Brow
     assert form.locator("select").input_value() == "my-relay"
     spec = comfy.client.get("/object_info/FluxFlexGenerate").json()["FluxFlexGenerate"]["input"]["required"]["provider"]
     assert "my-relay" in (spec[1]["options"] if spec[0] == "COMBO" else spec[0]), "offered on the node"
-    page.keyboard.press("Escape")
+    close_pack_settings(page)
+    keys = open_pack_settings(page)  # its key is stored like any provider's, in the same form
+    keys.locator(".flux2-flex-provider").select_option("my-relay")
+    keys.locator(".flux2-flex-key").fill("relay-key-5150")
+    keys.locator(".flux2-flex-save").click()
+    wait_for_message(page, ".flux2-flex-keys", "my-relay key 'default' stored")
+    stored_keys = json.loads((comfy.root / "user" / "flux2_flex" / "keys.json").read_text())["keys"]
+    assert stored_keys["my-relay"] == {"default": "relay-key-5150"} and "relay-key-5150" not in page.content()
+    close_pack_settings(page)
