@@ -31,7 +31,6 @@ from .backend import Backend, backend_for, backend_names
 from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .files import TEMPORARY_PREFIX
-from .images import decode_image
 from .journal import TaskJournal, default_journal_folder
 from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
 from .providers import make_provider
@@ -41,7 +40,7 @@ from .request import (
     InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks
+from .prepared import GenerationResult, PreparedRequest, RunHooks
 
 T = TypeVar("T")
 EXIT_FAILURE = 1
@@ -124,6 +123,8 @@ def load_image_file(path: Path) -> InputImage:
         data = path.read_bytes()
     except OSError as error:
         raise FluxFlexError(f"Cannot read reference image {path}: {error.strerror}") from None
+    from .images import decode_image  # numpy: a run without references (a cache hit) never loads it
+
     return InputImage(decode_image(data, source=f"reference image {path}"))
 
 
@@ -239,7 +240,7 @@ def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
 def save_result(result: GenerationResult, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(result.pixels).save(out, format=SAVE_FORMATS[out.suffix.lower()])
+        result.picture().save(out, format=SAVE_FORMATS[out.suffix.lower()])
     except (OSError, ValueError) as error:
         again = "" if result.from_cache else (
             f" The image was paid: fetch it again with `flux-flex recover {result.task_id} --out OTHER_FILE`.")
