@@ -20,12 +20,11 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-# numpy starts a BLAS thread per core on import, a fifth of a run answered from the result cache;
-# the engine does no linear algebra with numpy (pixels only), so one thread loses nothing. Set
-# before the imports below load numpy, and only where the user has not chosen a number.
+# numpy starts a BLAS thread per core on import (a run answered from the result cache never loads
+# it; a run with references or a request does); the engine does no linear algebra with numpy
+# (pixels only), so one thread loses nothing. Set before anything loads numpy, and only where the
+# user has not chosen a number.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from PIL import Image
 
 from .backend import Backend, backend_for, backend_names
 from .durable import recover
