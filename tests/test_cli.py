@@ -88,3 +88,35 @@ def test_the_command_line_never_imports_torch(bfl_env: FakeBfl, tmp_path: Path) 
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip().endswith("torch imported: False")
     assert (tmp_path / "o.png").is_file() and len(bfl_env.submits) == 1
+
+
+# What a command answered from the result cache must not load: it validates, prices and copies the
+# stored image, so the arrays, the HTTP layer, the runner, the local backend and the other
+# providers would only cost it time (issue 23: several times a process that just copies the PNG).
+# httpx is in sys.modules from the start as lazy_httpx's stand-in: its submodules show it ran.
+NOT_ON_A_CACHE_HIT = ("numpy", "httpx._client", "torch", "nodes.engine.runner", "nodes.engine.images",
+                      "nodes.engine.transport", "nodes.engine.slots", "nodes.engine.local.backend",
+                      "nodes.engine.providers.replicate", "nodes.engine.providers.fal",
+                      "nodes.engine.providers.openrouter", "nodes.engine.providers.openai_gateway")
+
+
+def test_a_cache_hit_loads_nothing_it_does_not_use(bfl_env: FakeBfl, tmp_path: Path) -> None:
+    command = ["generate", "--prompt", "fox", "--width", "64", "--height", "64", "--seed", "3",
+               "--out", str(tmp_path / "first.png"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(command) == 0 and len(bfl_env.submits) == 1  # paid once, stored
+    program = """if True:
+        import sys
+        from comfyui_flux2_flex.nodes.engine.cli import main
+        assert main(sys.argv[1:]) == 0
+        print("loaded:", sorted(name.removeprefix("comfyui_flux2_flex.") for name in sys.modules))
+    """
+    hit = [*command[:-3], str(tmp_path / "hit.png"), *command[-2:]]
+    completed = subprocess.run([sys.executable, "-c", program, *hit], capture_output=True, text=True,
+                               timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert "from the result cache" in completed.stdout and len(bfl_env.submits) == 1
+    loaded = set(completed.stdout.rpartition("loaded: ")[2].strip(" []\n").replace("'", "").split(", "))
+    assert "nodes.engine.providers.bfl" in loaded  # the list is the real one
+    assert sorted(loaded & set(NOT_ON_A_CACHE_HIT)) == []
+    with Image.open(tmp_path / "first.png") as first, Image.open(tmp_path / "hit.png") as again:
+        assert first.tobytes() == again.tobytes()

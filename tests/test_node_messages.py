@@ -55,7 +55,7 @@ def test_a_message_naming_no_input_belongs_to_the_provider() -> None:
 
 
 def result(**changes) -> GenerationResult:
-    values = dict(pixels=np.zeros((1248, 832, 3), np.uint8), provider="bfl", task_id="t-9", seed=42,
+    values = dict(image=np.zeros((1248, 832, 3), np.uint8), provider="bfl", task_id="t-9", seed=42,
                   estimate=CostEstimate("bfl", 5, 0.05, ("source: somewhere",)), reported_cost=5.0, input_mp=0,
                   output_mp=0.99, seconds=1.0, notes=("a note",))
     return GenerationResult(**{**values, **changes})

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfyui_flux2_flex.nodes.engine import images, runner
+from comfyui_flux2_flex.nodes.engine import images
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
 from comfyui_flux2_flex.nodes.engine.errors import InvalidRequestError
 from comfyui_flux2_flex.nodes.engine.fingerprint import request_fingerprint
@@ -133,8 +133,8 @@ def test_an_edit_image_over_the_cap_is_shrunk_and_encoded_once_for_the_whole_bat
 ) -> None:
     calls = count_encodes(monkeypatch)
     shrinks: list[int] = []
-    shrink = runner.downscale_to_max_pixels
-    monkeypatch.setattr(runner, "downscale_to_max_pixels", lambda *args, **kwargs: shrinks.append(1) or shrink(
+    shrink = images.downscale_to_max_pixels
+    monkeypatch.setattr(images, "downscale_to_max_pixels", lambda *args, **kwargs: shrinks.append(1) or shrink(
         *args, **kwargs))
     oversized = InputImage(np.zeros((2000, 2600, 3), np.uint8))  # 5.2 MP: over BFL's 4 MP per input
     request = FlexRequest(prompt="p", width=128, height=128, seed=1, images=(oversized,))

@@ -14,14 +14,12 @@ from typing import Any, Mapping, Protocol, Sequence
 
 from .batch import generate_batch
 from .journal import TaskJournal
-from .local import (
-    LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, generate_local_batch, prepare_local, resolve_model,
-)
+from .local import LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, resolve_model
+from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare
 from .providers import make_provider, provider_names
 from .providers.base import Provider
 from .request import FlexRequest
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare
 
 
 
@@ -99,6 +97,8 @@ class LocalBackend:
         self.pipelines = pipelines  # the process-wide pipeline, unless a test brings its own
 
     def prepare(self, request: FlexRequest, *, count: int = 1) -> PreparedRequest:
+        from .local import prepare_local  # loads numpy and Pillow: only a local run needs them
+
         return prepare_local(request, self.model, count=count)
 
     def dry_run(self, prepared: PreparedRequest) -> DryRun:
@@ -109,6 +109,8 @@ class LocalBackend:
 
     def run_batch(self, prepared: Sequence[PreparedRequest], hooks: RunHooks = RunHooks(),
                   cache: ResultCache | None = None) -> list[GenerationResult]:
+        from .local import generate_local_batch
+
         return generate_local_batch(list(prepared), self.model, self.options, hooks=hooks, cache=self.pipelines)
 
 

@@ -14,9 +14,9 @@ from typing import Sequence
 from .durable import generate_cached
 from .errors import BILLED, NOT_BILLED, CancelledError, FluxFlexError
 from .journal import TaskJournal
+from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings
 from .providers.base import Provider
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings
 
 
 class BatchError(FluxFlexError):

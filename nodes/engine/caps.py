@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from .errors import NOT_BILLED, PaidRequestCapError
-from .runner import PreparedRequest
+from .prepared import PreparedRequest
 
 CAP_ENV_VAR = "FLUX_FLEX_MAX_PAID_REQUESTS"
 DEFAULT_MAX_PAID_REQUESTS = 32

@@ -20,18 +20,16 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-# numpy starts a BLAS thread per core on import, a fifth of a run answered from the result cache;
-# the engine does no linear algebra with numpy (pixels only), so one thread loses nothing. Set
-# before the imports below load numpy, and only where the user has not chosen a number.
+# numpy starts a BLAS thread per core on import (a run answered from the result cache never loads
+# it; a run with references or a request does); the engine does no linear algebra with numpy
+# (pixels only), so one thread loses nothing. Set before anything loads numpy, and only where the
+# user has not chosen a number.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from PIL import Image
 
 from .backend import Backend, backend_for, backend_names
 from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .files import TEMPORARY_PREFIX
-from .images import decode_image
 from .journal import TaskJournal, default_journal_folder
 from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
 from .providers import make_provider
@@ -41,7 +39,7 @@ from .request import (
     InputImage, NumberSpec,
 )
 from .result_cache import ResultCache
-from .runner import GenerationResult, PreparedRequest, RunHooks
+from .prepared import GenerationResult, PreparedRequest, RunHooks
 
 T = TypeVar("T")
 EXIT_FAILURE = 1
@@ -124,6 +122,8 @@ def load_image_file(path: Path) -> InputImage:
         data = path.read_bytes()
     except OSError as error:
         raise FluxFlexError(f"Cannot read reference image {path}: {error.strerror}") from None
+    from .images import decode_image  # numpy: a run without references (a cache hit) never loads it
+
     return InputImage(decode_image(data, source=f"reference image {path}"))
 
 
@@ -239,7 +239,7 @@ def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
 def save_result(result: GenerationResult, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(result.pixels).save(out, format=SAVE_FORMATS[out.suffix.lower()])
+        result.picture().save(out, format=SAVE_FORMATS[out.suffix.lower()])
     except (OSError, ValueError) as error:
         again = "" if result.from_cache else (
             f" The image was paid: fetch it again with `flux-flex recover {result.task_id} --out OTHER_FILE`.")

@@ -1,9 +1,9 @@
 """A paid run that never loses its image: the request's lock, the cache, the journal, then a submit.
 
 For one prepared request, in this order:
-1. take the request's lock (seeded requests), so a second process asking for the same request
-   waits for the first instead of paying too;
-2. a stored image from the result cache, when there is one (a cache that cannot be read is skipped);
+1. a stored image from the result cache, when there is one (a cache that cannot be read is skipped);
+2. take the request's lock (seeded requests), so a second process asking for the same request
+   waits for the first instead of paying too, and look in the cache again for what it stored;
 3. an unfinished paid task of the same request from the journal whose run has ended (crashed,
    cancelled, timed out), which is polled and fetched instead of paying again (or, after waiting
    for the lock, the task the other process just delivered, whose result is fetched again). A
@@ -23,10 +23,10 @@ from dataclasses import replace
 from .errors import MAYBE_BILLED, FluxFlexError, SubmitOutcomeUnknown
 from .fingerprint import request_fingerprint
 from .journal import EXPIRED, UNKNOWN_REPORTED, JournalEntry, TaskJournal
+from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings
 from .providers.base import Provider
 from .request_lock import request_lock
 from .result_cache import ResultCache, cache_key
-from .runner import GenerationResult, PreparedRequest, RunHooks, RunSettings, deliver, generate, raise_if_cancelled
 
 
 def generate_cached(
@@ -39,14 +39,19 @@ def generate_cached(
     settings: RunSettings = RunSettings(),
 ) -> GenerationResult:
     """The image for `prepared`: from the cache, from a paid task of the same request (with a
-    journal), or paid now and stored."""
+    journal), or paid now and stored. The cache is read once before the request's lock: a stored
+    image needs neither the lock nor the runner, so a hit (the command line's) loads neither."""
     fingerprint = request_fingerprint(provider.name, prepared.request)
+    key = cache_key(provider.name, prepared.request, fingerprint)  # no hashing: the fingerprint is given
+    stored = _from_cache(cache, key, hooks)
+    if stored is not None:
+        return stored
+    from .runner import generate  # the paid path only
+
     asked = time.time()
     with _lock_for(prepared, fingerprint, cache, journal, hooks) as waited:
-        key = cache_key(provider.name, prepared.request, fingerprint)  # no hashing: the fingerprint is given
-        stored = _read_cache(cache, key)
+        stored = _from_cache(cache, key, hooks)  # stored meanwhile by the run this one waited for
         if stored is not None:
-            hooks.progress(1.0, "from the result cache")
             return stored
         _refuse_after_unknown_outcome(journal, provider, fingerprint)
         with journal.lease() if journal is not None else nullcontext("") as owner:
@@ -72,13 +77,15 @@ def recover(
     if not entry.poll_url:
         raise FluxFlexError(f"{entry.task_id} is a submit whose outcome is unknown: there is no task to fetch. "
                             f"Check your {provider.label} dashboard.", provider=provider.name)
+    from .runner import deliver
+
     started = time.monotonic()
     hooks.progress(0.0, f"recovering paid task {entry.task_id}")
     task = entry.task()
     update, pixels = deliver(task, provider, hooks=hooks, settings=settings, journal=journal, entry=entry,
                              price=entry.price)
     return GenerationResult(
-        pixels=pixels, provider=provider.name, task_id=task.task_id,
+        image=pixels, provider=provider.name, task_id=task.task_id,
         seed=update.seed if update.seed is not None else entry.seed, estimate=entry.cost_estimate(),
         reported_cost=update.reported_cost if update.reported_cost is not None else task.reported_cost,
         input_mp=None, output_mp=None, seconds=time.monotonic() - started,
@@ -93,6 +100,8 @@ def _lock_for(prepared: PreparedRequest, fingerprint: str, cache: ResultCache | 
     folder = journal.folder if journal is not None else cache.folder if cache is not None else None
     if folder is None or prepared.request.seed is None:
         return nullcontext(False)
+    from .runner import raise_if_cancelled
+
     return request_lock(folder / "locks", fingerprint, cancelled=lambda: raise_if_cancelled(hooks, None))
 
 
@@ -128,13 +137,16 @@ def _resumable(journal: TaskJournal | None, provider: Provider, fingerprint: str
     return None, notes
 
 
-def _read_cache(cache: ResultCache | None, key: str | None) -> GenerationResult | None:
+def _from_cache(cache: ResultCache | None, key: str | None, hooks: RunHooks) -> GenerationResult | None:
     if cache is None or key is None:
         return None
     try:
-        return cache.get(key)
+        stored = cache.get(key)
     except OSError:
         return None  # an unreadable cache is a cache miss, not a failed run
+    if stored is not None:
+        hooks.progress(1.0, "from the result cache")
+    return stored
 
 
 def _write_cache(cache: ResultCache | None, key: str | None, result: GenerationResult) -> GenerationResult:

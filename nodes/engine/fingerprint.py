@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .request import LOSSLESS_UPLOAD_FORMAT, FlexRequest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL = "flux-2-flex"
 FORMAT_VERSION = 1
@@ -36,6 +38,15 @@ def request_fingerprint(provider: str, request: FlexRequest) -> str:
                              sort_keys=True).encode())
     for image in request.images:
         digest.update(str(image.pixels.shape).encode())
-        # The array's own memory when it is contiguous (InputImage's are); a copy only otherwise.
-        digest.update(memoryview(np.ascontiguousarray(image.pixels)).cast("B"))
+        digest.update(_pixel_bytes(image.pixels))
     return digest.hexdigest()
+
+
+def _pixel_bytes(pixels: np.ndarray) -> memoryview:
+    """The array's own memory when it is contiguous (InputImage's are); a copy only otherwise.
+
+    numpy is imported here rather than at load: a request without images (a command-line cache
+    hit) never needs it, and one with images has loaded it already."""
+    import numpy as np
+
+    return memoryview(np.ascontiguousarray(pixels)).cast("B")

@@ -9,13 +9,15 @@ pixel count) are explicit: `fit_size` returns notes that the caller shows to the
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable, Hashable, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Hashable, TypeVar
 
 from .errors import InvalidRequestError
+
+if TYPE_CHECKING:  # numpy only names the pixels' type here: a request without images never loads it
+    import numpy as np
 
 MEGAPIXEL = 1024 * 1024
 SIZE_MULTIPLE = 16
@@ -227,14 +229,14 @@ def _check_size(request: FlexRequest) -> None:
 
 
 def _check_integer(spec: NumberSpec, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy's integers too
         raise InvalidRequestError(spec.name, value, f"a whole number from {_fmt(spec.minimum)} to {_fmt(spec.maximum)}")
     _check_number(spec, value)
 
 
 def _check_number(spec: NumberSpec, value: object) -> None:
     allowed = f"from {_fmt(spec.minimum)} to {_fmt(spec.maximum)}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidRequestError(spec.name, value, f"a number {allowed}")
     if not math.isfinite(float(value)) or not spec.minimum <= value <= spec.maximum:
         raise InvalidRequestError(spec.name, value, allowed)

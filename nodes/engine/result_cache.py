@@ -21,14 +21,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .files import skip_unreadable, write_atomically
 from .fingerprint import request_fingerprint
+from .prepared import GenerationResult
 from .pricing import CostEstimate
 from .request import FlexRequest
-from .runner import GenerationResult
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -59,9 +58,9 @@ class ResultCache:
             data = image_path.read_bytes()
             if len(data) != meta["png_bytes"]:
                 raise ValueError("image and metadata disagree")
-            with Image.open(io.BytesIO(data)) as picture:
-                pixels = np.asarray(picture.convert("RGB"))
-            result = _result_from_json(meta, pixels)
+            with Image.open(io.BytesIO(data)) as stored:
+                picture = stored.convert("RGB")  # decoded now, so a broken PNG is a miss; an array only if asked
+            result = _result_from_json(meta, picture)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -73,7 +72,7 @@ class ResultCache:
 
     def put(self, key: str, result: GenerationResult) -> None:
         buffer = io.BytesIO()
-        Image.fromarray(result.pixels).save(buffer, format="PNG", compress_level=1)
+        result.picture().save(buffer, format="PNG", compress_level=1)
         data = buffer.getvalue()
         meta = {**_result_to_json(result), "png_bytes": len(data)}
         image_path, meta_path = self._paths(key)
@@ -108,16 +107,16 @@ class ResultCache:
 
 
 def _result_to_json(result: GenerationResult) -> dict:
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in ("pixels", "estimate")}
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in ("image", "estimate")}
     return {**fields, "notes": list(result.notes), "estimate": dataclasses.asdict(result.estimate)}
 
 
-def _result_from_json(meta: dict, pixels: np.ndarray) -> GenerationResult:
+def _result_from_json(meta: dict, picture: Image.Image) -> GenerationResult:
     """The stored result; raises KeyError, TypeError or ValueError for an entry that is not one."""
     estimate = meta.pop("estimate")
     estimate["breakdown"] = tuple(estimate["breakdown"])
     meta.pop("png_bytes")
     meta["notes"] = tuple(meta["notes"])
-    result = replace(GenerationResult(pixels=pixels, estimate=CostEstimate(**estimate), **meta), from_cache=True)
+    result = replace(GenerationResult(image=picture, estimate=CostEstimate(**estimate), **meta), from_cache=True)
     result.report()  # every field a reader uses is of its kind
     return result

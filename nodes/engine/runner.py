@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -25,18 +25,18 @@ import numpy as np
 from . import errors
 from .errors import SubmitOutcomeUnknown, TransientError
 from .fingerprint import request_fingerprint
-from .images import decode_image, downscale_to_max_pixels
+from .images import decode_image
 from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
 from .polling import DURATIONS, PollSchedule, finish_estimate, predicted_total
-from .pricing import CostEstimate, estimate
+# What a run starts from and hands back lives in prepared.py, which a result-cache hit can load
+# without this module's network, journal and image machinery; callers keep importing it from here.
+from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare  # noqa: F401
 from .providers.base import PollUpdate, Provider, SubmittedTask
-from .request import FlexRequest, InputImage, downscaled_size
+from .request import FlexRequest
 from .slots import Slot, task_slots
 from .transport import DownloadStopped
 
-ProgressCallback = Callable[[float | None, str], None]
-CancelCheck = Callable[[], bool]
 _WAIT_SLICE = 0.05  # cancellation is noticed within this many seconds while waiting
 PROMPT_SHOWN = 60  # characters of the prompt that name a task in a list (an ellipsis says it goes on)
 FETCH_ATTEMPTS = 3  # an expired, truncated or unreadable result is fetched again from the task this often
@@ -48,104 +48,6 @@ POLL_AUTH_RETRIES = 3  # a 401/403 on a poll (a provider's hiccup, ComfyUI issue
 OVERLOAD_RETRIES = 3
 RECOVER_HOW = ("recover its image with `flux-flex recover {task_id}` or the FLUX.2 [flex] Recover paid task node, "
                "or run the same request again: it resumes the task instead of paying again")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How long to wait for each phase; all in seconds."""
-
-    submit_retry_seconds: float = 120.0  # 429 on submit: wait for a free slot this long
-    task_timeout_seconds: float = 600.0  # from submit to a finished image
-    connect_retries: int = 2
-    poll_request_seconds: float = 30.0  # one poll that takes longer counts as a failed poll
-    download_seconds: float = 180.0  # the whole download of one result, however slowly it trickles
-    overload_wait_seconds: float = 5.0  # the first wait after an "overloaded" refusal; doubled each time
-
-
-@dataclass(frozen=True)
-class RunHooks:
-    """Callbacks from a caller (a node's progress bar, ComfyUI's interrupt flag, the CLI)."""
-
-    on_progress: ProgressCallback | None = None
-    is_cancelled: CancelCheck | None = None
-    on_submitted: Callable[[SubmittedTask], None] | None = None
-
-    def progress(self, fraction: float | None, status: str) -> None:
-        if self.on_progress is not None:
-            self.on_progress(fraction, status)
-
-    def cancelled(self) -> bool:
-        return bool(self.is_cancelled and self.is_cancelled())
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A validated request, inputs shrunk to the provider's caps, its price, and what changed."""
-
-    request: FlexRequest
-    estimate: CostEstimate
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """One finished image with what the provider reported beside our estimate."""
-
-    pixels: np.ndarray
-    provider: str
-    task_id: str
-    seed: int | None
-    estimate: CostEstimate
-    reported_cost: float | None
-    input_mp: float | None
-    output_mp: float | None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    seconds: float = 0.0
-    from_cache: bool = False
-
-    def report(self) -> str:
-        """A short, human summary: what it cost, how large, which task."""
-        cost = self.estimate.summary()
-        if self.from_cache:
-            cost = f"from the result cache: no request, no cost (first run: {cost})"
-        elif self.reported_cost is not None:
-            cost += f"; {self.provider} reported {self.reported_cost:g} {self.estimate.unit}"
-        lines = [
-            f"{self.provider} task {self.task_id}, seed {self.seed if self.seed is not None else 'random'}",
-            cost,
-        ]
-        if self.output_mp is not None:
-            lines.append(f"megapixels: {self.input_mp or 0:g} in, {self.output_mp:g} out")
-        lines.extend(self.notes)
-        return "\n".join(lines)
-
-
-def prepare(request: FlexRequest, provider: Provider, *, count: int = 1) -> PreparedRequest:
-    """Validate against the provider, downscale oversized inputs (saying so) and price it."""
-    notes: list[str] = []
-    shrunk: list[InputImage] = []
-    for index, image in enumerate(request.images, start=1):
-        within, note = _within_cap(image, provider.limits.max_input_pixels, label=f"input image {index}")
-        shrunk.append(within)
-        if note:
-            notes.append(note)
-    prepared = replace(request, images=tuple(shrunk))
-    provider.validate(prepared)
-    notes.extend(provider.notes_for(prepared))
-    return PreparedRequest(prepared, estimate(prepared, provider.name, count=count), tuple(notes))
-
-
-def _within_cap(image: InputImage, max_pixels: int, *, label: str) -> tuple[InputImage, str | None]:
-    """The image, or its copy shrunk under the provider's cap and a note saying so. The copy is made
-    once per image (every batch item gets the same one), so it is encoded for upload once too."""
-    if downscaled_size(image.width, image.height, max_pixels) == (image.width, image.height):
-        return image, None
-
-    def shrink() -> tuple[InputImage, str | None]:
-        result = downscale_to_max_pixels(image.pixels, max_pixels, label=label)
-        return InputImage(result.pixels), result.note
-
-    return image.derived(("downscaled", max_pixels, label), shrink)
 
 
 def generate(
@@ -192,7 +94,7 @@ def generate(
     finally:
         slot.release()  # also when the run failed or was cancelled before its task finished
     return GenerationResult(
-        pixels=pixels,
+        image=pixels,
         provider=provider.name,
         task_id=task.task_id,
         seed=update.seed if update.seed is not None else prepared.request.seed,

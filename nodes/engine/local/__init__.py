@@ -9,14 +9,22 @@ widgets, `engine.backend.backend_for` (or `prepare_local` then `generate_local_b
 and `free` when memory is wanted back.
 """
 
-from .backend import LOCAL, generate_local, generate_local_batch, local_notes, pipeline_arguments, prepare_local
-from .models import LocalModel, check_complete, find_models, identify_model, resolve_model
-from .options import DTYPE, OFFLOAD, OPTION_SPECS, QUANTIZE, LocalOptions, OptionSpec, choose_device, choose_dtype
-from .pipeline_cache import INSTALL_HINT, PIPELINES, LoadedPipeline, PipelineCache, free
+import importlib
+from typing import Any
 
-__all__ = [
-    "DTYPE", "INSTALL_HINT", "LOCAL", "OFFLOAD", "OPTION_SPECS", "PIPELINES", "QUANTIZE", "LoadedPipeline",
-    "LocalModel", "LocalOptions", "OptionSpec", "PipelineCache", "check_complete", "choose_device", "choose_dtype",
-    "find_models", "free", "generate_local", "generate_local_batch", "identify_model", "local_notes",
-    "pipeline_arguments", "prepare_local", "resolve_model",
-]
+# Where each name lives, loaded on first use: the command line names `LOCAL` and the options for
+# its flags on every run, and must not load the runner, numpy and Pillow of local/backend.py for that.
+_HOMES = {name: module for module, names in {
+    "backend": ("generate_local", "generate_local_batch", "local_notes", "pipeline_arguments", "prepare_local"),
+    "models": ("LOCAL", "LocalModel", "check_complete", "find_models", "identify_model", "resolve_model"),
+    "options": ("DTYPE", "OFFLOAD", "OPTION_SPECS", "QUANTIZE", "LocalOptions", "OptionSpec", "choose_device",
+                "choose_dtype"),
+    "pipeline_cache": ("INSTALL_HINT", "PIPELINES", "LoadedPipeline", "PipelineCache", "free"),
+}.items() for name in names}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

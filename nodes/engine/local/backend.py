@@ -18,14 +18,13 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CancelledError, FluxFlexError, InvalidRequestError
+from ..prepared import GenerationResult, PreparedRequest, RunHooks
 from ..pricing import estimate
 from ..request import MAX_INPUT_IMAGES, MEGAPIXEL, FlexRequest, validate_request
-from ..runner import GenerationResult, PreparedRequest, RunHooks
-from .models import LocalModel
+from .models import LOCAL, LocalModel
 from .options import LocalOptions, import_torch
 from .pipeline_cache import PIPELINES, PipelineCache, out_of_memory
 
-LOCAL = "local"
 MIN_REFERENCE_SIDE = 64  # the pipelines' own limits on a reference image
 MAX_REFERENCE_ASPECT = 8
 REFERENCE_RESIZE_PIXELS = MEGAPIXEL  # larger references are resized by the pipeline to about this
@@ -89,7 +88,7 @@ def generate_local(
         raise FluxFlexError(f"The local pipeline returned images of shape {images.shape}, not [1, H, W, 3].")
     pixels = (np.clip(images[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return GenerationResult(
-        pixels=pixels, provider=LOCAL, task_id=f"local:{model.name}", seed=seed, estimate=prepared.estimate,
+        image=pixels, provider=LOCAL, task_id=f"local:{model.name}", seed=seed, estimate=prepared.estimate,
         reported_cost=None, input_mp=None, output_mp=None, notes=prepared.notes,
         seconds=time.monotonic() - started,
     )

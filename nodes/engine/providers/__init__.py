@@ -4,33 +4,47 @@ built in or added by the user in gateways.json."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
-from typing import Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..errors import FluxFlexError, InvalidRequestError
-from .apiframe import ApiframeProvider
-from .azure_foundry import AzureFoundryProvider
-from .base import Provider, ProviderLimits
-from .bfl import UPLOAD_FORMATS as BFL_UPLOAD_FORMATS, BflEuProvider, BflProvider, BflUsProvider
-from .bfl_gateway import BflGateway
-from .fal import FalProvider
 from .gateway_profiles import (
     BUILT_IN_PROFILES, OPENAI_IMAGES, GatewayProfile, profile_from_mapping, read_user_gateways,
     user_gateways_path,
 )
-from .openai_gateway import OpenAIImagesGateway, openai_gateway_limits
-from .openrouter import OpenRouterProvider
-from .replicate import ReplicateProvider
+
+if TYPE_CHECKING:
+    from .base import Provider
 
 LOG = logging.getLogger("comfyui_flux2_flex")
+# Each built-in provider by name, with where its class lives ("module:Class"), in the order users
+# see them. A class is loaded when first asked for: a run loads its own provider's module, not
+# every provider's (each with its HTTP machinery), so a command answered from the result cache
+# stays quick.
+BUILT_IN_CLASSES: dict[str, str] = {
+    "bfl": "bfl:BflProvider", "bfl-eu": "bfl:BflEuProvider", "bfl-us": "bfl:BflUsProvider",
+    "replicate": "replicate:ReplicateProvider", "fal": "fal:FalProvider", "apiframe": "apiframe:ApiframeProvider",
+    "openrouter": "openrouter:OpenRouterProvider", "azure-foundry": "azure_foundry:AzureFoundryProvider",
+}
+PROVIDER_NAMES: tuple[str, ...] = (*BUILT_IN_CLASSES, *BUILT_IN_PROFILES)
 
 
 def gateway_provider(profile: GatewayProfile) -> type[Provider]:
     """The provider class a gateway profile describes: its family's class with the profile's data."""
-    family = OpenAIImagesGateway if profile.family == OPENAI_IMAGES else BflGateway
-    limits = (openai_gateway_limits(profile) if family is OpenAIImagesGateway
-              else ProviderLimits(max_images=profile.max_references, upload_formats=BFL_UPLOAD_FORMATS))
+    from .base import ProviderLimits
+
+    if profile.family == OPENAI_IMAGES:
+        from .openai_gateway import OpenAIImagesGateway as family, openai_gateway_limits
+
+        limits = openai_gateway_limits(profile)
+    else:
+        from .bfl import UPLOAD_FORMATS
+        from .bfl_gateway import BflGateway as family
+
+        limits = ProviderLimits(max_images=profile.max_references, upload_formats=UPLOAD_FORMATS)
     return type(f"{family.__name__}[{profile.name}]", (family,), dict(
         profile=profile, name=profile.name, label=profile.label, key_env_var=profile.key_env_var,
         key_header=profile.auth_header, key_prefix=f"{profile.auth_scheme} " if profile.auth_scheme else "",
@@ -38,17 +52,24 @@ def gateway_provider(profile: GatewayProfile) -> type[Provider]:
     ))
 
 
-PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    cls.name: cls
-    for cls in (
-        BflProvider, BflEuProvider, BflUsProvider, ReplicateProvider, FalProvider,
-        ApiframeProvider, OpenRouterProvider, AzureFoundryProvider,
-        *(gateway_provider(profile) for profile in BUILT_IN_PROFILES.values()),
-    )
-}
-PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_CLASSES)
-# One stored key per account: BFL's regions share the "bfl" key. Name -> its environment variable.
-KEY_ENV_VARS: dict[str, str] = {cls.key_name or cls.name: cls.key_env_var for cls in PROVIDER_CLASSES.values()}
+@cache
+def _built_in_class(name: str) -> type[Provider]:
+    """A built-in provider's or gateway's class, its module loaded on first use; one class per name."""
+    if name in BUILT_IN_PROFILES:
+        return gateway_provider(BUILT_IN_PROFILES[name])
+    module, _, class_name = BUILT_IN_CLASSES[name].partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), class_name)
+
+
+@cache
+def _provider_classes() -> dict[str, type[Provider]]:
+    return {name: _built_in_class(name) for name in PROVIDER_NAMES}
+
+
+@cache
+def _key_env_vars() -> dict[str, str]:
+    """One stored key per account: BFL's regions share the "bfl" key. Name -> its environment variable."""
+    return {cls.key_name or cls.name: cls.key_env_var for cls in _provider_classes().values()}
 
 
 @dataclass(frozen=True)
@@ -69,26 +90,39 @@ class StoredEntry:
         return not self.option
 
 
+@cache
 def _stored_entries() -> tuple[StoredEntry, ...]:
-    """Keys first, one per account, labelled by the first provider using it; then the options."""
+    """Everything stored next to the keys (never in a workflow): keys first, one per account,
+    labelled by the first provider using it; then the per-account options."""
     users: dict[str, list[type[Provider]]] = {}
-    for cls in PROVIDER_CLASSES.values():
+    for cls in _provider_classes().values():
         users.setdefault(cls.key_name or cls.name, []).append(cls)
     keys = [StoredEntry(account, classes[0].key_env_var, classes[0].label, tuple(cls.name for cls in classes))
             for account, classes in users.items()]
     options = [StoredEntry(name, env_var, cls.label, option=name.removeprefix(f"{cls.name}-"), option_of=cls.name,
                            example=cls.stored_setting_examples.get(name, ""))
-               for cls in PROVIDER_CLASSES.values() for name, env_var in cls.stored_settings.items()]
+               for cls in _provider_classes().values() for name, env_var in cls.stored_settings.items()]
     return (*keys, *options)
 
 
-# Everything stored next to the keys (never in a workflow): the keys and per-account options.
-STORED_ENTRIES: tuple[StoredEntry, ...] = _stored_entries()
-STORED_ENV_VARS: dict[str, str] = {entry.name: entry.env_var for entry in STORED_ENTRIES}
+@cache
+def _stored_env_vars() -> dict[str, str]:
+    return {entry.name: entry.env_var for entry in _stored_entries()}
+
+
+# The tables that need every provider's class (the nodes' and the settings form's), built on first use.
+_TABLES = {"PROVIDER_CLASSES": _provider_classes, "KEY_ENV_VARS": _key_env_vars, "STORED_ENTRIES": _stored_entries,
+           "STORED_ENV_VARS": _stored_env_vars}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _TABLES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _TABLES[name]()
 
 
 def _unused_name(name: str) -> str:
-    if name in PROVIDER_CLASSES:
+    if name in PROVIDER_NAMES:
         raise InvalidRequestError("gateway name", name, "a name no built-in provider has")
     return name
 
@@ -107,7 +141,7 @@ def provider_names() -> tuple[str, ...]:
     """Every provider this machine can use now: the built-in ones, then the user's gateways. A broken
     gateways file lists none of its gateways (and says why in the log): a run naming one is refused."""
     try:
-        added = tuple(user_gateway_classes())
+        added = tuple(_unused_name(name) for name in read_user_gateways())
     except FluxFlexError as error:
         LOG.warning("FLUX.2 Flex: the user's gateways are not usable: %s", error)
         added = ()
@@ -121,9 +155,8 @@ def gateway_key_entries(gateways: Mapping[str, GatewayProfile]) -> tuple[StoredE
 
 def provider_class(name: str) -> type[Provider]:
     """The class of a built-in provider or a user's gateway, or an error naming what is known."""
-    cls = PROVIDER_CLASSES.get(name)
-    if cls is not None:
-        return cls
+    if name in PROVIDER_NAMES:
+        return _built_in_class(name)
     added = user_gateway_classes()
     if name in added:
         return added[name]

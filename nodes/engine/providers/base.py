@@ -19,14 +19,11 @@ from typing import Any, Mapping
 from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
-from ..images import decode_data_uri
 from ..keys import ApiKey, KeyScope, resolve_api_key
 from ..polling import PollTiming
 from ..request import (
     HEIGHT, LOSSLESS_UPLOAD_FORMAT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request,
 )
-from ..transport import describe_host, download_result, shared_client
-from .http_errors import json_body, raise_for_http_error
 from .upload_body import ImageEncoder, build_upload_body
 
 POLL_TIMEOUT = dict(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
@@ -118,6 +115,8 @@ class Provider(ABC):
         """The HTTP client, created when the first request is sent: a cache hit or a dry run never
         pays for the connection pool and the TLS certificate store (about 65 ms)."""
         if self._client is None:
+            from ..transport import shared_client  # the HTTP layer loads with the first request, like the client
+
             self._client = shared_client()
         return self._client
 
@@ -205,7 +204,11 @@ class Provider(ABC):
                 provider=self.name, task_id=task.task_id, billed=errors.BILLED,
             )
         if update.result_url.startswith("data:"):
+            from ..images import decode_data_uri  # numpy and Pillow: loaded by a download, not by every provider
+
             return decode_data_uri(update.result_url)
+        from ..transport import download_result
+
         return download_result(update.result_url, client=self.client, redirect_domains=self.result_domains,
                                deadline=deadline, stop=stop)
 
@@ -232,6 +235,8 @@ class Provider(ABC):
         try:
             response = self.client.post(url, headers={**self.headers(), **headers}, **body, **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            from ..transport import describe_host
+
             raise TransientError(
                 f"could not connect to {describe_host(url)} ({type(error).__name__})", unreachable=True
             ) from None
@@ -258,10 +263,14 @@ class Provider(ABC):
     def raise_for_refusal(self, response: httpx.Response, *, stage: str, task_id: str | None = None) -> None:
         """Turn an HTTP error status into the pack's error; a provider whose error shapes say more
         than the status (fal's 403 for an account locked for its balance) recognises them first."""
+        from .http_errors import raise_for_http_error
+
         raise_for_http_error(response, self.name, self.label, stage=stage, task_id=task_id)
 
     def read_json(self, response: httpx.Response, *, stage: str) -> dict[str, Any]:
         """The answer's JSON object; a garbled submit answer is an unknown outcome, never a resubmit."""
+        from .http_errors import json_body
+
         return json_body(response, self.name, self.label, stage=stage)
 
     def unknown_outcome(self, what: str) -> SubmitOutcomeUnknown:

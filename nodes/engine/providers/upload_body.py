@@ -16,7 +16,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..images import MIME_TYPES, upload_all_base64
 from ..request import InputImage
 
 ImageEncoder = Callable[[InputImage], str]  # what a provider's body carries for an image
@@ -52,6 +51,8 @@ def build_upload_body(build: BodyBuilder, upload_format: str, *, data_uri: bool)
     `build` gets an encoder that stands in a placeholder for each image; the placeholders carry a
     random nonce, so no prompt text can be mistaken for one.
     """
+    from ..images import MIME_TYPES, upload_all_base64  # numpy and Pillow: loaded by a submit, not by every provider
+
     nonce = secrets.token_hex(8)
     images: list[InputImage] = []
 
