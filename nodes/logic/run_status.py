@@ -54,7 +54,7 @@ class RunStatus:
     def finished(self) -> str:
         return self.words("status.done", seconds=self.elapsed())
 
-    def ended_early(self, *, cancelled: bool, reason: str = "") -> str:
+    def ended_early(self, *, cancelled: bool) -> str:
         """What the node says after a Cancel or a failure: the paid tasks and how to collect them."""
         with self._lock:
             head = self.words("status.cancelled" if cancelled else "status.failed", seconds=self.elapsed())
