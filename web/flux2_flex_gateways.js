@@ -6,11 +6,10 @@
 // ComfyUI's settings JSON or a workflow. The gateway's key is stored like any provider's, in the
 // keys entry; after a reload the gateway is offered in the node's provider list.
 import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import { addStyle, element, packRoute, postJson, showMessage } from "./flux2_flex_form.js";
 import { t, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const GATEWAYS_ROUTE = "/flux2_flex/gateways";
-const ROUTE_HEADERS = { "X-Flux2-Flex": "1" };  // the pack's routes refuse requests without it
 
 // Every word the form shows, in the user's language (locales/<lang>/main.json, flux2Flex.gateways);
 // gateway names and the server's messages go in unchanged. The setting's own name, tooltip and
@@ -34,43 +33,20 @@ const TEMPLATE = {
   fields: { steps: "steps", guidance: "guidance" }, max_references: 8,
 };
 
-async function callRoute(options = {}) {
-  const response = await api.fetchApi(GATEWAYS_ROUTE, { ...options, headers: { ...ROUTE_HEADERS, ...options.headers } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body.gateways;
-}
-
-function postGateway(name, profile) {
-  return callRoute({ method: "POST", headers: { "Content-Type": "application/json" },
-                     body: JSON.stringify({ name, profile }) });
-}
-
-function styled(element, css) {
-  element.style.cssText = css;
-  return element;
-}
-
-const FIELD_CSS = "background:var(--comfy-input-bg);color:var(--input-text);border:1px solid var(--border-color);"
-  + "border-radius:4px;padding:4px 6px;font:inherit";
+const readGateways = async () => (await packRoute(GATEWAYS_ROUTE)).gateways;
+const postGateway = async (name, profile) => (await postJson(GATEWAYS_ROUTE, { name, profile })).gateways;
 
 function renderGatewayForm() {
-  const form = styled(document.createElement("div"), "display:flex;flex-direction:column;gap:6px;width:100%");
-  form.className = "flux2-flex-gateways";
-  const row = styled(document.createElement("div"), "display:flex;gap:6px;align-items:center;flex-wrap:wrap");
-  const choice = styled(document.createElement("select"), FIELD_CSS);
-  const name = styled(document.createElement("input"), FIELD_CSS + ";width:14em");
-  name.placeholder = TEXT.namePlaceholder();
-  const save = document.createElement("button");
-  save.textContent = TEXT.save();
-  const remove = document.createElement("button");
-  remove.textContent = TEXT.remove();
+  addStyle();
+  const form = element("div", "flux2-flex-form flux2-flex-gateways");
+  const choice = element("select");
+  const name = element("input", "", { placeholder: TEXT.namePlaceholder() });
+  const save = element("button", "flux2-flex-save", { type: "button", textContent: TEXT.save() });
+  const remove = element("button", "", { type: "button", textContent: TEXT.remove() });
+  const row = element("div", "flux2-flex-row");
   row.append(choice, name, save, remove);
-  const profile = styled(document.createElement("textarea"), FIELD_CSS + ";min-height:11em;font-family:monospace");
-  profile.spellcheck = false;
-  profile.title = TEXT.profileHelp();
-  const state = styled(document.createElement("span"), "color:var(--descrip-text)");
-  state.className = "flux2-flex-gateway-state";
+  const profile = element("textarea", "", { spellcheck: false, title: TEXT.profileHelp() });
+  const state = element("div", "flux2-flex-message flux2-flex-gateway-state", { role: "status" });
   form.append(row, profile, state);
 
   let gateways = {};
@@ -87,19 +63,15 @@ function renderGatewayForm() {
     choice.value = selected in gateways ? selected : "";
     show();
   };
-  const report = (text, failed = false) => {
-    state.textContent = text;
-    state.style.color = failed ? "var(--error-text)" : "var(--descrip-text)";
-  };
   choice.addEventListener("change", show);
   save.addEventListener("click", async () => {
     const gateway = name.value.trim();
     try {
       gateways = await postGateway(gateway, JSON.parse(profile.value));
       list(gateway);
-      report(TEXT.saved(gateway));
+      showMessage(state, TEXT.saved(gateway));
     } catch (error) {
-      report(TEXT.failed(error.message), true);
+      showMessage(state, TEXT.failed(error.message), true);
     }
   });
   remove.addEventListener("click", async () => {
@@ -107,13 +79,13 @@ function renderGatewayForm() {
     try {
       gateways = await postGateway(gateway, null);
       list();
-      report(TEXT.removed(gateway));
+      showMessage(state, TEXT.removed(gateway));
     } catch (error) {
-      report(TEXT.failed(error.message), true);
+      showMessage(state, TEXT.failed(error.message), true);
     }
   });
-  Promise.all([callRoute(), translationsLoaded]).then(([stored]) => { gateways = stored; list(); })
-    .catch((error) => report(TEXT.unreadable(error.message), true));
+  Promise.all([readGateways(), translationsLoaded]).then(([stored]) => { gateways = stored; list(); })
+    .catch((error) => showMessage(state, TEXT.unreadable(error.message), true));
   return form;
 }
 

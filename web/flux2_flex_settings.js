@@ -6,16 +6,13 @@
 // names are stored; an option (not a secret) comes back with its value. The providers and their
 // options are the server's list, so a provider the server adds appears here without an edit.
 //
-// The controls borrow the frontend's own colours (its CSS variables, with the older frontend's
-// names as fallbacks), so the form looks like the settings around it in either theme.
+// The controls borrow the frontend's own colours (flux2_flex_form.js: its CSS variables, with the
+// older frontend's names as fallbacks), so the form looks like the settings around it in either theme.
 import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+import { addStyle, element, field, packRoute, postJson, showMessage } from "./flux2_flex_form.js";
 import { t, translationsLoaded } from "./flux2_flex_i18n.js";
 
 const KEYS_ROUTE = "/flux2_flex/keys";
-// The pack's key routes refuse any request without this header: a foreign page cannot send it.
-const KEY_ROUTE_HEADERS = { "X-Flux2-Flex": "1" };
-const STYLE_ID = "flux2-flex-settings-style";
 const DEFAULT_KEY_NAME = "default";  // the server's name for a key stored without one
 
 // Every word the form shows, in the user's language (locales/<lang>/main.json, flux2Flex.keys);
@@ -47,71 +44,8 @@ const TEXT = {
   noOptions: () => t("keys.noOptions"),
 };
 
-// Shapes and colours of ComfyUI 1.58's inputs and buttons; the fallbacks are older frontends' names.
-const STYLE = `
-.flux2-flex-form { display: flex; flex-direction: column; gap: 0.5rem; width: 26rem; max-width: 100%;
-  font-size: 0.875rem; color: var(--foreground, var(--input-text, #ddd)); }
-.flux2-flex-row { display: flex; gap: 0.5rem; align-items: center; }
-.flux2-flex-row.flux2-flex-bottom { align-items: flex-end; }
-.flux2-flex-label { font-size: 0.75rem; color: var(--muted-foreground, var(--descrip-text, #999)); }
-.flux2-flex-field { display: flex; flex-direction: column; gap: 0.25rem; flex: 1; min-width: 0; }
-.flux2-flex-form input, .flux2-flex-form select { box-sizing: border-box; height: 2.5rem; width: 100%; min-width: 0;
-  padding: 0 1rem; border: 2px solid transparent; border-radius: var(--radius-lg, 0.5rem); outline: none;
-  background: var(--secondary, var(--comfy-input-bg, #222)); color: inherit; font: inherit; }
-.flux2-flex-form select { cursor: pointer; }
-.flux2-flex-form input::placeholder { color: var(--muted-foreground, var(--descrip-text, #999)); }
-.flux2-flex-form input:focus-visible, .flux2-flex-form select:focus-visible {
-  border-color: var(--border, var(--border-color, #4e4e4e)); }
-.flux2-flex-form select:hover { background: var(--accent, var(--comfy-menu-bg, #353535)); }
-.flux2-flex-form button { height: 2.5rem; padding: 0 1rem; border: none; border-radius: var(--radius-lg, 0.5rem);
-  font: inherit; font-weight: 500; cursor: pointer; white-space: nowrap; color: var(--foreground, #fff);
-  background: var(--secondary, var(--comfy-input-bg, #222)); }
-.flux2-flex-form button:hover { background: var(--accent, var(--comfy-menu-bg, #353535)); }
-.flux2-flex-form button.flux2-flex-save { background: var(--primary, #0b8ce9); color: #fff; }
-.flux2-flex-form button.flux2-flex-save:hover { filter: brightness(1.1); }
-.flux2-flex-note { font-size: 0.75rem; color: var(--muted-foreground, var(--descrip-text, #999)); }
-.flux2-flex-message { min-height: 1.25rem; }
-.flux2-flex-message.flux2-flex-error { color: var(--color-coral-500, var(--error-text, #f44)); }
-`;
-
-function addStyle() {
-  if (document.getElementById(STYLE_ID)) return;
-  const style = document.createElement("style");
-  style.id = STYLE_ID;
-  style.textContent = STYLE;
-  document.head.append(style);
-}
-
-async function keyRoute(options = {}) {
-  const response = await api.fetchApi(KEYS_ROUTE, { ...options, headers: { ...options.headers, ...KEY_ROUTE_HEADERS } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-const readStatus = () => keyRoute();
-const store = (provider, name, key) => keyRoute({
-  method: "POST",
-  headers: { "Content-Type": "application/json" },
-  body: JSON.stringify({ provider, name, key }),
-});
-
-function element(tag, className, properties = {}) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  return Object.assign(node, properties);
-}
-
-function field(label, control) {
-  const box = element("label", "flux2-flex-field");
-  box.append(element("span", "flux2-flex-label", { textContent: label }), control);
-  return box;
-}
-
-function showMessage(target, text, isError = false) {
-  target.textContent = text;
-  target.classList.toggle("flux2-flex-error", isError);
-}
+const readStatus = () => packRoute(KEYS_ROUTE);
+const store = (provider, name, key) => postJson(KEYS_ROUTE, { provider, name, key });
 
 function renderKeyForm() {
   addStyle();
