@@ -39,6 +39,7 @@ from comfy_execution.utils import get_executing_context
 from PIL import Image
 from server import PromptServer
 
+from .validation import queues_a_prompt
 from ..engine.errors import FluxFlexError, InvalidRequestError, MissingApiKeyError
 from ..engine.keys import DEFAULT_KEY_NAME, read_stored_keys, stored_setting
 from ..engine.providers import (
@@ -227,14 +228,19 @@ def request_user(request: web.Request) -> str | None:
         raise UnknownUserError("Unknown ComfyUI user.") from None
 
 
+def note_request_user(request: web.Request) -> None:
+    """While this request is handled, its user is the one `current_user` names (None: unknown)."""
+    try:
+        _queuing_user.set(request_user(request))
+    except UnknownUserError:
+        _queuing_user.set(None)
+
+
 @web.middleware
 async def note_queuing_user(request: web.Request, handler):
     """Remember who sends a POST /prompt, for `stamp_prompt_user` (called inside that request)."""
-    if request.method == "POST" and request.path.rstrip("/").endswith("/prompt"):
-        try:
-            _queuing_user.set(request_user(request))
-        except UnknownUserError:
-            _queuing_user.set(None)
+    if queues_a_prompt(request):
+        note_request_user(request)
     return await handler(request)
 
 
@@ -346,10 +352,7 @@ def register_routes() -> None:
 
     @routes.post(PRICE_ROUTE)
     async def post_price(request: web.Request) -> web.Response:
-        try:
-            _queuing_user.set(request_user(request))  # whose keys `has_key` looks at (multi-user)
-        except UnknownUserError:
-            _queuing_user.set(None)
+        note_request_user(request)  # whose keys `has_key` looks at (multi-user)
         try:
             return web.json_response(preview_for_browser(await request.json(), loaded_image_size,
                                                          lambda provider, name: missing_key(provider, name) is None))

@@ -22,6 +22,11 @@ _queued_prompt: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fl
                                                                             default=None)
 
 
+def queues_a_prompt(request: web.Request) -> bool:
+    """Whether this is ComfyUI's POST /prompt, inside which a queued prompt is validated."""
+    return request.method == "POST" and request.path.rstrip("/").endswith("/prompt")
+
+
 def note_queued_prompt(json_data: dict) -> dict:
     """ComfyUI's on-prompt hook: remember the prompt being queued, for `wired_inputs`."""
     prompt = json_data.get("prompt")
@@ -40,7 +45,7 @@ def wired_inputs(node_id: str | None) -> set[str]:
 async def fold_validation_errors(request: web.Request, handler):
     """POST /prompt: the pack's nodes' validation errors once each, at the input they name."""
     response = await handler(request)
-    if request.method != "POST" or not request.path.rstrip("/").endswith("/prompt"):
+    if not queues_a_prompt(request):
         return response
     if not isinstance(response, web.Response) or response.content_type != "application/json" or not response.body:
         return response
