@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from .batch import generate_batch
 from .journal import TaskJournal
-from .local import LOCAL, PIPELINES, LocalModel, LocalOptions, PipelineCache, resolve_model
+from .local import LOCAL, LocalOptions
 from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare
 from .providers import make_provider, provider_names
 from .providers.base import Provider
 from .request import FlexRequest
 from .result_cache import ResultCache
 
+if TYPE_CHECKING:  # the model folders' and pipelines' code: a remote run never loads it
+    from .local import LocalModel, PipelineCache
 
 
 def backend_names() -> tuple[str, ...]:
@@ -91,10 +93,12 @@ class LocalBackend:
     name = LOCAL
 
     def __init__(self, model: LocalModel, options: LocalOptions = LocalOptions(),
-                 pipelines: PipelineCache = PIPELINES) -> None:
+                 pipelines: PipelineCache | None = None) -> None:
+        from .local import PIPELINES
+
         self.model = model
         self.options = options.validate()
-        self.pipelines = pipelines  # the process-wide pipeline, unless a test brings its own
+        self.pipelines = PIPELINES if pipelines is None else pipelines  # the process's, unless a test brings its own
 
     def prepare(self, request: FlexRequest, *, count: int = 1) -> PreparedRequest:
         from .local import prepare_local  # loads numpy and Pillow: only a local run needs them
@@ -130,8 +134,10 @@ def backend_for(
 
     This is the one place that tells local runs from remote ones.
     """
-    if isinstance(target, LocalModel):
+    if not isinstance(target, str):  # a LocalModel
         return LocalBackend(target, local_options)
     if target == LOCAL:
+        from .local import resolve_model
+
         return LocalBackend(resolve_model(str(local_model)), local_options)
     return RemoteBackend(make_provider(target, environ=environ, key_choice=key_choice), journal=journal)

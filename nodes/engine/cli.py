@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 # numpy starts a BLAS thread per core on import (a run answered from the result cache never loads
 # it; a run with references or a request does); the engine does no linear algebra with numpy
@@ -31,7 +31,7 @@ from .durable import recover
 from .errors import FluxFlexError, MissingApiKeyError
 from .files import TEMPORARY_PREFIX
 from .journal import TaskJournal, default_journal_folder
-from .local import LOCAL, OPTION_SPECS, LocalOptions, identify_model
+from .local import LOCAL, OPTION_SPECS, LocalOptions
 from .providers import make_provider
 from .request import (
     GUIDANCE, HEIGHT, OUTPUT_FORMAT_HELP, OUTPUT_FORMATS, PROMPT_HELP, PROMPT_UPSAMPLING_HELP,
@@ -40,6 +40,9 @@ from .request import (
 )
 from .result_cache import ResultCache
 from .prepared import GenerationResult, PreparedRequest, RunHooks
+
+if TYPE_CHECKING:
+    from .local import LocalModel
 
 T = TypeVar("T")
 EXIT_FAILURE = 1
@@ -161,10 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             options = LocalOptions(args.local_dtype, args.local_offload, args.local_quantization)
             journal = journal_for(args.cache_dir) if args.command == "generate" else None
-            # The command line's user names any model folder by its path; a workflow only by name.
-            local = args.provider == LOCAL and args.local_model
-            backend = backend_for(identify_model(args.local_model) if local else args.provider, local_options=options,
-                                  journal=journal)
+            backend = backend_for(_target(args), local_options=options, journal=journal)
             run_command(args, backend, request_from_args(args))
     except FluxFlexError as error:
         print(f"flux-flex: error: {error}", file=sys.stderr)
@@ -173,6 +173,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flux-flex: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_FAILURE
     return 0
+
+
+def _target(args: argparse.Namespace) -> str | LocalModel:
+    """The provider named, or the model folder a local run names by its path (a workflow names
+    one only by its name in the model folders)."""
+    if args.provider != LOCAL or not args.local_model:
+        return args.provider
+    from .local import identify_model
+
+    return identify_model(args.local_model)
 
 
 def list_tasks(journal: TaskJournal) -> None:

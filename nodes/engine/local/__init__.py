@@ -12,16 +12,18 @@ and `free` when memory is wanted back.
 import importlib
 from typing import Any
 
-# Where each name lives, loaded on first use: the command line names `LOCAL` and the options for
-# its flags on every run, and must not load the runner, numpy and Pillow of local/backend.py for that.
+LOCAL = "local"  # the provider name that picks a model folder on this machine
+# Where each other name lives, loaded on first use: the command line names `LOCAL` and the options
+# for its flags on every run, and must not load the runner, numpy and Pillow of local/backend.py,
+# nor the model folders' code, for that.
 _HOMES = {name: module for module, names in {
     "backend": ("generate_local", "generate_local_batch", "local_notes", "pipeline_arguments", "prepare_local"),
-    "models": ("LOCAL", "LocalModel", "check_complete", "find_models", "identify_model", "resolve_model"),
+    "models": ("LocalModel", "check_complete", "find_models", "identify_model", "resolve_model"),
     "options": ("DTYPE", "OFFLOAD", "OPTION_SPECS", "QUANTIZE", "LocalOptions", "OptionSpec", "choose_device",
                 "choose_dtype"),
     "pipeline_cache": ("INSTALL_HINT", "PIPELINES", "LoadedPipeline", "PipelineCache", "free"),
 }.items() for name in names}
-__all__ = sorted(_HOMES)
+__all__ = sorted(["LOCAL", *_HOMES])
 
 
 def __getattr__(name: str) -> Any:

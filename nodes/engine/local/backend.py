@@ -21,7 +21,8 @@ from ..errors import CancelledError, FluxFlexError, InvalidRequestError
 from ..prepared import GenerationResult, PreparedRequest, RunHooks
 from ..pricing import estimate
 from ..request import MAX_INPUT_IMAGES, MEGAPIXEL, FlexRequest, validate_request
-from .models import LOCAL, LocalModel
+from . import LOCAL
+from .models import LocalModel
 from .options import LocalOptions, import_torch
 from .pipeline_cache import PIPELINES, PipelineCache, out_of_memory
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import FluxFlexError, InvalidRequestError, MissingModelError
 from ..settings import current as current_settings
 
-LOCAL = "local"  # the provider name that picks a model folder on this machine
 PIPELINE_KINDS = {"Flux2Pipeline": "dev", "Flux2KleinPipeline": "klein"}
 WEIGHT_COMPONENTS = ("transformer", "vae", "text_encoder")  # the parts of both pipelines that hold weights
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
