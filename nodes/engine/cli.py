@@ -46,8 +46,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_FAILURE = 1
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-OUT_HELP = f"where to save the image ({', '.join(SAVE_FORMATS)}); checked before anything is paid"
+# Pillow tells these formats by the name, as --out is checked here; saving by the name loads only
+# that format's plugin, where naming the format makes Pillow load five.
+SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OUT_HELP = f"where to save the image ({', '.join(SAVE_SUFFIXES)}); checked before anything is paid"
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024  # far above any photo; stops /dev/zero and the like
 CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is answered from disk, with no request "
                   "and no cost (off unless given); the journal of paid tasks is kept here too")
@@ -132,8 +134,8 @@ def load_image_file(path: Path) -> InputImage:
 
 def check_out_path(out: Path) -> None:
     """Everything about --out that can fail, checked before anything is paid."""
-    if out.suffix.lower() not in SAVE_FORMATS:
-        raise FluxFlexError(f"--out {out}: the name must end in one of {', '.join(SAVE_FORMATS)} (the image format).")
+    if out.suffix.lower() not in SAVE_SUFFIXES:
+        raise FluxFlexError(f"--out {out}: the name must end in one of {', '.join(SAVE_SUFFIXES)} (the image format).")
     if out.is_dir():
         raise FluxFlexError(f"--out {out} is a folder; give a file name.")
     try:
@@ -249,7 +251,7 @@ def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
 def save_result(result: GenerationResult, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        result.picture().save(out, format=SAVE_FORMATS[out.suffix.lower()])
+        result.picture().save(out)  # in the format its name says (see SAVE_SUFFIXES)
     except (OSError, ValueError) as error:
         again = "" if result.from_cache else (
             f" The image was paid: fetch it again with `flux-flex recover {result.task_id} --out OTHER_FILE`.")

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
+from PIL.PngImagePlugin import PngImageFile
 
 from .files import skip_unreadable, write_atomically
 from .fingerprint import request_fingerprint
@@ -58,12 +59,14 @@ class ResultCache:
             data = image_path.read_bytes()
             if len(data) != meta["png_bytes"]:
                 raise ValueError("image and metadata disagree")
-            with Image.open(io.BytesIO(data)) as stored:
-                picture = stored.convert("RGB")  # decoded now, so a broken PNG is a miss; an array only if asked
+            # Read as the PNG it was stored as: Image.open of bytes would load five format plugins to guess.
+            with PngImageFile(io.BytesIO(data)) as stored:
+                stored.load()  # decoded now, so a broken PNG is a miss; an array only if asked
+            picture = stored if stored.mode == "RGB" else stored.convert("RGB")
             result = _result_from_json(meta, picture)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError) as error:  # Syntax: not a PNG
             skip_unreadable(meta_path, "result cache entry", error)
             self._remove(key)
             return None
