@@ -8,7 +8,6 @@ discards the images already paid for: they come back in `BatchError.results`.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 from .durable import generate_cached
@@ -65,6 +64,8 @@ def generate_batch(
     """Run every prepared request, at most `max_concurrency` (default: the provider's) at once."""
     if len(prepared) == 1:
         return [generate_cached(prepared[0], provider, cache, hooks=hooks, settings=settings, journal=journal)]
+    from concurrent.futures import ThreadPoolExecutor  # threads for several images only, not for one (a cache hit)
+
     workers = min(len(prepared), max_concurrency or provider.limits.max_concurrency)
     progress = _BatchProgress(hooks, len(prepared))
     results: dict[int, GenerationResult] = {}

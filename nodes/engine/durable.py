@@ -25,7 +25,6 @@ from .fingerprint import request_fingerprint
 from .journal import EXPIRED, UNKNOWN_REPORTED, JournalEntry, TaskJournal
 from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings
 from .providers.base import Provider
-from .request_lock import request_lock
 from .result_cache import ResultCache, cache_key
 
 
@@ -100,6 +99,7 @@ def _lock_for(prepared: PreparedRequest, fingerprint: str, cache: ResultCache | 
     folder = journal.folder if journal is not None else cache.folder if cache is not None else None
     if folder is None or prepared.request.seed is None:
         return nullcontext(False)
+    from .request_lock import request_lock
     from .runner import raise_if_cancelled
 
     return request_lock(folder / "locks", fingerprint, cancelled=lambda: raise_if_cancelled(hooks, None))

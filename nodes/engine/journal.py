@@ -33,7 +33,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -119,7 +118,7 @@ class TaskJournal:
         rerun may resume it."""
         folder = self.folder / LEASES
         folder.mkdir(parents=True, exist_ok=True)
-        owner = uuid.uuid4().hex
+        owner = os.urandom(16).hex()  # a random name (uuid would load `platform`, on every command)
         path = folder / f"{owner}.lock"
         with open(path, "a+b") as handle:
             try_lock(handle)  # a new file: nobody else can hold it
@@ -158,7 +157,7 @@ class TaskJournal:
                        seed: int | None, reason: str) -> JournalEntry:
         """A submit whose outcome is unknown: there is no task id, but a rerun must not pay blindly."""
         now = time.time()
-        entry = JournalEntry(provider, f"unknown-{uuid.uuid4().hex[:12]}", "", fingerprint, asdict(estimate), UNKNOWN,
+        entry = JournalEntry(provider, f"unknown-{os.urandom(6).hex()}", "", fingerprint, asdict(estimate), UNKNOWN,
                              now, now, summary, seed, None, {"reason": reason})
         self._write(entry)
         return entry
