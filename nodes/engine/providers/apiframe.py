@@ -9,16 +9,19 @@ only when it ends.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .. import errors
 from ..polling import PollTiming
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .fields import as_fraction, as_number
 from .http_errors import format_detail
 from .moderation import moderation_error
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 MODEL = "flux-2-flex"
 GENERATE_PATH = "/v2/images/generate"

@@ -38,18 +38,21 @@ default ProviderLimits (PNG) apply until it does.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
 from ..lazy_httpx import httpx
 from .. import errors
 from ..keys import ApiKey, stored_setting
 from ..request import FlexRequest
-from .base import ImageEncoder, ProviderLimits, SubmittedTask
+from .base import ProviderLimits, SubmittedTask
 from .bfl import flex_body
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import SynchronousProvider, delivered_image, first_data_item, request_id, unanswered
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 MODEL_ID = "FLUX.2-flex"
 ROUTE = "/providers/blackforestlabs/v1/flux-2-flex"

@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ..lazy_httpx import httpx
 from .. import errors
@@ -24,7 +24,9 @@ from ..polling import PollTiming
 from ..request import (
     HEIGHT, LOSSLESS_UPLOAD_FORMAT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request,
 )
-from .upload_body import ImageEncoder, build_upload_body
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 POLL_TIMEOUT = dict(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -220,6 +222,8 @@ class Provider(ABC):
         """POST the request's body to its submit URL; classify transport failures by whether the
         request may have arrived. `headers` adds to (or overrides) the key and JSON headers;
         `timeout` replaces the client's for providers that answer only once the image is made."""
+        from .upload_body import build_upload_body  # with the first submit: a cache hit or a dry run sends none
+
         body = build_upload_body(lambda encode: self.build_body(request, encode), request.upload_format,
                                  data_uri=self.data_uri_images)
         return self.send_submit(self.submit_url(request), headers={**JSON_HEADERS, **(headers or {}),

@@ -8,13 +8,16 @@ global (failover), EU-only and US-only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..polling import PollTiming
 from ..request import FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
+from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask
 from .fields import as_fraction, as_int, as_number
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 ENDPOINT_PATH = "/v1/flux-2-flex"
 IN_PROGRESS_STATUSES = frozenset({"Pending", "Generating", "Reasoning", "Queued", "Processing"})

@@ -10,14 +10,17 @@ they are: fal's status and result paths drop the /edit of the submit path.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lazy_httpx import httpx
 from .. import errors
 from ..request import STEPS, FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask
+from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask
 from .fields import as_int
 from .http_errors import format_detail, provider_detail
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 TEXT_TO_IMAGE_PATH = "/fal-ai/flux-2-flex"
 EDIT_PATH = TEXT_TO_IMAGE_PATH + "/edit"  # requires image_urls

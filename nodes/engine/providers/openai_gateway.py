@@ -27,18 +27,21 @@ https://docs.laozhang.ai/en/api-capabilities/flux-image-edit):
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lazy_httpx import httpx
 from .. import errors
 from ..images import MIME_TYPES, upload_all_base64
 from ..request import FlexRequest
-from .base import ImageEncoder, ProviderLimits, SubmittedTask
+from .base import ProviderLimits, SubmittedTask
 from .bfl import input_image_field
 from .gateway_profiles import GatewayProfile
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import RESPONSE_TIMEOUT, SynchronousProvider, delivered_image, request_id
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 GENERATIONS_PATH = "/images/generations"
 EDITS_PATH = "/images/edits"

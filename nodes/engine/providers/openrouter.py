@@ -55,18 +55,21 @@ import operator
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import TransientError
 from ..request import ASPECT_PRESETS, FlexRequest
 from ..transport import retry_after_seconds
-from .base import POLL_TIMEOUT, ImageEncoder, ProviderLimits, SubmittedTask
+from .base import POLL_TIMEOUT, ProviderLimits, SubmittedTask
 from .fields import as_number
 from .http_errors import error_envelope, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id, unanswered
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 MODEL = "black-forest-labs/flux.2-flex"
 IMAGES_PATH = "/images"

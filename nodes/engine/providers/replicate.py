@@ -8,12 +8,15 @@ back finished and needs no poll; a slower one is polled at the `urls.get` Replic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..request import FlexRequest
-from .base import ImageEncoder, PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .moderation import moderation_error
+
+if TYPE_CHECKING:
+    from .upload_body import ImageEncoder
 
 MODEL = "black-forest-labs/flux-2-flex"
 PREDICTIONS_PATH = f"/v1/models/{MODEL}/predictions"
