@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
@@ -142,9 +141,12 @@ def check_out_path(out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FluxFlexError(f"--out {out}: cannot create its folder ({error.strerror}).") from None
-    try:  # by writing, not os.access: root passes every access check, and /proc refuses files all the same
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=TEMPORARY_PREFIX, suffix=out.suffix):
-            pass
+    # By writing, not os.access: root passes every access check, and /proc refuses files all the same.
+    # A probe of its own random name, not tempfile's, which loads shutil and random on every run.
+    probe = out.parent / f"{TEMPORARY_PREFIX}{os.urandom(6).hex()}{out.suffix}"
+    try:
+        open(probe, "xb").close()
+        probe.unlink()
         if out.exists():
             open(out, "r+b").close()  # opened for writing, not truncated
     except OSError as error:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -33,6 +32,8 @@ def write_atomically(path: Path, data: bytes, *, mode: int | None = None, durabl
     and its folder to the disk before returning, for records that must survive a power cut (the
     journal of paid tasks), at the cost of a few milliseconds.
     """
+    import tempfile  # with shutil and random: a command that writes nothing (a cache hit) never loads them
+
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=path.suffix)
     try:
         if mode is not None:
