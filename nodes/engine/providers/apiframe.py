@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .. import errors
-from ..polling import PollTiming
+from ..poll_timing import PollTiming
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
 from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
 from .fields import as_fraction, as_number

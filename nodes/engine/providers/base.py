@@ -20,7 +20,7 @@ from ..lazy_httpx import httpx
 from .. import errors
 from ..errors import SubmitOutcomeUnknown, TransientError
 from ..keys import ApiKey, KeyScope, resolve_api_key
-from ..polling import PollTiming
+from ..poll_timing import PollTiming
 from ..request import (
     HEIGHT, LOSSLESS_UPLOAD_FORMAT, MAX_INPUT_IMAGES, MEGAPIXEL, WIDTH, FlexRequest, validate_request,
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..polling import PollTiming
+from ..poll_timing import PollTiming
 from ..request import FlexRequest
 from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask
 from .fields import as_fraction, as_int, as_number
