@@ -91,13 +91,17 @@ def test_the_command_line_never_imports_torch(bfl_env: FakeBfl, tmp_path: Path) 
 
 
 # What a command answered from the result cache must not load: it validates, prices and copies the
-# stored image, so the arrays, the HTTP layer, the runner, the local backend and the other
-# providers would only cost it time (issue 23: several times a process that just copies the PNG).
+# stored image, so the arrays, the HTTP layer, the runner, the local backend, the other providers,
+# what only a submit or a poll uses, and Pillow's other format plugins would only cost it time
+# (issue 23: within 1.5 times a process that just copies the PNG).
 # httpx is in sys.modules from the start as lazy_httpx's stand-in: its submodules show it ran.
 NOT_ON_A_CACHE_HIT = ("numpy", "httpx._client", "torch", "nodes.engine.runner", "nodes.engine.images",
                       "nodes.engine.transport", "nodes.engine.slots", "nodes.engine.local.backend",
+                      "nodes.engine.local.models", "nodes.engine.local.pipeline_cache",
                       "nodes.engine.providers.replicate", "nodes.engine.providers.fal",
-                      "nodes.engine.providers.openrouter", "nodes.engine.providers.openai_gateway")
+                      "nodes.engine.providers.openrouter", "nodes.engine.providers.openai_gateway",
+                      "nodes.engine.providers.upload_body", "nodes.engine.polling", "nodes.engine.request_lock",
+                      "concurrent.futures", "tempfile", "uuid", "PIL.JpegImagePlugin", "PIL.GifImagePlugin")
 
 
 def test_a_cache_hit_loads_nothing_it_does_not_use(bfl_env: FakeBfl, tmp_path: Path) -> None:
