@@ -54,23 +54,33 @@ CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is a
                   "and no cost (off unless given); the journal of paid tasks is kept here too")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command with its flags, or with `command` given, every command but only its flags: a
+    run parses one command, and building the others' (some twenty each) costs a cache hit time."""
     parser = argparse.ArgumentParser(prog="flux-flex", description="FLUX.2 [flex] from the command line.")
     commands = parser.add_subparsers(dest="command", required=True)
-    generate_cmd = commands.add_parser("generate", help="generate an image (a dry run without an API key)")
-    _add_request_flags(generate_cmd)
-    generate_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
-    generate_cmd.add_argument("--dry-run", action="store_true", help="print the request and its price; send nothing")
-    generate_cmd.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
-    estimate_cmd = commands.add_parser("estimate", help="print the price of a request; needs no key")
-    _add_request_flags(estimate_cmd)
-    tasks_cmd = commands.add_parser("tasks", help="list paid tasks whose image was not delivered")
-    tasks_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the runs used, if any")
-    recover_cmd = commands.add_parser("recover", help="fetch the image of a paid task (see `tasks`); pays nothing")
-    recover_cmd.add_argument("task_id", help="the task id, as `tasks` or an error message names it")
-    recover_cmd.add_argument("--out", type=Path, required=True, help=OUT_HELP)
-    recover_cmd.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the run used, if any")
+    for name, (help_text, add_flags) in _COMMANDS.items():
+        subparser = commands.add_parser(name, help=help_text)
+        if command in (None, name):
+            add_flags(subparser)
     return parser
+
+
+def _add_generate_flags(parser: argparse.ArgumentParser) -> None:
+    _add_request_flags(parser)
+    parser.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    parser.add_argument("--dry-run", action="store_true", help="print the request and its price; send nothing")
+    parser.add_argument("--cache-dir", type=Path, default=None, help=CACHE_DIR_HELP)
+
+
+def _add_tasks_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the runs used, if any")
+
+
+def _add_recover_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", help="the task id, as `tasks` or an error message names it")
+    parser.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="the --cache-dir the run used, if any")
 
 
 def _add_request_flags(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +108,15 @@ def _add_request_flags(parser: argparse.ArgumentParser) -> None:
 def _add_number_flag(parser: argparse.ArgumentParser, spec: NumberSpec, kind: type) -> None:
     flag = "--" + spec.name.replace("_", "-")
     parser.add_argument(flag, type=kind, default=kind(spec.default), help=spec.tooltip())
+
+
+# Each command: its help line and what adds its flags.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "generate": ("generate an image (a dry run without an API key)", _add_generate_flags),
+    "estimate": ("print the price of a request; needs no key", _add_request_flags),
+    "tasks": ("list paid tasks whose image was not delivered", _add_tasks_flags),
+    "recover": ("fetch the image of a paid task (see `tasks`); pays nothing", _add_recover_flags),
+}
 
 
 def request_from_args(args: argparse.Namespace) -> FlexRequest:
@@ -159,7 +178,8 @@ def journal_for(cache_dir: Path | None) -> TaskJournal:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None).parse_args(argv)
     try:
         if args.command == "tasks":
             list_tasks(journal_for(args.cache_dir))
