@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from comfyui_flux2_flex.nodes.engine.batch import BatchError, generate_batch
 from comfyui_flux2_flex.nodes.engine.errors import CancelledError
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
+from comfyui_flux2_flex.nodes.engine.providers.tasks import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, seeded_requests
 from comfyui_flux2_flex.nodes.engine.runner import PreparedRequest, RunHooks, prepare
 from fakes.bfl_server import FakeBfl, TaskPlan

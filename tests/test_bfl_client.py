@@ -13,8 +13,8 @@ import pytest
 from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.errors import SubmitOutcomeUnknown
-from comfyui_flux2_flex.nodes.engine.providers.base import PollUpdate, SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
+from comfyui_flux2_flex.nodes.engine.providers.tasks import PollUpdate, SubmittedTask
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest, InputImage
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings
 

@@ -100,7 +100,8 @@ NOT_ON_A_CACHE_HIT = ("numpy", "httpx._client", "torch", "nodes.engine.runner", 
                       "nodes.engine.local.models", "nodes.engine.local.pipeline_cache",
                       "nodes.engine.providers.replicate", "nodes.engine.providers.fal",
                       "nodes.engine.providers.openrouter", "nodes.engine.providers.openai_gateway",
-                      "nodes.engine.providers.upload_body", "nodes.engine.polling", "nodes.engine.request_lock",
+                      "nodes.engine.providers.upload_body", "nodes.engine.providers.tasks", "nodes.engine.polling",
+                      "nodes.engine.request_lock",
                       "concurrent.futures", "tempfile", "uuid", "PIL.JpegImagePlugin", "PIL.GifImagePlugin")
 
 

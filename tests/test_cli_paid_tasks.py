@@ -21,7 +21,7 @@ from PIL import Image
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.journal import TaskJournal, default_journal_folder
 from comfyui_flux2_flex.nodes.engine.pricing import CostEstimate
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
+from comfyui_flux2_flex.nodes.engine.providers.tasks import SubmittedTask
 
 from fakes.bfl_server import FakeBfl, TaskPlan
 from fakes.loopback import LoopbackServer, Response

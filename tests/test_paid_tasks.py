@@ -14,8 +14,8 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.batch import generate_batch
 from comfyui_flux2_flex.nodes.engine.durable import generate_cached, recover
 from comfyui_flux2_flex.nodes.engine.journal import DELIVERED, EXPIRED, SUBMITTED, TaskJournal
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.bfl import BflProvider
+from comfyui_flux2_flex.nodes.engine.providers.tasks import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.result_cache import ResultCache
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, RunSettings, prepare

@@ -15,8 +15,8 @@ from comfyui_flux2_flex.nodes.engine import errors
 from comfyui_flux2_flex.nodes.engine.cli import main
 from comfyui_flux2_flex.nodes.engine.keys import ApiKey
 from comfyui_flux2_flex.nodes.engine.errors import SubmitOutcomeUnknown
-from comfyui_flux2_flex.nodes.engine.providers.base import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.providers.openrouter import OpenRouterProvider
+from comfyui_flux2_flex.nodes.engine.providers.tasks import SubmittedTask
 from comfyui_flux2_flex.nodes.engine.request import FlexRequest
 from comfyui_flux2_flex.nodes.engine.runner import RunHooks, prepare
 from comfyui_flux2_flex.nodes.logic.node_runs import NodeSettings, estimate_cost, run_settings

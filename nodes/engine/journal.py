@@ -37,12 +37,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .file_lock import try_lock, unlock
 from .files import TEMPORARY_PREFIX, skip_unreadable, write_atomically
 from .pricing import CostEstimate
-from .providers.base import SubmittedTask
+
+if TYPE_CHECKING:
+    from .providers.tasks import SubmittedTask
 
 SUBMITTED = "submitted"  # accepted by the provider, image not yet delivered: resumable
 DELIVERED = "delivered"  # the image reached the caller
@@ -83,6 +85,8 @@ class JournalEntry:
 
     def task(self) -> SubmittedTask:
         """The task as the provider's poll expects it."""
+        from .providers.tasks import SubmittedTask  # a resumed or recovered task's: a cache hit never makes one
+
         return SubmittedTask(provider=self.provider, task_id=self.task_id, poll_url=self.poll_url,
                              reported_cost=self.reported_cost, extra=dict(self.extra))
 

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from .providers.base import Provider, SubmittedTask
+    from .providers.base import Provider
+
+    from .providers.tasks import SubmittedTask
 
 ProgressCallback = Callable[[float | None, str], None]
 CancelCheck = Callable[[], bool]

@@ -32,7 +32,8 @@ from .polling import DURATIONS, PollSchedule, finish_estimate, predicted_total
 # What a run starts from and hands back lives in prepared.py, which a result-cache hit can load
 # without this module's network, journal and image machinery; callers keep importing it from here.
 from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare  # noqa: F401
-from .providers.base import PollUpdate, Provider, SubmittedTask
+from .providers.base import Provider
+from .providers.tasks import PollUpdate, SubmittedTask
 from .request import FlexRequest
 from .slots import Slot, task_slots
 from .transport import DownloadStopped

@@ -15,10 +15,11 @@ from urllib.parse import quote
 from .. import errors
 from ..poll_timing import PollTiming
 from ..request import MEGAPIXEL, SAFETY_TOLERANCE, FlexRequest
-from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .base import Provider, ProviderLimits, check_custom_size
 from .fields import as_fraction, as_number
 from .http_errors import format_detail
 from .moderation import moderation_error
+from .tasks import PollUpdate, SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

@@ -45,11 +45,12 @@ from ..lazy_httpx import httpx
 from .. import errors
 from ..keys import ApiKey, stored_setting
 from ..request import FlexRequest
-from .base import ProviderLimits, SubmittedTask
+from .base import ProviderLimits
 from .bfl import flex_body
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import SynchronousProvider, delivered_image, first_data_item, request_id, unanswered
+from .tasks import SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

@@ -2,7 +2,7 @@
 
 The runner (engine.runner) owns the lifecycle: retries that are safe, waiting, progress,
 cancellation and never resubmitting. A provider only translates: the common request into its
-own body, its responses into `SubmittedTask` / `PollUpdate`, and its errors into the pack's
+own body, its responses into `SubmittedTask` / `PollUpdate` (tasks.py), and its errors into the pack's
 error types through `http_errors.raise_for_http_error`, so every provider fails with the same
 clear words.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -26,6 +26,7 @@ from ..request import (
 )
 
 if TYPE_CHECKING:
+    from .tasks import PollUpdate, SubmittedTask
     from .upload_body import ImageEncoder
 
 POLL_TIMEOUT = dict(connect=15.0, read=30.0, write=30.0, pool=30.0)  # a poll answers small and fast
@@ -42,31 +43,6 @@ class ProviderLimits:
     # Image formats the provider documents for uploaded images; where its documentation names
     # none, only PNG, which every image API reads. Each provider says where its list comes from.
     upload_formats: tuple[str, ...] = (LOSSLESS_UPLOAD_FORMAT,)
-
-
-@dataclass(frozen=True)
-class SubmittedTask:
-    """A task the provider accepted (and may bill for): poll it, never submit it again."""
-
-    provider: str
-    task_id: str
-    poll_url: str
-    reported_cost: float | None = None
-    input_mp: float | None = None
-    output_mp: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PollUpdate:
-    """One poll's answer: still running (with progress if known) or ready with a result URL."""
-
-    done: bool
-    status: str
-    progress: float | None = None
-    result_url: str | None = None
-    seed: int | None = None
-    reported_cost: float | None = None  # for providers that state the cost only when the task ends (Apiframe)
 
 
 class Provider(ABC):

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..poll_timing import PollTiming
 from ..request import FlexRequest
-from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask
+from .base import Provider, ProviderLimits
 from .fields import as_fraction, as_int, as_number
 
 if TYPE_CHECKING:
+    from .tasks import PollUpdate, SubmittedTask
     from .upload_body import ImageEncoder
 
 ENDPOINT_PATH = "/v1/flux-2-flex"
@@ -69,6 +70,8 @@ class BflProvider(Provider):
         polling_url = self.polling_url(str(task_id), body) if task_id else None
         if not task_id or not polling_url:
             raise self.unknown_outcome("task id or polling URL")
+        from .tasks import SubmittedTask  # a submit's: a cache hit loads this class without it
+
         return SubmittedTask(
             provider=self.name,
             task_id=str(task_id),
@@ -106,6 +109,8 @@ def flex_body(request: FlexRequest, encode: ImageEncoder, *, output_format: str 
 
 def interpret_bfl_status(body: dict[str, Any], task: SubmittedTask, polls_so_far: int, label: str) -> PollUpdate:
     """Map a BFL-shaped get_result answer (also CometAPI's passthrough) to a PollUpdate or error."""
+    from .tasks import PollUpdate  # a poll's: a cache hit loads this module without it
+
     status = str(body.get("status", ""))
     facts = dict(provider=task.provider, task_id=task.task_id, billed=errors.MAYBE_BILLED)
     details = body.get("details") if isinstance(body.get("details"), dict) else {}

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from ..lazy_httpx import httpx
 from .. import errors
 from ..request import STEPS, FlexRequest
-from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask
+from .base import Provider, ProviderLimits
 from .fields import as_int
 from .http_errors import format_detail, provider_detail
+from .tasks import PollUpdate, SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

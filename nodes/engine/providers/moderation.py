@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import errors
-from .base import SubmittedTask
+from .tasks import SubmittedTask
 
 # Words resellers use when their moderation refuses a task they report only as "failed".
 MODERATION_MARKERS = ("nsfw", "flagged", "sensitive", "e005", "moderat", "safety", "content policy")

@@ -33,12 +33,13 @@ from ..lazy_httpx import httpx
 from .. import errors
 from ..images import MIME_TYPES, upload_all_base64
 from ..request import FlexRequest
-from .base import ProviderLimits, SubmittedTask
+from .base import ProviderLimits
 from .bfl import input_image_field
 from .gateway_profiles import GatewayProfile
 from .http_errors import error_envelope, format_detail, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import RESPONSE_TIMEOUT, SynchronousProvider, delivered_image, request_id
+from .tasks import SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

@@ -62,11 +62,12 @@ from .. import errors
 from ..errors import TransientError
 from ..request import ASPECT_PRESETS, FlexRequest
 from ..transport import retry_after_seconds
-from .base import POLL_TIMEOUT, ProviderLimits, SubmittedTask
+from .base import POLL_TIMEOUT, ProviderLimits
 from .fields import as_number
 from .http_errors import error_envelope, provider_detail
 from .moderation import MODERATION_MARKERS
 from .synchronous import SynchronousProvider, finished_task, image_data_uri, request_id, unanswered
+from .tasks import SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..request import FlexRequest
-from .base import PollUpdate, Provider, ProviderLimits, SubmittedTask, check_custom_size
+from .base import Provider, ProviderLimits, check_custom_size
 from .moderation import moderation_error
+from .tasks import PollUpdate, SubmittedTask
 
 if TYPE_CHECKING:
     from .upload_body import ImageEncoder

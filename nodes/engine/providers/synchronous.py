@@ -18,7 +18,8 @@ from typing import Any
 from ..lazy_httpx import httpx
 from .. import errors
 from ..request import FlexRequest
-from .base import PollUpdate, Provider, SubmittedTask
+from .base import Provider
+from .tasks import PollUpdate, SubmittedTask
 
 # Generation happens while the submit's response is awaited: FLUX.2 [flex] at 50 steps and 4 MP
 # takes well over a minute on a busy deployment, longer than the shared client's 90 s read limit.
