@@ -444,7 +444,7 @@ def cache_hit_figures(bfl: FakeBfl, provider: BflProvider) -> None:
         for warm_up in (command, floor_command):  # compiles the bytecode that the measured runs then load
             subprocess.run(warm_up, env=env, check=True, capture_output=True)
         runs, floor, cpu = [], [], []
-        for _ in range(5):  # alternating, so a change in the machine's load reaches both alike
+        for _ in range(15):  # alternating, so a change in the machine's load reaches both alike
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, capture_output=True)
@@ -457,7 +457,7 @@ def cache_hit_figures(bfl: FakeBfl, provider: BflProvider) -> None:
     hit, least = statistics.median(runs), statistics.median(floor)
     print(f"CLI cache hit as a whole process (1 MP, no references): {hit / least:.2f}x the floor, "
           f"{hit / least / CLI_HIT_LIMIT:.2f} of the {CLI_HIT_LIMIT:g}x limit ({hit:.2f} s against {least:.3f} s for a "
-          f"Python process that imports Pillow, reads the stored PNG and writes it; medians of 5, alternating, after "
+          f"Python process that imports Pillow, reads the stored PNG and writes it; medians of 15, alternating, after "
           f"a warm-up run of each, bytecode compiled (as pip installs it) into a temporary folder; "
           f"{statistics.median(cpu):.2f} s of CPU; load average {os.getloadavg()[0]:.2f})")
 
