@@ -57,7 +57,7 @@ def generate_cached(
             resume, notes = _resumable(journal, provider, fingerprint, asked if waited else None, owner)
             try:
                 result = generate(prepared, provider, hooks=hooks, settings=settings, journal=journal, resume=resume,
-                                  owner=owner)
+                                  owner=owner, fingerprint=fingerprint)
             finally:
                 if resume is not None and journal is not None:
                     journal.release(resume)

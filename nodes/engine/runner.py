@@ -24,7 +24,6 @@ import numpy as np
 
 from . import errors
 from .errors import SubmitOutcomeUnknown, TransientError
-from .fingerprint import request_fingerprint
 from .images import decode_image
 from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
@@ -60,11 +59,13 @@ def generate(
     journal: TaskJournal | None = None,
     resume: JournalEntry | None = None,
     owner: str = "",
+    fingerprint: str = "",
 ) -> GenerationResult:
     """Run one prepared request on a provider and return the decoded image.
 
     With a journal, the accepted task is recorded before its first poll (under the run's lease,
-    `owner`) and marked when it ends. With `resume`, no submit is sent: that recorded task of the
+    `owner`, and the request's `fingerprint`, which the caller computed before the submit: a
+    reference read from a file afterwards could have changed) and marked when it ends. With `resume`, no submit is sent: that recorded task of the
     same request is polled instead.
     """
     started = time.monotonic()
@@ -77,11 +78,11 @@ def generate(
                 slot = _take_slot(provider, hooks)
                 task = _submit_once(prepared.request, provider, hooks, settings)
             except SubmitOutcomeUnknown as unknown:
-                raise _record_unknown(journal, provider, prepared, unknown) from None
+                raise _record_unknown(journal, provider, prepared, fingerprint, unknown) from None
             except errors.FluxFlexError as error:
                 error.provider = error.provider or provider.name
                 raise
-            entry, journal_note = _record(journal, task, prepared, owner)
+            entry, journal_note = _record(journal, task, prepared, fingerprint, owner)
             notes += journal_note
         else:
             task, entry = resume.task(), resume
@@ -170,14 +171,14 @@ def _download(task: SubmittedTask, provider: Provider, update: PollUpdate, hooks
     )
 
 
-def _record(journal: TaskJournal | None, task: SubmittedTask, prepared: PreparedRequest,
+def _record(journal: TaskJournal | None, task: SubmittedTask, prepared: PreparedRequest, fingerprint: str,
             owner: str) -> tuple[JournalEntry | None, tuple[str, ...]]:
     """Journal the accepted task; a journal that cannot be written never stops the paid task."""
     if journal is None:
         return None, ()
     request = prepared.request
     try:
-        entry = journal.record(task, fingerprint=request_fingerprint(task.provider, request),
+        entry = journal.record(task, fingerprint=fingerprint,
                                estimate=prepared.estimate, summary=describe_request(request), seed=request.seed,
                                owner=owner)
     except OSError as error:
@@ -186,7 +187,7 @@ def _record(journal: TaskJournal | None, task: SubmittedTask, prepared: Prepared
     return entry, ()
 
 
-def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: PreparedRequest,
+def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: PreparedRequest, fingerprint: str,
                     unknown: SubmitOutcomeUnknown) -> SubmitOutcomeUnknown:
     """Journal a submit that may have created a task, so a rerun asks before paying again."""
     unknown.provider, unknown.billed = provider.name, errors.MAYBE_BILLED
@@ -194,7 +195,7 @@ def _record_unknown(journal: TaskJournal | None, provider: Provider, prepared: P
     if journal is None:
         return unknown
     try:
-        journal.record_unknown(provider.name, fingerprint=request_fingerprint(provider.name, prepared.request),
+        journal.record_unknown(provider.name, fingerprint=fingerprint,
                                estimate=prepared.estimate, summary=describe_request(prepared.request),
                                seed=prepared.request.seed, reason=str(unknown))
     except OSError:
