@@ -37,15 +37,15 @@ def photo(width: int = 96, height: int = 64) -> InputImage:
 
 
 def count_encodes(monkeypatch: pytest.MonkeyPatch, on_encode=None) -> Counter:
-    """Wrap the pack's one image encoder: count each (pixels, format) it is asked for."""
+    """Wrap the pack's one image encoder: count each (image, format) it is asked for."""
     calls: Counter = Counter()
     encode = images._encoded
 
-    def counting(pixels: np.ndarray, image_format: str):
-        calls[(id(pixels), image_format)] += 1
+    def counting(image: InputImage, image_format: str):
+        calls[(id(image), image_format)] += 1
         if on_encode is not None:
             on_encode()
-        return encode(pixels, image_format)
+        return encode(image, image_format)
 
     monkeypatch.setattr(images, "_encoded", counting)
     return calls

@@ -120,6 +120,10 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 
 
 def request_from_args(args: argparse.Namespace) -> FlexRequest:
+    if args.reference:
+        from .heap import hand_freed_images_back
+
+        hand_freed_images_back()
     return FlexRequest(
         prompt=args.prompt,
         width=args.width,
@@ -136,18 +140,18 @@ def request_from_args(args: argparse.Namespace) -> FlexRequest:
 
 
 def load_image_file(path: Path) -> InputImage:
-    """A reference image from a regular file of sane size: a device or a FIFO would never end."""
+    """A reference image from a regular file of sane size (a device or a FIFO would never end),
+    checked from its header now and decoded only when it is used (image_files.ReferenceFile)."""
     try:
         if not path.is_file():
             raise FluxFlexError(f"Reference image {path} is not a regular file.")
         if path.stat().st_size > MAX_REFERENCE_BYTES:
             raise FluxFlexError(f"Reference image {path} is over {MAX_REFERENCE_BYTES // 2**20} MB.")
-        data = path.read_bytes()
     except OSError as error:
         raise FluxFlexError(f"Cannot read reference image {path}: {error.strerror}") from None
-    from .images import decode_image  # numpy: a run without references (a cache hit) never loads it
+    from .image_files import ReferenceFile  # Pillow and numpy: a run without references (a cache hit) loads neither
 
-    return InputImage(decode_image(data, source=f"reference image {path}"))
+    return InputImage(ReferenceFile.open(path, label=f"reference image {path}"))
 
 
 def check_out_path(out: Path) -> None:

@@ -12,13 +12,14 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import ImageDecodeError, InvalidRequestError, ResultTooLargeError
 from .request import MEGAPIXEL, UPLOAD_FORMATS, InputImage, downscaled_size
+from .spooled_upload import SpooledUpload
 
 # Chosen by bench/bench_throughput.py (zlib_levels) on 4 MP images, 2 cores: on a photographic
 # image zlib level 1 takes 0.8-0.9 of the default level 6's time (0.46-0.55 s against 0.55-0.60 s)
@@ -52,17 +53,19 @@ def downscale_to_max_pixels(pixels: np.ndarray, max_pixels: int, *, label: str) 
     return Downscaled(np.asarray(resized), note)
 
 
-def upload_base64(image: InputImage, image_format: str) -> bytes:
+def upload_base64(image: InputImage, image_format: str) -> bytes | SpooledUpload:
     """The image encoded in `image_format`, as the base64 bytes a JSON body carries.
 
     Made once per image and format (kept with the image), however many batch items or retries
     send it. The encoder's output is turned into base64 as it comes, so the base64 is the only
-    whole copy of the file ever held.
+    whole copy of the file ever held. It is kept where the image is: an array's in memory, a
+    file's in a temporary file (eight 4 MP PNG references are about 100 MB of base64, more than
+    their pixels, which such an image never holds either).
     """
-    return image.derived(("upload", image_format), lambda: _encoded(image.pixels, image_format))
+    return image.derived(("upload", image_format), lambda: _encoded(image, image_format))
 
 
-def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[bytes]:
+def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[bytes | SpooledUpload]:
     """`upload_base64` of each image, the distinct ones encoded in parallel: Pillow's encoders
     release the GIL, so eight references take about the time of one on eight cores."""
     distinct = list({id(image): image for image in images}.values())
@@ -73,41 +76,42 @@ def upload_all_base64(images: Sequence[InputImage], image_format: str) -> list[b
     return [upload_base64(image, image_format) for image in images]
 
 
-def _encoded(pixels: np.ndarray, image_format: str) -> bytes:
-    """Pixels encoded for upload, in base64: PNG is lossless, JPEG and WebP are smaller and lossy."""
+def _encoded(image: InputImage, image_format: str) -> bytes | SpooledUpload:
+    """The image encoded for upload, in base64: PNG is lossless, JPEG and WebP are smaller and lossy."""
     if image_format not in UPLOAD_FORMATS:
         raise InvalidRequestError("upload_format", image_format, f"one of {', '.join(UPLOAD_FORMATS)}")
-    sink = _Base64Sink()
-    picture = Image.fromarray(pixels)
+    target: io.BytesIO | SpooledUpload = io.BytesIO() if image.in_memory else SpooledUpload()
+    sink = _Base64Sink(target)
+    picture = image.picture()
     if image_format == "png":
         picture.save(sink, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     elif image_format == "jpeg":
         picture.save(sink, format="JPEG", quality=JPEG_QUALITY)
     else:
         picture.save(sink, format="WEBP", quality=WEBP_QUALITY)
-    return sink.getvalue()
+    sink.finish()
+    return target.getvalue() if isinstance(target, io.BytesIO) else target  # BytesIO hands its buffer over uncopied
 
 
 class _Base64Sink:
-    """A write-only file that keeps what is written to it as base64, encoding each piece as it
+    """A write-only file that passes what is written to it on as base64, encoding each piece as it
     arrives (in whole 3-byte groups, carrying the rest over to the next piece)."""
 
-    def __init__(self) -> None:
-        self._encoded = io.BytesIO()
+    def __init__(self, target: io.BytesIO | SpooledUpload) -> None:
+        self._target = target
         self._carry = b""
 
     def write(self, data: bytes) -> int:
         joined = self._carry + bytes(data)
         whole = len(joined) - len(joined) % 3
-        self._encoded.write(base64.b64encode(joined[:whole]))
+        self._target.write(base64.b64encode(joined[:whole]))
         self._carry = joined[whole:]
         return len(data)
 
-    def getvalue(self) -> bytes:
-        """All of it, the padded last group included; BytesIO hands over its buffer without a copy."""
-        self._encoded.write(base64.b64encode(self._carry))
+    def finish(self) -> None:
+        """Write the padded last group."""
+        self._target.write(base64.b64encode(self._carry))
         self._carry = b""
-        return self._encoded.getvalue()
 
 
 def decode_data_uri(uri: str) -> bytes:
@@ -120,19 +124,23 @@ def decode_data_uri(uri: str) -> bytes:
 
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS, source: str = "the result") -> np.ndarray:
-    """Decode downloaded bytes to uint8 RGB, trusting only the bytes themselves.
+    """Decode downloaded bytes to uint8 RGB, trusting only the bytes themselves (see decode_picture)."""
+    return np.asarray(decode_picture(io.BytesIO(data), max_pixels=max_pixels, source=source))
+
+
+def _opened_picture(file: BinaryIO, *, max_pixels: int, source: str) -> Image.Image:
+    """An image file opened and checked from its header alone, none of its pixels decoded yet.
 
     The format is sniffed from the content (a URL's extension or a Content-Type header can lie),
-    the pixel count is checked from the header before any pixel is decoded, EXIF orientation
-    is applied and alpha is composited over white. `source` names the bytes in messages.
+    and the pixel count is checked before any pixel is decoded. `source` names the file in messages.
     """
     try:
-        picture = Image.open(io.BytesIO(data))
+        picture = Image.open(file)
     except Image.DecompressionBombError as error:
         raise ResultTooLargeError(f"{_capital(source)} is too large to decode safely: {error}") from None
     except (OSError, ValueError):
         # Its bytes are not quoted: they may come from a host the pack was never meant to read.
-        raise ImageDecodeError(f"{_capital(source)} is not an image ({len(data)} bytes in no image format).") from None
+        raise ImageDecodeError(f"{_capital(source)} is not an image (no image format Pillow reads).") from None
     if picture.format not in DECODABLE_FORMATS:
         raise ImageDecodeError(f"{_capital(source)} is a {picture.format} file; expected PNG, JPEG or WebP.")
     if picture.width * picture.height > max_pixels:
@@ -140,10 +148,17 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_DECODED_PIXELS, source: s
             f"{_capital(source)} claims {picture.width}x{picture.height} pixels, over the safety limit of "
             f"{max_pixels / MEGAPIXEL:g} MP; it was not decoded."
         )
+    return picture
+
+
+def decode_picture(file: BinaryIO, *, max_pixels: int = MAX_DECODED_PIXELS, source: str) -> Image.Image:
+    """An image file decoded to an upright RGB Pillow image: checked from its header first (format,
+    pixel count), EXIF orientation applied, alpha composited over white."""
+    picture = _opened_picture(file, max_pixels=max_pixels, source=source)
     try:
         picture.load()
         ImageOps.exif_transpose(picture, in_place=True)  # not a copy: an upright image is left as it is
-        return _picture_to_rgb(picture)
+        return _rgb_picture(picture)
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageDecodeError(f"{_capital(source)} is damaged and cannot be decoded: {error}") from None
 
@@ -152,14 +167,14 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _picture_to_rgb(picture: Image.Image) -> np.ndarray:
+def _rgb_picture(picture: Image.Image) -> Image.Image:
+    """The picture in 8-bit RGB: an RGB image as it is (not a copy), 16-bit grey by its high byte."""
     if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
         wide = np.asarray(picture, dtype=np.uint32)
-        return np.repeat((wide >> 8).clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        return Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8)).convert("RGB")
     if picture.mode == "P" and "transparency" in picture.info:
         picture = picture.convert("RGBA")
     if picture.mode in ("RGBA", "LA", "PA"):
         background = Image.new("RGBA", picture.size, (WHITE, WHITE, WHITE, 255))
         picture = Image.alpha_composite(background, picture.convert("RGBA"))
-    # One full-size image in Pillow and the array's bytes: an RGB image is not converted (a copy).
-    return np.asarray(picture if picture.mode == "RGB" else picture.convert("RGB"))
+    return picture if picture.mode == "RGB" else picture.convert("RGB")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Hashable, TypeVar
+from typing import TYPE_CHECKING, Callable, Hashable, Iterator, TypeVar
 
 from .errors import InvalidRequestError
 
-if TYPE_CHECKING:  # numpy only names the pixels' type here: a request without images never loads it
+if TYPE_CHECKING:  # numpy and Pillow only name the pixels' types here: a request without images never loads them
     import numpy as np
+    from PIL import Image
 
 MEGAPIXEL = 1024 * 1024
 SIZE_MULTIPLE = 16
@@ -101,11 +103,30 @@ MAX_INPUT_IMAGES = 8  # BFL's OpenAPI schema has input_image .. input_image_8
 T = TypeVar("T")
 
 
+FINGERPRINT_STRIP_ROWS = 64  # rows of a file's pixels hashed at a time: a strip, never a second whole copy
+
+
+class PixelSource(ABC):
+    """Pixels kept outside memory and decoded each time they are needed (a reference file the
+    command line read): eight 4 MP references held as arrays cost 96 MB before a byte is sent, and
+    a decoded copy lives only while one is fingerprinted or encoded."""
+
+    @property
+    @abstractmethod
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the upright image, known without decoding it again."""
+
+    @abstractmethod
+    def picture(self) -> Image.Image:
+        """The pixels decoded anew as an upright RGB Pillow image, the caller's to let go."""
+
+
 @dataclass(frozen=True)
 class InputImage:
-    """One image sent with the request (the image to edit or a reference), as uint8 RGB pixels."""
+    """One image sent with the request (the image to edit or a reference): uint8 RGB pixels held
+    as an array (what a node gets from ComfyUI), or a PixelSource that decodes them on demand."""
 
-    pixels: np.ndarray  # [H, W, 3] uint8, C-contiguous
+    source: np.ndarray | PixelSource  # an array is [H, W, 3] uint8, C-contiguous
     # What is computed from the pixels (the upload encoding per format, a downscaled copy), kept
     # with the image: seeded_requests copies requests, not images, so every batch item and every
     # retry that sends this image finds it made already.
@@ -121,12 +142,50 @@ class InputImage:
             return self._derived[key]  # type: ignore[return-value]
 
     @property
+    def in_memory(self) -> bool:
+        return not isinstance(self.source, PixelSource)
+
+    @property
     def width(self) -> int:
-        return int(self.pixels.shape[1])
+        return self.source.size[0] if isinstance(self.source, PixelSource) else int(self.source.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.pixels.shape[0])
+        return self.source.size[1] if isinstance(self.source, PixelSource) else int(self.source.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The pixel array's shape, (height, width, 3), decoded or not."""
+        return (self.height, self.width, 3) if isinstance(self.source, PixelSource) else tuple(self.source.shape)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The pixels as an array: the one held, or a fresh decoding the caller owns."""
+        if isinstance(self.source, PixelSource):
+            import numpy as np
+
+            return np.asarray(self.source.picture())
+        return self.source
+
+    def picture(self) -> Image.Image:
+        """The pixels as an RGB Pillow image (what encoders and pipelines take)."""
+        if isinstance(self.source, PixelSource):
+            return self.source.picture()
+        from PIL import Image
+
+        return Image.fromarray(self.source)
+
+    def pixel_bytes(self) -> Iterator[memoryview | bytes]:
+        """Every pixel's R, G, B bytes, row after row: the array's own memory when it is contiguous
+        (a copy only otherwise), a decoded file in strips."""
+        import numpy as np  # here, not at load: a request without images (a cache hit) never needs it
+
+        if not isinstance(self.source, PixelSource):
+            yield memoryview(np.ascontiguousarray(self.source)).cast("B")
+            return
+        picture = self.source.picture()
+        for top in range(0, picture.height, FINGERPRINT_STRIP_ROWS):
+            yield picture.crop((0, top, picture.width, min(top + FINGERPRINT_STRIP_ROWS, picture.height))).tobytes()
 
 
 @dataclass(frozen=True)

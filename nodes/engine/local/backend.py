@@ -15,7 +15,6 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from ..errors import CancelledError, FluxFlexError, InvalidRequestError
 from ..prepared import GenerationResult, PreparedRequest, RunHooks
@@ -109,7 +108,7 @@ def pipeline_arguments(request: FlexRequest, model: LocalModel, seed: int, devic
 
     return dict(
         prompt=request.prompt,
-        image=[Image.fromarray(image.pixels) for image in request.images] or None,
+        image=[image.picture() for image in request.images] or None,
         width=width,
         height=height,
         num_inference_steps=steps,

@@ -131,7 +131,7 @@ def multipart_form(request: FlexRequest, body: dict[str, Any]) -> dict[str, Any]
     data = {name: str(value).lower() if isinstance(value, bool) else str(value)
             for name, value in body.items() if name not in image_fields}
     mime = MIME_TYPES[request.upload_format]
-    files = [("image[]", (f"reference-{index + 1}.{request.upload_format}", base64.b64decode(encoded), mime))
+    files = [("image[]", (f"reference-{index + 1}.{request.upload_format}", base64.b64decode(bytes(encoded)), mime))
              for index, encoded in enumerate(upload_all_base64(list(request.images), request.upload_format))]
     return {"data": data, "files": files}
 

@@ -4,8 +4,9 @@
 100 MB, `.encode()` a second copy as bytes, beside the base64 strings themselves: about 4.9 times
 the pixels at the peak. Here the body is dumped with a short placeholder where each image goes,
 split at the placeholders, and sent as its pieces: the JSON text around the images, and each
-image's base64 exactly as `images.upload_base64` keeps it. The only whole copy of an image's data
-is that encoding, made once per image and format however many batch items or retries send it.
+image's base64 exactly as `images.upload_base64` keeps it (in memory, or in a temporary file for
+a reference read from a file). The only whole copy of an image's data is that encoding, made once
+per image and format however many batch items or retries send it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ..request import InputImage
+from ..spooled_upload import SpooledUpload
 
 ImageEncoder = Callable[[InputImage], str]  # what a provider's body carries for an image
 BodyBuilder = Callable[[ImageEncoder], dict[str, Any]]
@@ -28,7 +30,7 @@ class UploadBody:
     """The body's bytes in order, with its length for the Content-Length header (httpx then sends
     the pieces one after another, not chunked)."""
 
-    pieces: tuple[bytes, ...]
+    pieces: tuple[bytes | SpooledUpload, ...]
 
     @property
     def length(self) -> int:
@@ -40,6 +42,9 @@ class UploadBody:
         `buffer = buffer[n:]`), so a whole 17 MB image handed over at once costs a second 17 MB
         and quadratic copying."""
         for piece in self.pieces:
+            if isinstance(piece, SpooledUpload):
+                yield from piece.slices(SEND_SLICE)
+                continue
             view = memoryview(piece)
             for start in range(0, len(view), SEND_SLICE):
                 yield view[start:start + SEND_SLICE]
@@ -63,7 +68,7 @@ def build_upload_body(build: BodyBuilder, upload_format: str, *, data_uri: bool)
     text = json.dumps(build(placeholder))  # ASCII only: every placeholder appears as it was written
     uploads = upload_all_base64(images, upload_format)
     prefix = f"data:{MIME_TYPES[upload_format]};base64,".encode() if data_uri else b""
-    pieces: list[bytes] = []
+    pieces: list[bytes | SpooledUpload] = []
     for index, part in enumerate(re.split(f"flux-flex-image-{nonce}-(\\d+)", text)):
         if index % 2 == 0:
             pieces.append(part.encode())
