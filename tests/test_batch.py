@@ -22,9 +22,9 @@ def plan_by_seed(fake: FakeBfl, monkeypatch: pytest.MonkeyPatch, plans: dict[int
     """Give each task the plan for its seed, whatever order the threads submit in."""
     create = fake._create_task
 
-    def create_with_seed_plan(body):
+    def create_with_seed_plan(body, sizes):
         fake.plans.appendleft(plans.get(body["seed"], TaskPlan()))
-        return create(body)
+        return create(body, sizes)
 
     monkeypatch.setattr(fake, "_create_task", create_with_seed_plan)
 

@@ -93,28 +93,28 @@ class FakeBfl(LoopbackFake):
         problems = _validate(body)
         if problems:
             return Response.json({"detail": problems}, 422)
+        sizes = _input_sizes(body)  # before the task exists: its clock starts when the submit is answered
         with self._lock:
             active = sum(1 for t in self.tasks.values() if t.ready_at is None)
             if active >= ACTIVE_TASK_LIMIT:
                 return Response.json({"detail": "Too many active tasks"}, 429)
-            task = self._create_task(body)
+            task = self._create_task(body, sizes)
             self.peak_active = max(self.peak_active, active + 1)
             if self.after_create_script:
                 return self.after_create_script.popleft()
         polling_url = f"{self.cluster.url}/v1/get_result?id={task.id}"
-        in_mp = sum(billable(w * h) for w, h in _input_sizes(body))
+        in_mp = sum(billable(w * h) for w, h in sizes)
         out_mp = task.width * task.height / MEGAPIXEL
         cost = 5 + 5 * (billable(task.width * task.height) - 1) + 5 * in_mp
         return Response.json({
             "id": task.id, "polling_url": polling_url, "cost": float(cost),
-            "input_mp": round(sum(w * h for w, h in _input_sizes(body)) / MEGAPIXEL, 2), "output_mp": round(out_mp, 2),
+            "input_mp": round(sum(w * h for w, h in sizes) / MEGAPIXEL, 2), "output_mp": round(out_mp, 2),
         })
 
-    def _create_task(self, body: dict[str, Any]) -> _Task:
+    def _create_task(self, body: dict[str, Any], sizes: list[tuple[int, int]]) -> _Task:
         plan = self.next_plan(TaskPlan)
         width, height = body.get("width") or 0, body.get("height") or 0
         if not width or not height:
-            sizes = _input_sizes(body)
             width, height = sizes[0] if sizes else (1024, 768)
         task = _Task(str(uuid.uuid4()), body, plan, time.monotonic(), width=width, height=height)
         self.tasks[task.id] = task

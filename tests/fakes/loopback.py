@@ -65,6 +65,7 @@ class LoopbackServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1") -> None:
         self.handler = handler
         self.requests: list[Request] = []
+        self.handler_seconds = 0.0  # wall time spent answering, all requests together (the bench subtracts it)
         self._lock = threading.Lock()
         self._server = _Server((host, 0), self._make_handler_class())
         self._server.daemon_threads = True
@@ -105,7 +106,10 @@ class LoopbackServer:
                     body=self.rfile.read(length) if length else b"",
                 )
                 owner._record(request)
+                started = time.perf_counter()
                 response = owner.handler(request)
+                with owner._lock:
+                    owner.handler_seconds += time.perf_counter() - started
                 if response.hang_up:
                     self.close_connection = True
                     return
