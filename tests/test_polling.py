@@ -13,6 +13,8 @@ from comfyui_flux2_flex.nodes.engine.polling import (
     DENSE_INTERVAL,
     DURATIONS,
     FIRST_POLL_CAP,
+    MAX_AIM_MARGIN,
+    MIN_AIM_MARGIN,
     PROBE_DOWN,
     SPARSE_INTERVAL,
     DurationHistory,
@@ -93,6 +95,19 @@ def test_progress_beats_a_stale_expectation() -> None:
         10.0 + AIM_MARGIN)
 
 
+def test_the_margin_past_a_progress_prediction_narrows_while_tasks_are_found_there_and_widens_when_not() -> None:
+    margin = None
+    for _ in range(12):
+        margin = PollSchedule(10.0, WITH_PROGRESS, learnt_margin=margin).margin_after(found_finished=True)
+    assert margin == MIN_AIM_MARGIN
+    learnt = PollSchedule(10.0, WITH_PROGRESS, learnt_margin=margin)
+    assert learnt.next_delay(10.0, 1, predicted_total(10.0, 0.5)) == pytest.approx(10.0 + MIN_AIM_MARGIN)
+    assert learnt.next_delay(5.0, 1) == pytest.approx(5.0 + AIM_MARGIN), "a history-based aim keeps its margin"
+    assert learnt.margin_after(found_finished=False) == 2 * MIN_AIM_MARGIN
+    widest = PollSchedule(10.0, WITH_PROGRESS, learnt_margin=MAX_AIM_MARGIN)
+    assert widest.margin_after(found_finished=False) == MAX_AIM_MARGIN
+
+
 def test_an_overdue_task_is_polled_densely_then_backs_off() -> None:
     schedule = PollSchedule(10.0, WITHOUT_PROGRESS)
     assert schedule.next_delay(10.1, 2) == pytest.approx(DENSE_INTERVAL + 0.025)
@@ -165,6 +180,7 @@ def test_a_hundred_tasks_take_two_polls_each_and_the_estimate_does_not_drift(fak
     estimates = run_waves(fake_bfl, bfl, waves=10, per_wave=10, plan=TaskPlan(latency=LATENCY, visible_after=LAG))
     assert max(polls_per_task(fake_bfl).values()) <= 2
     assert len(fake_bfl.tasks) == 100
+    assert DURATIONS.aim_margin("bfl") == MIN_AIM_MARGIN, "the stand-in's progress is exact: it earns the least margin"
     assert all(abs(estimate - LATENCY) <= CLOSE for estimate in estimates), estimates
 
 

@@ -8,6 +8,12 @@ answer about the task (BFL answers "Task not found" just after a submit; a poll 
 or halfway to the expected finish, which catches early refusals and reads the progress; then one
 just after the predicted finish. Only a late task is polled densely.
 
+How far after a progress-based prediction that poll comes is learnt per provider: a task seen
+finished there narrows the margin for the next (down to what a loaded machine's timing errs by), a
+task not yet finished widens it. A provider whose progress predicts its finish closely is picked
+up within tens of milliseconds; one whose progress runs ahead of it costs an extra poll or two,
+until the margin covers it.
+
 The history records when each task really finished, not when the client noticed: a poll sees
 "not ready" at one moment and "ready" at a later one, and the finish lies between. Recording the
 moment it was seen would add the pickup delay to every estimate, so the next poll would come later
@@ -26,7 +32,11 @@ DENSE_INTERVAL = 0.25  # the pickup delay we accept once an image is overdue
 SPARSE_INTERVAL = 1.0  # used when nothing predicts the finish, and after an overrun
 MAX_INTERVAL = 30.0  # a very long task is still asked about this often (its progress refreshes the estimate)
 FIRST_POLL_CAP = 5.0  # a first poll of a long task comes no later than this: early refusals show early
-AIM_MARGIN = 0.1  # poll this long after the predicted finish (a progress-based prediction errs by tens of ms)
+AIM_MARGIN = 0.1  # poll this long after the predicted finish, until a progress-based margin is learnt
+MIN_AIM_MARGIN = 0.02  # seconds at any pace: what a loaded machine's scheduling and a round trip may err by
+MAX_AIM_MARGIN = 1.0  # a provider whose progress misleads is still aimed at no later than this past it
+AIM_NARROWING = 0.7  # a task seen finished at the aimed poll: the next margin is this fraction of it
+AIM_WIDENING = 2.0  # one not yet finished: the next margin is this multiple
 MIN_PROGRESS = 0.01  # a smaller progress reading (or none: 0) predicts too coarsely to aim at
 NARROW_INTERVAL = 2 * DENSE_INTERVAL  # "not ready" and "ready" this close: the midpoint is the finish
 PROBE_DOWN = 0.03  # without progress, a task seen ready on time is recorded this fraction earlier (see below)
@@ -40,6 +50,7 @@ class PollSchedule:
     expected_seconds: float | None = None
     timing: PollTiming = PollTiming()
     hidden_until: float | None = None  # recent tasks still answered "Task not found" this long after their submit
+    learnt_margin: float | None = None  # seconds past a progress-based prediction that recent tasks were found in
 
     def next_delay(self, elapsed: float, polls_so_far: int, predicted: float | None = None) -> float:
         """Seconds to wait before the next poll, `elapsed` seconds after the submit; `predicted` is
@@ -53,7 +64,20 @@ class PollSchedule:
         remaining = total - elapsed
         if remaining < 0:  # overdue: back off gradually to the sparse interval
             return pace * min(SPARSE_INTERVAL, DENSE_INTERVAL + 0.25 * -remaining / pace)
-        return min(pace * MAX_INTERVAL, remaining + pace * AIM_MARGIN)
+        margin = self.progress_margin if predicted is not None else pace * AIM_MARGIN
+        return min(pace * MAX_INTERVAL, remaining + margin)
+
+    @property
+    def progress_margin(self) -> float:
+        """Seconds past a progress-based prediction to poll at: the learnt margin, or the first one."""
+        return self.learnt_margin if self.learnt_margin is not None else self.timing.pace * AIM_MARGIN
+
+    def margin_after(self, found_finished: bool) -> float:
+        """The margin for the next task, once a poll aimed this margin past a prediction found the
+        task finished, or not yet."""
+        if found_finished:
+            return max(MIN_AIM_MARGIN, self.progress_margin * AIM_NARROWING)
+        return min(self.timing.pace * MAX_AIM_MARGIN, self.progress_margin * AIM_WIDENING)
 
     def _first_delay(self) -> float:
         """As soon as the task can be seen; halfway to an expected finish; or just after an expected
@@ -117,13 +141,23 @@ def finish_estimate(pending_at: float, pending_progress: float | None, ready_at:
 
 
 class DurationHistory:
-    """A running average of task durations per provider, shared by all tasks in the process, and
-    how long after a submit its tasks were still seen hidden ("Task not found")."""
+    """A running average of task durations per provider, shared by all tasks in the process, how
+    long after a submit its tasks were still seen hidden ("Task not found"), and the margin past a
+    progress-based prediction its tasks were found finished in (PollSchedule.margin_after)."""
 
     def __init__(self) -> None:
         self._averages: dict[str, float] = {}
         self._hidden: dict[str, float] = {}
+        self._margins: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def aim_margin(self, provider: str) -> float | None:
+        with self._lock:
+            return self._margins.get(provider)
+
+    def record_aim_margin(self, provider: str, seconds: float) -> None:
+        with self._lock:
+            self._margins[provider] = seconds
 
     def hidden_until(self, provider: str) -> float | None:
         with self._lock:
@@ -143,6 +177,7 @@ class DurationHistory:
         with self._lock:
             self._averages.clear()
             self._hidden.clear()
+            self._margins.clear()
 
     def record(self, provider: str, seconds: float) -> None:
         with self._lock:

@@ -305,7 +305,7 @@ def _poll_until_done(
     clock: it is asked at once and teaches the history nothing. Returns the finished update and the
     number of polls so far."""
     schedule = PollSchedule(DURATIONS.expected(provider.name), provider.poll_timing,
-                            DURATIONS.hidden_until(provider.name))
+                            DURATIONS.hidden_until(provider.name), DURATIONS.aim_margin(provider.name))
     deadline = started + settings.task_timeout_seconds
     accepted = time.monotonic()
     first = polls
@@ -315,8 +315,9 @@ def _poll_until_done(
     while True:
         asked_before = polls - first
         now = time.monotonic()
-        delay = schedule.next_delay(now - accepted, asked_before, pending.predicted()) if on_schedule or asked_before \
-            else 0.0
+        predicted = pending.predicted()
+        aimed = on_schedule and predicted is not None and predicted > now - accepted  # at a progress-based finish
+        delay = schedule.next_delay(now - accepted, asked_before, predicted) if on_schedule or asked_before else 0.0
         _wait(min(delay, max(0.0, deadline - now)), hooks, task)  # the last poll comes at the deadline
         asked = time.monotonic() - accepted
         try:
@@ -337,6 +338,8 @@ def _poll_until_done(
         else:
             if not update.done:
                 pending = _PendingAnswer(asked, update.progress)
+            if aimed:
+                DURATIONS.record_aim_margin(provider.name, schedule.margin_after(found_finished=update.done))
         polls += 1
         if update.done:
             if on_schedule:  # ready when the poll was sent, at `asked`: the way back is pickup, not task time
