@@ -123,5 +123,7 @@ def test_a_cache_hit_loads_nothing_it_does_not_use(bfl_env: FakeBfl, tmp_path: P
     loaded = set(completed.stdout.rpartition("loaded: ")[2].strip(" []\n").replace("'", "").split(", "))
     assert "nodes.engine.providers.bfl" in loaded  # the list is the real one
     assert sorted(loaded & set(NOT_ON_A_CACHE_HIT)) == []
-    with Image.open(tmp_path / "first.png") as first, Image.open(tmp_path / "hit.png") as again:
-        assert first.tobytes() == again.tobytes()
+    assert (tmp_path / "hit.png").read_bytes() == (tmp_path / "first.png").read_bytes(), "the stored file, as paid"
+    assert main([*command[:-3], str(tmp_path / "hit.jpg"), *command[-2:]]) == 0 and len(bfl_env.submits) == 1
+    with Image.open(tmp_path / "first.png") as first, Image.open(tmp_path / "hit.jpg") as converted:
+        assert converted.format == "JPEG" and converted.size == first.size

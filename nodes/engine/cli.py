@@ -277,7 +277,10 @@ def with_ctrl_c(action: Callable[[RunHooks], T]) -> T:
 def save_result(result: GenerationResult, out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        result.picture().save(out)  # in the format its name says (see SAVE_SUFFIXES)
+        if result.png_file is not None and out.suffix.lower() == ".png":
+            out.write_bytes(result.png_file)  # a cache hit's stored file: what saving would write, already made
+        else:
+            result.picture().save(out)  # in the format its name says (see SAVE_SUFFIXES)
     except (OSError, ValueError) as error:
         again = "" if result.from_cache else (
             f" The image was paid: fetch it again with `flux-flex recover {result.task_id} --out OTHER_FILE`.")

@@ -71,7 +71,8 @@ class GenerationResult:
 
     `image` holds the pixels as an array, or, for a result-cache hit, the image decoded from the
     stored PNG: `pixels` makes the array the first time a caller reads it (a node does), while the
-    command line saves `picture()` as it is, so a cache hit there never loads numpy."""
+    command line saves `picture()` as it is, so a cache hit there never loads numpy. A hit keeps
+    the stored file too (`png_file`), which is what saving the image as a PNG would write."""
 
     image: np.ndarray | Image.Image
     provider: str
@@ -84,6 +85,7 @@ class GenerationResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     seconds: float = 0.0
     from_cache: bool = False
+    png_file: bytes | None = None
 
     def report(self) -> str:
         """A short, human summary: what it cost, how large, which task."""

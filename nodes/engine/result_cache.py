@@ -63,7 +63,7 @@ class ResultCache:
             with PngImageFile(io.BytesIO(data)) as stored:
                 stored.load()  # decoded now, so a broken PNG is a miss; an array only if asked
             picture = stored if stored.mode == "RGB" else stored.convert("RGB")
-            result = _result_from_json(meta, picture)
+            result = replace(_result_from_json(meta, picture), png_file=data if picture is stored else None)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError) as error:  # Syntax: not a PNG
@@ -74,8 +74,10 @@ class ResultCache:
         return result
 
     def put(self, key: str, result: GenerationResult) -> None:
+        """Store the image as the PNG that saving it to a .png file writes (Pillow's defaults): a
+        hit then hands that file over as it is, as the paid run wrote it, with no encoding."""
         buffer = io.BytesIO()
-        result.picture().save(buffer, format="PNG", compress_level=1)
+        result.picture().save(buffer, format="PNG")
         data = buffer.getvalue()
         meta = {**_result_to_json(result), "png_bytes": len(data)}
         image_path, meta_path = self._paths(key)
@@ -110,7 +112,8 @@ class ResultCache:
 
 
 def _result_to_json(result: GenerationResult) -> dict:
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name not in ("image", "estimate")}
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+              if f.name not in ("image", "estimate", "png_file")}
     return {**fields, "notes": list(result.notes), "estimate": dataclasses.asdict(result.estimate)}
 
 
