@@ -102,7 +102,7 @@ NOT_ON_A_CACHE_HIT = ("numpy", "httpx._client", "torch", "nodes.engine.runner", 
                       "nodes.engine.providers.openrouter", "nodes.engine.providers.openai_gateway",
                       "nodes.engine.providers.upload_body", "nodes.engine.providers.tasks", "nodes.engine.polling",
                       "nodes.engine.request_lock",
-                      "concurrent.futures", "tempfile", "uuid", "PIL.JpegImagePlugin", "PIL.GifImagePlugin")
+                      "concurrent.futures", "tempfile", "shutil", "uuid", "PIL.JpegImagePlugin", "PIL.GifImagePlugin")
 
 
 def test_a_cache_hit_loads_nothing_it_does_not_use(bfl_env: FakeBfl, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ EXIT_FAILURE = 1
 # that format's plugin, where naming the format makes Pillow load five.
 SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 OUT_HELP = f"where to save the image ({', '.join(SAVE_SUFFIXES)}); checked before anything is paid"
+_TERMINAL_FALLBACK = 80  # columns of help text where no terminal says otherwise, as shutil assumes
 MAX_REFERENCE_BYTES = 256 * 1024 * 1024  # far above any photo; stops /dev/zero and the like
 CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is answered from disk, with no request "
                   "and no cost (off unless given); the journal of paid tasks is kept here too")
@@ -57,13 +58,35 @@ CACHE_DIR_HELP = ("keep results here: the same request with the same --seed is a
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Every command with its flags, or with `command` given, every command but only its flags: a
     run parses one command, and building the others' (some twenty each) costs a cache hit time."""
-    parser = argparse.ArgumentParser(prog="flux-flex", description="FLUX.2 [flex] from the command line.")
+    parser = argparse.ArgumentParser(prog="flux-flex", description="FLUX.2 [flex] from the command line.",
+                                     formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_flags) in _COMMANDS.items():
-        subparser = commands.add_parser(name, help=help_text)
+        subparser = commands.add_parser(name, help=help_text, formatter_class=_HelpFormatter)
         if command in (None, name):
             add_flags(subparser)
     return parser
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, argparse imports shutil
+    (and with it bz2 and lzma), 2 ms of every run, for help that a run never prints. The width is
+    found as shutil.get_terminal_size finds it (COLUMNS, else the terminal, else 80), less
+    argparse's margin of 2."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"]) or _TERMINAL_FALLBACK
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or _TERMINAL_FALLBACK
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+        return _TERMINAL_FALLBACK
 
 
 def _add_generate_flags(parser: argparse.ArgumentParser) -> None:
