@@ -120,6 +120,7 @@ def loopback_seconds(size: int) -> float:
 
 
 OVERHEAD_CASES = (("1 MP out + one 1 MP reference", 1024, 1), ("4 MP out + 8 x 4 MP references", 2048, 8))
+OVERHEAD_REQUESTS = 5  # per case and format: two swung the median by a tenth of the limit
 
 
 def overhead(bfl: FakeBfl, provider: BflProvider) -> None:
@@ -136,43 +137,44 @@ def overhead(bfl: FakeBfl, provider: BflProvider) -> None:
             bound = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in limits.items())
             print(f"client overhead, {label}, {upload_format} uploads: {spent / limit:.2f}x the limit "
                   f"({spent:.2f} s against {limit:.2f} s; {spent / LATENCY:.3f} of the {LATENCY:g} s task); "
-                  f"spent: {split} (the stand-in's share taken out); limit on {os.cpu_count()} cores: {bound}")
+                  f"spent (means): {split}; limit on {os.cpu_count()} cores: {bound}")
 
 
 def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references: int,
                      upload_format: str) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Median client seconds of two requests, where they went, and the limit's parts. The stand-in
-    runs in this process: the time its handlers take (json.loads of a 20 MB body, rendering a 4 MP
-    result) is the server's, not the client's, and is taken out of each request's wall time."""
+    """Median client seconds of OVERHEAD_REQUESTS requests, where they went (means), and the
+    limit's parts. The stand-in runs in this process: the time its handlers take (json.loads of a
+    20 MB body, rendering a 4 MP result) is the server's, not the client's, and is taken out of
+    each request's wall time and of the phase it falls in."""
     phases = Phases()
     decode = runner.decode_image
     provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
     runner.decode_image = phases.wrap("decode", decode)
-    requests = [request(size, seed, references, upload_format) for seed in range(1, 3)]
+    requests = [request(size, seed, references, upload_format) for seed in range(1, OVERHEAD_REQUESTS + 1)]
     first_task = len(bfl.tasks)
-    walls = []
+    walls, served = [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
     try:
         for req in requests:
-            served = stand_in_seconds(bfl)
+            before = [server.handler_seconds for server in bfl.servers]
             wall = timed_generate(bfl, provider, req)
-            walls.append(wall - (stand_in_seconds(bfl) - served))
+            spent = [server.handler_seconds - earlier for server, earlier in zip(bfl.servers, before)]
+            walls.append(wall - sum(spent))
+            served = [total + seconds for total, seconds in zip(served, spent)]
     finally:
         del provider.submit, provider.fetch  # back to the class's methods
         runner.decode_image = decode
     tasks = list(bfl.tasks.values())[first_task:]
     body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
+    count = len(requests)
     limits = {"encode": statistics.median(encode_limit(req) for req in requests),
               "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
-              "decode": phases.seconds["decode"] / len(requests)}
-    parts = {"submit (encode + upload)": phases.seconds["submit"] / len(requests),
+              "decode": phases.seconds["decode"] / count}
+    api, _, delivery = served
+    parts = {"submit (encode + upload)": (phases.seconds["submit"] - api) / count,
              "pickup": statistics.mean(t.ready_at - (t.created + t.plan.latency) for t in tasks),
-             "download": phases.seconds["download"] / len(requests), "decode": limits["decode"]}
+             "download": (phases.seconds["download"] - delivery) / count, "decode": limits["decode"],
+             "the stand-in, taken out": sum(served) / count}
     return statistics.median(walls) - LATENCY, parts, limits
-
-
-def stand_in_seconds(bfl: FakeBfl) -> float:
-    """Seconds the stand-in's servers have spent answering so far."""
-    return sum(server.handler_seconds for server in bfl.servers)
 
 
 def pickup(bfl: FakeBfl) -> None:
