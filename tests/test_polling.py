@@ -20,6 +20,7 @@ from comfyui_flux2_flex.nodes.engine.polling import (
     DurationHistory,
     PollSchedule,
     PollTiming,
+    aimed_finish,
     finish_estimate,
     predicted_total,
 )
@@ -106,6 +107,13 @@ def test_the_margin_past_a_progress_prediction_narrows_while_tasks_are_found_the
     assert learnt.margin_after(found_finished=False) == 2 * MIN_AIM_MARGIN
     widest = PollSchedule(10.0, WITH_PROGRESS, learnt_margin=MAX_AIM_MARGIN)
     assert widest.margin_after(found_finished=False) == MAX_AIM_MARGIN
+
+
+def test_a_reading_at_low_progress_is_placed_between_the_polls_sending_and_its_answer() -> None:
+    # A poll sent 1.00 s in and answered 1.04 s in read 1/8: the reading, and the prediction it
+    # makes, are placed at the midpoint, not 8 x 0.02 s early (a poll too soon) or late.
+    assert aimed_finish(1.0, 1.04, 0.125) == pytest.approx(1.02 / 0.125)
+    assert aimed_finish(1.0, 1.04, None) is None
 
 
 def test_an_overdue_task_is_polled_densely_then_backs_off() -> None:

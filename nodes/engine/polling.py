@@ -113,6 +113,16 @@ def predicted_total(elapsed: float, progress: float | None) -> float | None:
     return elapsed / progress
 
 
+def aimed_finish(asked: float, answered: float, progress: float | None) -> float | None:
+    """The finish to aim the next poll at, from a progress reading whose poll was sent `asked` and
+    answered `answered` seconds after the submit. The reading was taken in between, and a
+    prediction multiplies the error in that moment by one over the progress (eight times at an
+    eighth of the task): from the sending it comes early by up to that many round trips (a poll
+    too soon, then dense ones), from the arrival as late. The midpoint errs least either way; the
+    learnt margin covers the rest."""
+    return predicted_total((asked + answered) / 2, progress)
+
+
 def finish_estimate(pending_at: float, pending_progress: float | None, ready_at: float,
                     expected: float | None, narrow_interval: float = NARROW_INTERVAL) -> float:
     """When a task most likely finished, in seconds after its submit, seen not ready at

@@ -27,7 +27,7 @@ from .errors import SubmitOutcomeUnknown, TransientError
 from .images import decode_image
 from .interruptible import call_interruptibly
 from .journal import DELIVERED, EXPIRED, FAILED, JournalEntry, TaskJournal
-from .polling import DURATIONS, PollSchedule, finish_estimate, predicted_total
+from .polling import DURATIONS, PollSchedule, aimed_finish, finish_estimate
 # What a run starts from and hands back lives in prepared.py, which a result-cache hit can load
 # without this module's network, journal and image machinery; callers keep importing it from here.
 from .prepared import GenerationResult, PreparedRequest, RunHooks, RunSettings, prepare  # noqa: F401
@@ -337,7 +337,7 @@ def _poll_until_done(
             update = PollUpdate(done=False, status="retrying (the key was refused on a poll)", progress=progress)
         else:
             if not update.done:
-                pending = _PendingAnswer(asked, update.progress)
+                pending = _PendingAnswer(asked, update.progress, answered=time.monotonic() - accepted)
             if aimed:
                 DURATIONS.record_aim_margin(provider.name, schedule.margin_after(found_finished=update.done))
         polls += 1
@@ -358,13 +358,15 @@ def _poll_until_done(
 
 @dataclass(frozen=True)
 class _PendingAnswer:
-    """The latest poll answered "not ready": seconds after the submit it was sent, its progress."""
+    """The latest poll answered "not ready": seconds after the submit it was sent and answered,
+    and its progress."""
 
     at: float = 0.0
     progress: float | None = None
+    answered: float = 0.0
 
     def predicted(self) -> float | None:
-        return predicted_total(self.at, self.progress)
+        return aimed_finish(self.at, self.answered, self.progress)
 
 
 def _poll_once(task: SubmittedTask, provider: Provider, hooks: RunHooks, settings: RunSettings,
