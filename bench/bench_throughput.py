@@ -120,6 +120,7 @@ def loopback_seconds(size: int) -> float:
 
 
 OVERHEAD_CASES = (("1 MP out + one 1 MP reference", 1024, 1), ("4 MP out + 8 x 4 MP references", 2048, 8))
+OVERHEAD_FORMATS = ("png", "jpeg")
 OVERHEAD_REQUESTS = 5  # per case and format: two swung the median by a tenth of the limit
 
 
@@ -130,7 +131,7 @@ def overhead(bfl: FakeBfl, provider: BflProvider) -> None:
     1 MP out with one 1 MP reference, 4 MP out with eight 4 MP ones."""
     timed_generate(bfl, provider, request(512, 0))  # warm-up: connection and duration history
     for label, size, references in OVERHEAD_CASES:
-        for upload_format in ("png", "jpeg"):
+        for upload_format in OVERHEAD_FORMATS:
             spent, parts, limits = overhead_figures(bfl, provider, size, references, upload_format)
             limit = sum(limits.values())
             split = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in parts.items())
@@ -150,23 +151,24 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
     decode = runner.decode_image
     provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
     runner.decode_image = phases.wrap("decode", decode)
-    requests = [request(size, seed, references, upload_format) for seed in range(1, OVERHEAD_REQUESTS + 1)]
     first_task = len(bfl.tasks)
-    walls, served = [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
+    walls, encodes, served = [], [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
     try:
-        for req in requests:
+        for seed in range(1, OVERHEAD_REQUESTS + 1):  # each request made when it is sent, as a user's is
+            req = request(size, seed, references, upload_format)
             before = [server.handler_seconds for server in bfl.servers]
             wall = timed_generate(bfl, provider, req)
             spent = [server.handler_seconds - earlier for server, earlier in zip(bfl.servers, before)]
             walls.append(wall - sum(spent))
             served = [total + seconds for total, seconds in zip(served, spent)]
+            encodes.append(encode_limit(req))
     finally:
         del provider.submit, provider.fetch  # back to the class's methods
         runner.decode_image = decode
     tasks = list(bfl.tasks.values())[first_task:]
-    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
-    count = len(requests)
-    limits = {"encode": statistics.median(encode_limit(req) for req in requests),
+    body_bytes = sum(len(upload) for upload in upload_all_base64(req.images, upload_format))
+    count = len(walls)
+    limits = {"encode": statistics.median(encodes),
               "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
               "decode": phases.seconds["decode"] / count}
     api, _, delivery = served
@@ -501,7 +503,8 @@ def main() -> None:
         provider = BflProvider(base_url=bfl.api_url, api_key=ApiKey(bfl.api_key))
         connections = Connections(bfl)
         overhead(bfl, provider)
-        connections.report("9 images one after another (3 servers: API, polling, delivery)")
+        sent = 1 + len(OVERHEAD_CASES) * len(OVERHEAD_FORMATS) * OVERHEAD_REQUESTS  # the warm-up's too
+        connections.report(f"{sent} images one after another (3 servers: API, polling, delivery)")
         batch(bfl, provider)
         connections.report("1 image then a batch of 8 at once")
         long_tasks(bfl, provider)
