@@ -151,11 +151,11 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
     decode = runner.decode_image
     provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
     runner.decode_image = phases.wrap("decode", decode)
+    requests = [request(size, seed, references, upload_format) for seed in range(1, OVERHEAD_REQUESTS + 1)]
     first_task = len(bfl.tasks)
     walls, served = [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
     try:
-        for seed in range(1, OVERHEAD_REQUESTS + 1):  # each request made when it is sent, as a user's is
-            req = request(size, seed, references, upload_format)
+        for req in requests:  # back to back, as a queue of images runs: connections stay open between them
             before = [server.handler_seconds for server in bfl.servers]
             wall = timed_generate(bfl, provider, req)
             spent = [server.handler_seconds - earlier for server, earlier in zip(bfl.servers, before)]
@@ -165,11 +165,9 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
         del provider.submit, provider.fetch  # back to the class's methods
         runner.decode_image = decode
     tasks = list(bfl.tasks.values())[first_task:]
-    body_bytes = sum(len(upload) for upload in upload_all_base64(req.images, upload_format))
-    count = len(walls)
-    # On images made the same way, after the runs: measured between them, the pause would outlast
-    # the connections' keep-alive and change what the next run does.
-    encodes = [encode_limit(request(size, seed, references, upload_format)) for seed in range(1, count + 1)]
+    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
+    count = len(requests)
+    encodes = [encode_limit(req) for req in requests]
     limits = {"encode": statistics.median(encodes),
               "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
               "decode": phases.seconds["decode"] / count}
