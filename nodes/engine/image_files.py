@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -47,12 +48,13 @@ class ReferenceFile(PixelSource):
         pixels would differ from those fingerprinted, or those a batch's other items sent."""
         with _opened(self.path, self.label) as file:
             if _identity(os.fstat(file.fileno())) != self.identity:
-                raise FluxFlexError(f"{self.label[:1].upper()}{self.label[1:]} changed on disk while the command was using it, "
-                                    f"so it was not read again; run the command again.")
+                name = self.label[:1].upper() + self.label[1:]
+                raise FluxFlexError(f"{name} changed on disk while the command was using it, so it was not read "
+                                    "again; run the command again.")
             return decode_picture(file, source=self.label)
 
 
-def _opened(path: Path, label: str):
+def _opened(path: Path, label: str) -> BinaryIO:
     try:
         return path.open("rb")
     except OSError as error:

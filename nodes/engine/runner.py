@@ -65,8 +65,8 @@ def generate(
 
     With a journal, the accepted task is recorded before its first poll (under the run's lease,
     `owner`, and the request's `fingerprint`, which the caller computed before the submit: a
-    reference read from a file afterwards could have changed) and marked when it ends. With `resume`, no submit is sent: that recorded task of the
-    same request is polled instead.
+    reference read from a file afterwards could have changed) and marked when it ends. With
+    `resume`, no submit is sent: that recorded task of the same request is polled instead.
     """
     started = time.monotonic()
     notes = prepared.notes
