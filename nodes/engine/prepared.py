@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .providers.base import Provider
-
     from .providers.tasks import SubmittedTask
 
 ProgressCallback = Callable[[float | None, str], None]
