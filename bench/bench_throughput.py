@@ -152,10 +152,14 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
     provider.submit, provider.fetch = phases.wrap("submit", provider.submit), phases.wrap("download", provider.fetch)
     runner.decode_image = phases.wrap("decode", decode)
     requests = [request(size, seed, references, upload_format) for seed in range(1, OVERHEAD_REQUESTS + 1)]
+    count = len(requests)
+    encodes = [encode_limit(req) for req in requests]  # before the runs, on fresh copies: nothing is kept
+    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
     first_task = len(bfl.tasks)
     walls, served = [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
     try:
-        for req in requests:  # back to back, as a queue of images runs: connections stay open between them
+        while requests:  # back to back, as a queue of images runs: connections stay open between them
+            req = requests.pop(0)  # let go once sent, as a queue's runs are: its uploads with it
             before = [server.handler_seconds for server in bfl.servers]
             wall = timed_generate(bfl, provider, req)
             spent = [server.handler_seconds - earlier for server, earlier in zip(bfl.servers, before)]
@@ -165,9 +169,6 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
         del provider.submit, provider.fetch  # back to the class's methods
         runner.decode_image = decode
     tasks = list(bfl.tasks.values())[first_task:]
-    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
-    count = len(requests)
-    encodes = [encode_limit(req) for req in requests]
     limits = {"encode": statistics.median(encodes),
               "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
               "decode": phases.seconds["decode"] / count}
