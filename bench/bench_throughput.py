@@ -153,8 +153,11 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
     runner.decode_image = phases.wrap("decode", decode)
     requests = [request(size, seed, references, upload_format) for seed in range(1, OVERHEAD_REQUESTS + 1)]
     count = len(requests)
-    encodes = [encode_limit(req) for req in requests]  # before the runs, on fresh copies: nothing is kept
-    body_bytes = sum(len(upload) for upload in upload_all_base64(requests[0].images, upload_format))
+    # The encoding limit, on fresh copies (nothing is kept): before the runs on their images, and
+    # after them on images made the same way, so neither a cold nor a warm process sets it alone.
+    encodes = [encode_limit(req) for req in requests]
+    fresh = [InputImage(image.pixels) for image in requests[0].images]  # the run itself must encode its own
+    body_bytes = sum(len(upload) for upload in upload_all_base64(fresh, upload_format))
     first_task = len(bfl.tasks)
     walls, served = [], [0.0] * len(bfl.servers)  # the stand-in's seconds per server: API, polls, delivery
     try:
@@ -169,6 +172,7 @@ def overhead_figures(bfl: FakeBfl, provider: BflProvider, size: int, references:
         del provider.submit, provider.fetch  # back to the class's methods
         runner.decode_image = decode
     tasks = list(bfl.tasks.values())[first_task:]
+    encodes += [encode_limit(request(size, seed, references, upload_format)) for seed in range(1, count + 1)]
     limits = {"encode": statistics.median(encodes),
               "transfer": loopback_seconds(body_bytes) + loopback_seconds(len(render_result(size, size, 1, "png"))),
               "decode": phases.seconds["decode"] / count}
