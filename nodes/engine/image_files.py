@@ -17,7 +17,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from .errors import FluxFlexError
-from .images import decode_picture
+from .images import capitalised, decode_picture
 from .request import PixelSource
 
 FileIdentity = tuple[int, int, int, int]  # device, inode, size, modification time in ns
@@ -48,9 +48,8 @@ class ReferenceFile(PixelSource):
         pixels would differ from those fingerprinted, or those a batch's other items sent."""
         with _opened(self.path, self.label) as file:
             if _identity(os.fstat(file.fileno())) != self.identity:
-                name = self.label[:1].upper() + self.label[1:]
-                raise FluxFlexError(f"{name} changed on disk while the command was using it, so it was not read "
-                                    "again; run the command again.")
+                raise FluxFlexError(f"{capitalised(self.label)} changed on disk while the command was using it, so "
+                                    "it was not read again; run the command again.")
             return decode_picture(file, source=self.label)
 
 

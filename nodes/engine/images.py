@@ -137,15 +137,16 @@ def _opened_picture(file: BinaryIO, *, max_pixels: int, source: str) -> Image.Im
     try:
         picture = Image.open(file)
     except Image.DecompressionBombError as error:
-        raise ResultTooLargeError(f"{_capital(source)} is too large to decode safely: {error}") from None
+        raise ResultTooLargeError(f"{capitalised(source)} is too large to decode safely: {error}") from None
     except (OSError, ValueError):
         # Its bytes are not quoted: they may come from a host the pack was never meant to read.
-        raise ImageDecodeError(f"{_capital(source)} is not an image (no image format Pillow reads).") from None
+        size = file.seek(0, io.SEEK_END)
+        raise ImageDecodeError(f"{capitalised(source)} is not an image ({size} bytes in no image format).") from None
     if picture.format not in DECODABLE_FORMATS:
-        raise ImageDecodeError(f"{_capital(source)} is a {picture.format} file; expected PNG, JPEG or WebP.")
+        raise ImageDecodeError(f"{capitalised(source)} is a {picture.format} file; expected PNG, JPEG or WebP.")
     if picture.width * picture.height > max_pixels:
         raise ResultTooLargeError(
-            f"{_capital(source)} claims {picture.width}x{picture.height} pixels, over the safety limit of "
+            f"{capitalised(source)} claims {picture.width}x{picture.height} pixels, over the safety limit of "
             f"{max_pixels / MEGAPIXEL:g} MP; it was not decoded."
         )
     return picture
@@ -160,10 +161,11 @@ def decode_picture(file: BinaryIO, *, max_pixels: int = MAX_DECODED_PIXELS, sour
         ImageOps.exif_transpose(picture, in_place=True)  # not a copy: an upright image is left as it is
         return _rgb_picture(picture)
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"{_capital(source)} is damaged and cannot be decoded: {error}") from None
+        raise ImageDecodeError(f"{capitalised(source)} is damaged and cannot be decoded: {error}") from None
 
 
-def _capital(text: str) -> str:
+def capitalised(text: str) -> str:
+    """A message's subject (a file's label) as the start of a sentence."""
     return text[:1].upper() + text[1:]
 
 
