@@ -63,7 +63,7 @@ class ResultCache:
             with PngImageFile(io.BytesIO(data)) as stored:
                 stored.load()  # decoded now, so a broken PNG is a miss; an array only if asked
             picture = stored if stored.mode == "RGB" else stored.convert("RGB")
-            result = replace(_result_from_json(meta, picture), png_file=data if picture is stored else None)
+            result = _result_from_json(meta, picture, png_file=data if picture is stored else None)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError, SyntaxError) as error:  # Syntax: not a PNG
@@ -117,12 +117,14 @@ def _result_to_json(result: GenerationResult) -> dict:
     return {**fields, "notes": list(result.notes), "estimate": dataclasses.asdict(result.estimate)}
 
 
-def _result_from_json(meta: dict, picture: Image.Image) -> GenerationResult:
-    """The stored result; raises KeyError, TypeError or ValueError for an entry that is not one."""
+def _result_from_json(meta: dict, picture: Image.Image, *, png_file: bytes | None) -> GenerationResult:
+    """The stored result, `png_file` the stored file where it holds `picture` as it is; raises
+    KeyError, TypeError or ValueError for an entry that is not one."""
     estimate = meta.pop("estimate")
     estimate["breakdown"] = tuple(estimate["breakdown"])
     meta.pop("png_bytes")
     meta["notes"] = tuple(meta["notes"])
-    result = replace(GenerationResult(image=picture, estimate=CostEstimate(**estimate), **meta), from_cache=True)
+    result = replace(GenerationResult(image=picture, estimate=CostEstimate(**estimate), **meta), from_cache=True,
+                     png_file=png_file)
     result.report()  # every field a reader uses is of its kind
     return result
